@@ -1,0 +1,1 @@
+"""Thin `torch.nn.Module` and `torch.optim.Optimizer` wrappers that own parameters and call `refllm.ops`."""

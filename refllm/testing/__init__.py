@@ -1,0 +1,7 @@
+"""refllm's public correctness oracle: strategies, tolerances, checks and a pytest plugin."""
+
+from refllm.testing.compare import assert_close
+from refllm.testing.settings import load_profile, register_profiles
+from refllm.testing.tolerances import Tolerance, tolerance
+
+__all__ = ["assert_close", "load_profile", "register_profiles", "Tolerance", "tolerance"]
