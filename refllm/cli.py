@@ -1,13 +1,112 @@
-"""The ``refllm`` command line (being written: ``refllm demo``, ``refllm check ...``)."""
+"""The ``refllm`` command line (also ``python -m refllm``).
+
+    refllm check sdpa mypkg.attn:flash_attention --dtype bf16 --device cuda --examples 500
+    refllm check cross-entropy mypkg.losses:ce      (also: mse, optimizer CLASS --like adamw)
+    refllm demo        # PyTorch's own ops checked against refllm in float32
+
+Exit status: 0 when every check agrees, 1 on a disagreement, 2 on a usage error (an unknown
+option, a target that cannot be imported).
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+OPS = ("sdpa", "cross-entropy", "mse", "optimizer")
+DEMO = [  # (label, check name, target, extra keyword arguments)
+    ("F.scaled_dot_product_attention", "sdpa",
+     "torch.nn.functional:scaled_dot_product_attention", {}),
+    ("F.cross_entropy", "cross-entropy", "torch.nn.functional:cross_entropy", {}),
+    ("F.mse_loss", "mse", "torch.nn.functional:mse_loss", {}),
+    ("torch.optim.AdamW", "optimizer", "torch.optim:AdamW", {"like": "adamw"}),
+]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="refllm", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="check an implementation against refllm")
+    check.add_argument("op", choices=OPS)
+    check.add_argument("target", help="module:name of the function (or optimizer class)")
+    check.add_argument("--dtype", default="float32", help="float64, float32, bf16 or fp16")
+    check.add_argument("--device", default="cpu")
+    check.add_argument("--examples", type=int, default=None,
+                       help="examples to draw (default: the Hypothesis profile's)")
+    check.add_argument("--features", default=None,
+                       help="comma-separated features to exercise (default: all)")
+    check.add_argument("--seed", type=int, default=None)
+    check.add_argument("--like", default="adamw", choices=["gd", "sgd", "adam", "adamw"],
+                       help="for optimizer: the torch.optim class it imitates")
+    demo = sub.add_parser("demo", help="check PyTorch's own ops against refllm (float32)")
+    demo.add_argument("--examples", type=int, default=200)
+    demo.add_argument("--seed", type=int, default=0)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("refllm: the command line is being written", file=sys.stderr)
-    return 2
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    try:
+        if args.command == "demo":
+            return _demo(args)
+        return _check(args)
+    except ValueError as exc:  # an unimportable target, an unknown feature or dtype
+        print(f"refllm: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _check(args: argparse.Namespace) -> int:
+    from refllm.testing.checks import CHECKS
+    from refllm.testing.checks._engine import load
+    from refllm.testing.plugin import parse_dtype
+
+    dtype = parse_dtype(args.dtype)
+    load(args.target)  # fail early, with the reason, when the target cannot be imported
+    kwargs: dict[str, Any] = dict(dtype=dtype, device=args.device, examples=args.examples,
+                                  seed=args.seed, raise_on_failure=False)
+    if args.op == "optimizer":
+        kwargs["like"] = args.like
+    elif args.features is not None:
+        if args.op == "mse":
+            kwargs["reductions"] = _split(args.features)
+        else:
+            kwargs["features"] = _split(args.features)
+    report = CHECKS[args.op](args.target, **kwargs)
+    print(report)
+    return 0 if report.passed else 1
+
+
+def _split(text: str) -> list[str]:
+    return [f.strip() for f in text.split(",") if f.strip()]
+
+
+def _demo(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    import torch
+
+    from refllm.testing.checks import CHECKS
+
+    out(f"refllm demo: PyTorch {torch.__version__}'s own ops against refllm's float64 "
+        f"references, float32, {args.examples} examples each")
+    failed = 0
+    for label, op, target, extra in DEMO:
+        start = time.perf_counter()
+        report = CHECKS[op](target, dtype=torch.float32, examples=args.examples, seed=args.seed,
+                            raise_on_failure=False, **extra)
+        took = time.perf_counter() - start
+        verdict = "agrees" if report.passed else "DISAGREES"
+        out(f"  {label:<32} {verdict:<10} ({report.examples} examples, {took:.1f} s)")
+        if not report.passed:
+            failed += 1
+            out(str(report))
+    out("all agree" if not failed else f"{failed} disagreement(s)")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,135 @@
+"""SGD, Adam and AdamW as ``torch.optim.Optimizer`` subclasses built on refllm's pure update rules.
+
+Each ``step()`` gathers, per param group, the parameters whose ``.grad`` is not None, calls the fast
+rule of :mod:`refllm.ops.optim` on them (``sgd``, ``adam`` or ``adamw``), copies the new values into
+the parameters in place and stores the new state under the keys torch.optim uses
+(``'momentum_buffer'``; ``'step'`` as a 0-d float tensor, ``'exp_avg'``, ``'exp_avg_sq'``,
+``'max_exp_avg_sq'``). Parameters whose grad is None are untouched and get no state. State dicts
+have torch's structure, so a refllm optimizer loads torch's state dict and torch's loads refllm's.
+
+Deviations from torch.optim: no ``foreach``, ``fused``, ``capturable`` or ``differentiable`` options
+(the rules have one implementation, torch's for-loop one, on CPU or GPU alike); tensor
+learning rates and sparse or complex gradients are not supported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from refllm.ops.optim import adam, adamw, check_adam_hyper, check_sgd_hyper, sgd
+
+
+class _RuleOptimizer(torch.optim.Optimizer):
+    """An Optimizer whose update is a pure rule ``(params, grads, state, **hyper)``."""
+
+    def _rule(self, group: dict[str, Any]) -> tuple[Callable[..., Any], dict[str, Any]]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """One update of every parameter that has a gradient; returns ``closure()`` if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            rule, hyper = self._rule(group)
+            states = [self.state.get(p, {}) for p in params]
+            new_params, new_states = rule(params, [p.grad for p in params], states, **hyper)
+            for p, new_p, new_s in zip(params, new_params, new_states):
+                p.copy_(new_p)
+                if new_s:
+                    self.state[p].update(new_s)
+        return loss
+
+
+class SGD(_RuleOptimizer):
+    """Stochastic gradient descent with momentum, Nesterov and weight decay (torch.optim.SGD).
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    >>> opt = SGD([w], lr=0.5)
+    >>> w.grad = torch.tensor([1.0, 1.0])
+    >>> opt.step()
+    >>> w.tolist()
+    [0.5, -2.5]
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0,
+                 dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False, *,
+                 maximize: bool = False) -> None:
+        check_sgd_hyper(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
+                        weight_decay=weight_decay)
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("nesterov", False)
+            group.setdefault("maximize", False)
+
+    def _rule(self, group):
+        keys = ("lr", "momentum", "dampening", "nesterov", "weight_decay", "maximize")
+        return sgd, {k: group[k] for k in keys}
+
+
+class Adam(_RuleOptimizer):
+    """Adam (Kingma & Ba 2015) with L2 weight decay and AMSGrad (torch.optim.Adam).
+
+    ``decoupled_weight_decay=True`` makes it AdamW, as in torch.optim.Adam.
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
+                 decoupled_weight_decay: bool = False) -> None:
+        check_adam_hyper(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                        amsgrad=amsgrad, maximize=maximize,
+                        decoupled_weight_decay=decoupled_weight_decay)
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("amsgrad", False)
+            group.setdefault("maximize", False)
+            group.setdefault("decoupled_weight_decay", False)
+
+    def _rule(self, group):
+        keys = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize")
+        rule = adamw if group["decoupled_weight_decay"] else adam
+        return rule, {k: group[k] for k in keys}
+
+
+class AdamW(Adam):
+    """AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay (torch.optim.AdamW).
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+    >>> opt = AdamW([w], lr=0.1, weight_decay=0.5)
+    >>> w.grad = torch.tensor([0.0])
+    >>> opt.step()
+    >>> w.item()  # zero gradient: only the decay (1 - lr * weight_decay) acts
+    0.949999988079071
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *,
+                 maximize: bool = False) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         decoupled_weight_decay=True)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = True

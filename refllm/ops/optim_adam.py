@@ -1,0 +1,181 @@
+"""Adam and AdamW, as pure update rules.
+
+Adam (Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization", Algorithm 1), in PyTorch's
+form (``torch.optim.Adam``; g_t the gradient, t the step counted from 1)::
+
+    g_t ← −g_t                               if maximize
+    g_t ← g_t + λ θ_{t−1}                    (Adam: weight_decay λ as an L2 penalty, "coupled")
+    θ_{t−1} ← (1 − γ λ) θ_{t−1}              (AdamW: decoupled decay, instead of the line above)
+    m_t ← β₁ m_{t−1} + (1 − β₁) g_t
+    v_t ← β₂ v_{t−1} + (1 − β₂) g_t²
+    v_t^max ← max(v_{t−1}^max, v_t)          (amsgrad; v_t^max replaces v_t below)
+    θ_t ← θ_{t−1} − (γ / (1 − β₁^t)) · m_t / (√v_t / √(1 − β₂^t) + ε)
+
+AdamW: Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization", Algorithm 2 (lines 6-12).
+AMSGrad: Reddi, Kale & Kumar 2018, "On the Convergence of Adam and Beyond", Algorithm 2.
+
+Notation map (PyTorch → papers): ``lr`` γ is Kingma & Ba's α (and Loshchilov & Hutter's α·η_t);
+``betas`` (β₁, β₂), ``eps`` ε as in the papers; state ``exp_avg`` m, ``exp_avg_sq`` v,
+``max_exp_avg_sq`` v^max, ``step`` t; AdamW's ``weight_decay`` is Loshchilov & Hutter's λ/α (PyTorch
+multiplies it by lr, the paper by the schedule multiplier η_t alone).
+
+Deviations (PyTorch from the papers; our rules follow PyTorch):
+
+* ε is added to √v_t / √(1 − β₂^t), as in Algorithm 1, not to √v_t as in the "more efficient"
+  ordering of Kingma & Ba §2 (which uses ε̂ = ε √(1 − β₂^t)); ``adam_naive(...,
+  convention="paper")`` gives that §2 ordering: θ_t ← θ_{t−1} − α_t m_t / (√v_t + ε) with
+  α_t = γ √(1 − β₂^t) / (1 − β₁^t). The two agree when ε = 0.
+* AdamW's schedule multiplier η_t is folded into ``lr`` (use an LR schedule); the decay is γλθ.
+* AMSGrad keeps the maximum of the *uncorrected* v_t (torch 2.x) and still divides by
+  √(1 − β₂^t); Reddi et al. keep the max of v_t without any bias correction.
+* The step t is stored as a float tensor (``state['step']``), as torch.optim does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from refllm.ops.optim_sgd import Params, State, _elements, _tensor, check_lists, check_number
+
+
+def check_adam_hyper(*, lr: float, betas: tuple[float, float], eps: float,
+                     weight_decay: float) -> None:
+    """torch.optim.Adam's checks, each naming its argument."""
+    check_number("lr", lr)
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    check_number("betas[0]", betas[0], high=1.0, high_open=True)
+    check_number("betas[1]", betas[1], high=1.0, high_open=True)
+    check_number("eps", eps)
+    check_number("weight_decay", weight_decay)
+
+
+def _step_tensor(s: dict) -> Tensor:
+    """The stored step (0 on a fresh state) as torch.optim stores it: a 0-d float tensor."""
+    step = s.get("step")
+    if step is None:
+        dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+        return torch.tensor(0.0, dtype=dtype)
+    return step if isinstance(step, Tensor) else torch.tensor(float(step))
+
+
+def _div(a: float, b: float) -> float:
+    """a / b with IEEE semantics (0/0 = nan, x/0 = ±inf), as tensors divide."""
+    if b != 0:
+        return a / b
+    return math.nan if a == 0 or math.isnan(a) else math.copysign(math.inf, a) * math.copysign(1, b)
+
+
+def _adam_naive(params, grads, state, *, lr, betas, eps, weight_decay, amsgrad, maximize,
+                decoupled, convention):
+    if convention not in ("pytorch", "paper"):
+        raise ValueError(f"convention must be 'pytorch' or 'paper', got {convention!r}")
+    state = check_lists(params, grads, state)
+    check_adam_hyper(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    beta1, beta2 = betas
+    new_params, new_state = [], []
+    for p, g, s in zip(params, grads, state):
+        step = _step_tensor(s)
+        t = float(step) + 1
+        m, v, v_max = (_elements(s[k]) if k in s else [0.0] * p.numel()
+                       for k in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
+        bias1, bias2 = 1 - beta1**t, 1 - beta2**t
+        theta = _elements(p)
+        for i, dx in enumerate(_elements(g)):
+            d = -dx if maximize else dx
+            if decoupled:
+                theta[i] = theta[i] * (1 - lr * weight_decay)
+            else:
+                d = d + weight_decay * theta[i]
+            m[i] = beta1 * m[i] + (1 - beta1) * d
+            v[i] = beta2 * v[i] + (1 - beta2) * d * d
+            v_max[i] = max(v_max[i], v[i])
+            v_hat = v_max[i] if amsgrad else v[i]
+            if convention == "pytorch":
+                theta[i] = theta[i] - lr / bias1 * _div(m[i], math.sqrt(v_hat) / math.sqrt(bias2)
+                                                         + eps)
+            else:
+                alpha_t = lr * math.sqrt(bias2) / bias1
+                theta[i] = theta[i] - alpha_t * _div(m[i], math.sqrt(v_hat) + eps)
+        new = dict(s, step=torch.tensor(t, dtype=step.dtype), exp_avg=_tensor(m, p),
+                   exp_avg_sq=_tensor(v, p))
+        if amsgrad:
+            new["max_exp_avg_sq"] = _tensor(v_max, p)
+        new_params.append(_tensor(theta, p))
+        new_state.append(new)
+    return new_params, new_state
+
+
+def adam_naive(params: Params, grads: Params, state: Sequence[dict] | None = None, *,
+               lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+               weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False,
+               convention: str = "pytorch") -> tuple[list[Tensor], State]:
+    """Adam (Kingma & Ba 2015, Algorithm 1) element by element; weight decay as an L2 penalty.
+
+    ``convention="paper"`` uses Kingma & Ba §2's ordering (ε added to √v_t, step α_t).
+    """
+    return _adam_naive(params, grads, state, lr=lr, betas=betas, eps=eps,
+                       weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
+                       decoupled=False, convention=convention)
+
+
+def adamw_naive(params: Params, grads: Params, state: Sequence[dict] | None = None, *,
+                lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False,
+                convention: str = "pytorch") -> tuple[list[Tensor], State]:
+    """AdamW (Loshchilov & Hutter 2019, Algorithm 2) element by element: θ ← (1 − γλ)θ first."""
+    return _adam_naive(params, grads, state, lr=lr, betas=betas, eps=eps,
+                       weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
+                       decoupled=True, convention=convention)
+
+
+def _adam(params, grads, state, *, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled):
+    """torch.optim.Adam's for-loop path, operation for operation, on fresh tensors."""
+    state = check_lists(params, grads, state)
+    check_adam_hyper(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    beta1, beta2 = betas
+    new_params, new_state = [], []
+    for p, g, s in zip(params, grads, state):
+        step = _step_tensor(s) + 1
+        g = -g if maximize else g
+        if weight_decay != 0:
+            if decoupled:
+                p = p.mul(1 - lr * weight_decay)
+            else:
+                g = g.add(p, alpha=weight_decay)
+        m = s["exp_avg"].lerp(g, 1 - beta1) if "exp_avg" in s else torch.zeros_like(p).lerp_(
+            g, 1 - beta1)
+        v = s["exp_avg_sq"].mul(beta2) if "exp_avg_sq" in s else torch.zeros_like(p)
+        v.addcmul_(g, g, value=1 - beta2)
+        t = step.item()
+        bias1, bias2_sqrt = 1 - beta1**t, (1 - beta2**t) ** 0.5
+        new = dict(s, step=step, exp_avg=m, exp_avg_sq=v)
+        if amsgrad:
+            old_max = s.get("max_exp_avg_sq")
+            v = new["max_exp_avg_sq"] = v.clone() if old_max is None else torch.maximum(old_max, v)
+        denom = (v.sqrt() / bias2_sqrt).add_(eps)
+        new_params.append(p.addcdiv(m, denom, value=-(lr / bias1)))
+        new_state.append(new)
+    return new_params, new_state
+
+
+def adam(params: Params, grads: Params, state: Sequence[dict] | None = None, *,
+         lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+         weight_decay: float = 0.0, amsgrad: bool = False,
+         maximize: bool = False) -> tuple[list[Tensor], State]:
+    """Adam on whole tensors: torch.optim.Adam's rule (L2 weight decay), inputs left untouched."""
+    return _adam(params, grads, state, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                 amsgrad=amsgrad, maximize=maximize, decoupled=False)
+
+
+def adamw(params: Params, grads: Params, state: Sequence[dict] | None = None, *,
+          lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+          weight_decay: float = 1e-2, amsgrad: bool = False,
+          maximize: bool = False) -> tuple[list[Tensor], State]:
+    """AdamW on whole tensors: torch.optim.AdamW's rule (decoupled decay), inputs left untouched."""
+    return _adam(params, grads, state, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                 amsgrad=amsgrad, maximize=maximize, decoupled=True)

@@ -1,0 +1,43 @@
+"""refllm as a correctness oracle: check another implementation against refllm's references.
+
+Each check takes an implementation with PyTorch's signature (no adapter), lets Hypothesis search
+for an input where it disagrees with refllm's float64 reference (values and gradients), shrinks it
+and returns a `Report` (or raises `OracleFailure` holding it)::
+
+    report = check_sdpa(my_attention, dtype=torch.bfloat16, device="cuda", examples=500)
+"""
+
+from refllm.testing.checks.losses import (
+    CROSS_ENTROPY_FEATURES,
+    check_cross_entropy,
+    check_mse,
+)
+from refllm.testing.checks.optim import check_optimizer
+from refllm.testing.checks.policy import Verdict, compare, low_precision_bound
+from refllm.testing.checks.report import Discrepancy, OracleFailure, PropertyResult, Report
+from refllm.testing.checks.sdpa import SDPA_FEATURES, check_sdpa
+
+CHECKS = {
+    "sdpa": check_sdpa,
+    "cross-entropy": check_cross_entropy,
+    "mse": check_mse,
+    "optimizer": check_optimizer,
+}
+"""The checks by the name the CLI and the pytest plugin use."""
+
+__all__ = [
+    "CHECKS",
+    "CROSS_ENTROPY_FEATURES",
+    "SDPA_FEATURES",
+    "Discrepancy",
+    "OracleFailure",
+    "PropertyResult",
+    "Report",
+    "Verdict",
+    "check_cross_entropy",
+    "check_mse",
+    "check_optimizer",
+    "check_sdpa",
+    "compare",
+    "low_precision_bound",
+]

@@ -1,0 +1,211 @@
+"""The check engine: Hypothesis draws inputs, a spec judges each one, the shrunk failure is kept.
+
+A *spec* (one per op: :mod:`.sdpa`, :mod:`.losses`, ...) knows how to draw an example, how to judge
+the user's implementation on it (a list of `Outcome`, one per property) and how to write a repro
+snippet. The engine runs the Hypothesis search with the active settings profile (or an explicit
+number of examples; ``seed`` makes the run reproducible), lets Hypothesis shrink the first
+disagreement to a minimal example, and builds the `Report` from the last failing call, which is
+Hypothesis' final replay of the shrunk example.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import hypothesis
+from hypothesis import HealthCheck, Verbosity, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Flaky
+
+from refllm.testing.checks.policy import Verdict
+from refllm.testing.checks.report import (
+    Discrepancy,
+    OracleFailure,
+    PropertyResult,
+    Report,
+)
+
+
+@dataclasses.dataclass
+class Outcome:
+    """The judgement of one property on one example."""
+
+    property: str
+    passed: bool
+    message: str = ""
+    verdict: Verdict | None = None
+
+
+class Spec(Protocol):
+    """What the engine needs from an op's check."""
+
+    op: str
+    properties: list[str]  # display order; outcomes for other names are appended as seen
+
+    def strategy(self) -> st.SearchStrategy: ...
+
+    def evaluate(self, drawn: Any) -> list[Outcome]: ...
+
+    def snippet(self, drawn: Any, failed: list[str]) -> str: ...
+
+    def case_of(self, drawn: Any) -> Any: ...
+
+
+class _Disagreement(AssertionError):
+    pass
+
+
+def resolve(target: Any) -> tuple[Any, str]:
+    """``(object, "module:name")`` for a callable/class or a ``"module:name"`` string.
+
+    The name is ``""`` when the object cannot be imported back by name (a lambda, a local function):
+    the repro snippet then asks the user to define ``fn`` themselves.
+    """
+    if isinstance(target, str):
+        return load(target), target
+    mod, qual = getattr(target, "__module__", None), getattr(target, "__qualname__", None)
+    if mod and qual and "<" not in qual:
+        try:
+            if _getattr_path(importlib.import_module(mod), qual) is target:
+                return target, f"{mod}:{qual}"
+        except (ImportError, AttributeError):
+            pass
+    return target, ""
+
+
+def load(spec: str) -> Any:
+    """Import ``"package.module:attr.path"``; `ValueError` with a clear message when impossible."""
+    if ":" not in spec:
+        raise ValueError(f"target must be written 'module:name', got {spec!r}")
+    mod, _, qual = spec.partition(":")
+    try:
+        module = importlib.import_module(mod)
+    except Exception as exc:  # an import error, or an error raised while importing
+        raise ValueError(f"cannot import module {mod!r} of target {spec!r}: {exc}") from exc
+    try:
+        return _getattr_path(module, qual)
+    except AttributeError as exc:
+        raise ValueError(f"module {mod!r} has no attribute {qual!r} (target {spec!r})") from exc
+
+
+def _getattr_path(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def import_lines(name: str, alias: str = "fn") -> str:
+    """Snippet lines that bind ``alias`` to the user's object (or a placeholder to fill in)."""
+    if not name:
+        return (f"{alias} = None  # TODO: your implementation here (it could not be imported "
+                "by name)")
+    mod, _, qual = name.partition(":")
+    if "." in qual:
+        return f"import {mod}\n{alias} = {mod}.{qual}"
+    return f"from {mod} import {qual} as {alias}"
+
+
+def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | None,
+        seed: int | None, raise_on_failure: bool, features: tuple[str, ...] = ()) -> Report:
+    """Search for a disagreement; return (or raise, as `OracleFailure`) the `Report`."""
+    rows = {name: PropertyResult(name) for name in spec.properties}
+    state: dict[str, Any] = {"examples": 0, "failing": None, "failed_once": False}
+
+    def search(drawn: Any) -> None:
+        outcomes = spec.evaluate(drawn)
+        searching = not state["failed_once"]  # shrinking calls are not counted as examples
+        state["examples"] += searching
+        for o in outcomes:
+            row = rows.setdefault(o.property, PropertyResult(o.property))
+            row.examples += searching
+            row.failures += searching and not o.passed
+        failed = [o for o in outcomes if not o.passed]
+        if failed:
+            state["failed_once"] = True
+            state["failing"] = (drawn, failed)
+            raise _Disagreement(", ".join(o.property for o in failed))
+
+    test = given(spec.strategy())(search)
+    test = settings(_settings(examples, seed))(test)
+    if seed is not None:
+        test = hypothesis.seed(seed)(test)
+    report = Report(op=spec.op, target=target, dtype=dtype, device=str(device), seed=seed,
+                    features=tuple(features))
+    try:
+        with hermetic_generation():
+            test()
+    except _Disagreement:
+        pass
+    except Flaky as exc:
+        report.note = f"the failure did not reproduce on replay (non-deterministic?): {exc}"
+    report.examples = state["examples"]
+    report.properties = list(rows.values())
+    if state["failing"] is not None:
+        drawn, failed = state["failing"]
+        report.discrepancies = [Discrepancy(o.property, o.message, o.verdict) for o in failed]
+        for o in failed:
+            rows[o.property].failed_when_shrunk = True
+        report.case = spec.case_of(drawn)
+        report.snippet = spec.snippet(drawn, [o.property for o in failed])
+    if raise_on_failure and not report.passed:
+        raise OracleFailure(report)
+    return report
+
+
+@contextlib.contextmanager
+def hermetic_generation() -> Iterator[None]:
+    """Make what Hypothesis draws depend on the seed only, not on the calling program.
+
+    Hypothesis (>= 6.13x) sometimes draws an integer or float from a pool of constants it collects
+    from the source of every *local* module in ``sys.modules`` (``_get_local_constants`` in
+    ``hypothesis.internal.conjecture.providers``). So the same ``seed`` drew different examples
+    from a script (whose own constants, e.g. ``400``, joined the pool) and from ``python -c``.
+    Within this block the local pool is empty (Hypothesis' global constants still apply); if a
+    future Hypothesis moves these internals, this degrades to a no-op.
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+        original, cache = providers._get_local_constants, providers.CONSTANTS_CACHE
+        empty = providers.Constants()
+    except (ImportError, AttributeError):  # pragma: no cover - other Hypothesis versions
+        yield
+        return
+    cache.cache.clear()
+    providers._get_local_constants = lambda: empty
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        cache.cache.clear()
+
+
+def _settings(examples: int | None, seed: int | None) -> settings:
+    current = settings()  # the active profile (refllm's, or the user's own)
+    kwargs: dict[str, Any] = dict(
+        deadline=None, database=None, verbosity=Verbosity.quiet, report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck), print_blob=False,
+    )
+    if examples is not None:
+        if examples < 1:
+            raise ValueError(f"examples must be a positive number of examples, got {examples!r}")
+        kwargs["max_examples"] = examples
+    if seed is not None:
+        kwargs["derandomize"] = False
+    return settings(current, **kwargs)
+
+
+def call_guarded(fn: Callable[[], Any]) -> tuple[Any, BaseException | None]:
+    """Run ``fn``; return ``(result, None)`` or ``(None, exception)``."""
+    try:
+        return fn(), None
+    except Exception as exc:  # the user's code may raise anything
+        return None, exc
+
+
+def describe_exception(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]

@@ -1,0 +1,103 @@
+"""`check_cross_entropy` and `check_mse`: functions with the signatures of ``F.cross_entropy``
+and ``F.mse_loss``.
+
+    cross-entropy  L = -sum_c y_c log softmax(x)_c   (weights, ignore_index, label smoothing)
+    MSE            L = (1 / N) sum_i (x_i - y_i)^2
+
+The function is called as PyTorch's op is, ``fn(input, target, **kwargs)`` with non-default
+keywords only, and compared with :func:`refllm.ops.losses.cross_entropy` /
+:func:`refllm.ops.losses.mse_loss` run in float64: the loss, and the gradient wrt ``input`` (and,
+for MSE, wrt ``target``) under a random upstream gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+
+from refllm.testing.case import Case
+from refllm.testing.checks._engine import resolve, run
+from refllm.testing.checks._function import FunctionSpec
+from refllm.testing.checks.report import Report
+from refllm.testing.checks.sdpa import features_of
+from refllm.testing.tolerances import LOW_PRECISION_NOISE_FACTOR
+
+CROSS_ENTROPY_FEATURES = ("k_dims", "index_targets", "prob_targets", "weights", "ignore_index",
+                          "label_smoothing", "extreme_logits")
+"""What `check_cross_entropy` exercises by default (all of them): inputs with extra dimensions
+``(b, c, d1, ...)`` ("k_dims"), class-index and class-probability targets, class ``weight``,
+``ignore_index``, ``label_smoothing`` and logits up to +-1e4 ("extreme_logits")."""
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def cross_entropy_floors(case: Case, out: torch.Tensor, g: torch.Tensor | None,
+                         dtype: torch.dtype) -> dict[str, float]:
+    """Rounding noise of d loss / d input = g * w * (softmax(x) - y) where it cancels to 0.
+
+    Where ``softmax(x)`` equals the (smoothed) target the exact gradient is 0, but a same-dtype
+    computation of the difference of two terms of size up to ``|g| * w`` leaves about one ulp of
+    them, which no rounding of the (zero) reference shows.
+    """
+    if g is None or g.numel() == 0:
+        return {}
+    weight = case.kwargs.get("weight")
+    w = float(weight.abs().max()) if isinstance(weight, torch.Tensor) else 1.0
+    noise = LOW_PRECISION_NOISE_FACTOR * torch.finfo(dtype).eps * float(g.abs().max()) * w
+    return {"grad wrt input": noise}
+
+
+def check_cross_entropy(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float32,
+                        device: str = "cpu", examples: int | None = None,
+                        features: Iterable[str] | None = None,
+                        reductions: Sequence[str] = REDUCTIONS, grads: bool = True,
+                        seed: int | None = None, max_size: int = 6, naive: bool = False,
+                        raise_on_failure: bool = True) -> Report:
+    """Check ``fn`` (or ``"module:name"``) against refllm's cross-entropy.
+
+    ``features``: which of :data:`CROSS_ENTROPY_FEATURES` to exercise (default: all; at least one
+    of "index_targets" and "prob_targets"); ``reductions``: which reductions to draw. The other
+    parameters are those of `refllm.testing.checks.check_sdpa`.
+    """
+    from refllm.ops import losses
+    from refllm.testing.strategies.losses import cross_entropy_cases
+
+    chosen = features_of(features, CROSS_ENTROPY_FEATURES, "cross-entropy")
+    fn, target = resolve(fn)
+    cases = cross_entropy_cases(dtype=torch.float64, reductions=tuple(reductions),
+                                max_size=max_size,
+                                **{f: f in chosen for f in CROSS_ENTROPY_FEATURES})
+    spec = FunctionSpec(
+        op="cross-entropy", fn=fn, target=target, reference=losses.cross_entropy,
+        reference_name="refllm.ops.losses:cross_entropy", cases=cases,
+        grad_inputs={"input": 0}, dtype=dtype, device=device, grads=grads,
+        naive=losses.cross_entropy_naive if naive else None, floors=cross_entropy_floors,
+    )
+    return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
+               seed=seed, raise_on_failure=raise_on_failure, features=chosen)
+
+
+def check_mse(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float32,
+              device: str = "cpu", examples: int | None = None,
+              reductions: Sequence[str] = REDUCTIONS, grads: bool = True, seed: int | None = None,
+              max_size: int = 6, naive: bool = False, raise_on_failure: bool = True) -> Report:
+    """Check ``fn`` (or ``"module:name"``) against refllm's mean squared error.
+
+    Gradients are compared wrt both ``input`` and ``target``; ``reductions`` picks the reductions
+    drawn. The other parameters are those of `refllm.testing.checks.check_sdpa`.
+    """
+    from refllm.ops import losses
+    from refllm.testing.strategies.losses import mse_cases
+
+    fn, target = resolve(fn)
+    spec = FunctionSpec(
+        op="mse", fn=fn, target=target, reference=losses.mse_loss,
+        reference_name="refllm.ops.losses:mse_loss",
+        cases=mse_cases(dtype=torch.float64, reductions=tuple(reductions), max_size=max_size),
+        grad_inputs={"input": 0, "target": 1}, dtype=dtype, device=device, grads=grads,
+        naive=losses.mse_loss_naive if naive else None,
+    )
+    return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
+               seed=seed, raise_on_failure=raise_on_failure, features=tuple(reductions))

@@ -1,0 +1,188 @@
+"""`check_optimizer`: any ``torch.optim.Optimizer`` class against refllm's update rules.
+
+    sgd:   b <- mu b + (1 - dampening) g;  p <- p - lr b        (with weight decay, nesterov)
+    adam:  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
+           p <- p - lr m_hat / (sqrt(v_hat) + eps)               (Kingma & Ba 2015, Alg. 1)
+    adamw: adam with decoupled weight decay p <- p (1 - lr wd)  (Loshchilov & Hutter 2019, Alg. 2)
+
+Hypothesis draws an `OptimizerProblem` (:mod:`refllm.testing.strategies.optim`): parameters, param
+groups with hyper-parameters, and a gradient per parameter per step (some None), and sometimes a
+step at which the optimizer's ``state_dict`` is saved and loaded into a fresh optimizer. The
+user's class runs it in the checked dtype; refllm's pure rule (:mod:`refllm.ops.optim`) runs the
+same problem upcast to float64. Every parameter is compared after every step ("parameters"), and
+every state entry whose key both keep, as torch.optim keys them ("state 'exp_avg'", ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from hypothesis import strategies as st
+
+from refllm.testing.case import to_source
+from refllm.testing.checks._engine import (
+    Outcome,
+    call_guarded,
+    describe_exception,
+    import_lines,
+    resolve,
+    run,
+)
+from refllm.testing.checks.policy import LOW_PRECISION, Verdict, compare
+from refllm.testing.checks.report import Report
+
+LIKES = ("gd", "sgd", "adam", "adamw")
+
+
+@dataclasses.dataclass
+class OptimizerSpec:
+    op: str
+    cls: Callable[..., torch.optim.Optimizer]
+    target: str
+    like: str
+    dtype: torch.dtype
+    device: str
+    problems: st.SearchStrategy
+    properties: list[str] = dataclasses.field(
+        default_factory=lambda: ["raises on valid input", "parameters"])
+
+    def strategy(self) -> st.SearchStrategy:
+        return self.problems
+
+    def case_of(self, problem: Any) -> Any:
+        return _cast(problem, self.dtype, "cpu")
+
+    def _rule(self) -> Callable[..., Any]:
+        from refllm.ops import optim
+
+        return getattr(optim, self.like)
+
+    def evaluate(self, problem: Any) -> list[Outcome]:
+        lp = _cast(problem, self.dtype, "cpu")
+        expected = _cast(lp, torch.float64, "cpu").run_rule(self._rule())
+        actual, exc = call_guarded(lambda: _cast(lp, self.dtype, self.device).run(self.cls))
+        if exc is not None:
+            return [Outcome("raises on valid input", False, describe_exception(exc))]
+        plain: dict[str, Any] = {}
+
+        def plain_traj() -> Any:
+            if "t" not in plain:
+                plain["t"] = lp.run_rule(self._rule())
+            return plain["t"]
+
+        outcomes = [Outcome("raises on valid input", True)]
+        outcomes.append(_judge_series("parameters", actual.params, expected.params, self.dtype,
+                                      lambda k, i: plain_traj().params[k][i]))
+        keys = sorted({key for step in expected.states for s in step for key in s})
+        for key in keys:
+            outcomes.append(_judge_series(
+                f"state {key!r}", _state(actual.states, key), _state(expected.states, key),
+                self.dtype, lambda k, i, key=key: _state(plain_traj().states, key)[k][i]))
+        return outcomes
+
+    def snippet(self, problem: Any, failed: list[str]) -> str:
+        lp = _cast(problem, self.dtype, "cpu")
+        return SNIPPET.format(
+            target=self.target or repr(self.cls), failed=", ".join(failed),
+            import_cls=import_lines(self.target, "Optimizer"), like=self.like,
+            problem=lp.snippet(), dtype=self.dtype, device=self.device,
+        )
+
+
+def _cast(problem: Any, dtype: torch.dtype, device: str) -> Any:
+    def conv(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.detach().to(device=device, dtype=dtype)
+
+    return dataclasses.replace(problem, params=[conv(p) for p in problem.params],
+                               grads=[[conv(g) for g in row] for row in problem.grads])
+
+
+def _state(states: list[list[dict[str, Any]]], key: str) -> list[list[torch.Tensor | None]]:
+    return [[torch.as_tensor(s[key]) if key in s else None for s in step] for step in states]
+
+
+def _judge_series(name: str, actual: list[list[Any]], expected: list[list[Any]],
+                  dtype: torch.dtype, plain: Callable[[int, int], torch.Tensor]) -> Outcome:
+    """Compare step by step; the first failing (step, parameter) is reported."""
+    if len(actual) != len(expected):
+        return Outcome(name, False, f"{len(actual)} steps recorded, expected {len(expected)}")
+    for k, (a_row, e_row) in enumerate(zip(actual, expected)):
+        for i, (a, e) in enumerate(zip(a_row, e_row)):
+            if a is None or e is None:
+                continue  # a state key one side does not keep for this parameter
+            if a.shape != e.shape:
+                return Outcome(name, False, f"step {k + 1}, params[{i}]: shape "
+                                            f"{tuple(a.shape)}, expected {tuple(e.shape)}")
+            lazy = (lambda k=k, i=i: plain(k, i)) if dtype in (*LOW_PRECISION,
+                                                                torch.float32) else None
+            v = compare(a.to(torch.float64), e.to(torch.float64), dtype=dtype, plain=lazy)
+            if not v.passed:
+                v = dataclasses.replace(v, index=(k + 1, i, *(v.index or ())))
+                return Outcome(name, False, f"disagrees with refllm's float64 {name} after step "
+                                            f"{k + 1} of params[{i}] (index: step, param, "
+                                            "element)", v)
+    return Outcome(name, True, verdict=Verdict(True))
+
+
+SNIPPET = '''\
+# refllm oracle repro: optimizer {target} disagrees with refllm's float64 `{like}` rule
+# failing: {failed}
+import torch
+
+{import_cls}
+from refllm.ops import optim
+from refllm.testing.strategies.optim import OptimizerProblem
+
+{problem}
+dtype, device = {dtype}, {device!r}
+on_device = OptimizerProblem(**{{**problem.__dict__,
+    "params": [p.to(device) for p in problem.params],
+    "grads": [[None if g is None else g.to(device) for g in row] for row in problem.grads]}})
+actual = on_device.run(Optimizer)
+expected = OptimizerProblem(**{{**problem.__dict__,
+    "params": [p.double() for p in problem.params],
+    "grads": [[None if g is None else g.double() for g in row] for row in problem.grads]}}
+).run_rule(optim.{like})
+max_abs_error = {{}}
+for k, (ps, qs) in enumerate(zip(actual.params, expected.params)):
+    for i, (p, q) in enumerate(zip(ps, qs)):
+        max_abs_error[f"step {{k + 1}}, params[{{i}}]"] = (p.cpu().double() - q).abs().max().item()
+for k, (ss, rs) in enumerate(zip(actual.states, expected.states)):
+    for i, (s, r) in enumerate(zip(ss, rs)):
+        for key in sorted(set(s) & set(r)):
+            a, e = torch.as_tensor(s[key]).cpu().double(), torch.as_tensor(r[key]).double()
+            max_abs_error[f"step {{k + 1}}, state[{{i}}][{{key!r}}]"] = (a - e).abs().max().item()
+worst = max(max_abs_error, key=max_abs_error.get)
+print("largest error:", worst, max_abs_error[worst])
+'''
+
+
+def check_optimizer(cls: Callable[..., torch.optim.Optimizer] | str, *, like: str = "adamw",
+                    dtype: torch.dtype = torch.float32, device: str = "cpu",
+                    examples: int | None = None, seed: int | None = None,
+                    steps: tuple[int, int] = (1, 25), raise_on_failure: bool = True,
+                    **hyper: Any) -> Report:
+    """Check an optimizer class (or ``"module:Class"``) against refllm's ``like`` update rule.
+
+    ``like`` is one of "gd", "sgd", "adam", "adamw" (the torch.optim class it imitates; "gd" runs
+    ``torch.optim.SGD``-like classes with lr only). ``hyper`` fixes hyper-parameters (e.g.
+    ``amsgrad=False`` for a class without it); the others are drawn in torch.optim's names.
+    ``steps`` is the (min, max) number of steps drawn. The rest as in `check_sdpa`.
+    """
+    from refllm.testing.strategies.optim import optimizer_problems
+
+    if like not in LIKES:
+        raise ValueError(f"like must be one of {LIKES}, got {like!r}")
+    cls, target = resolve(cls)
+    problems = optimizer_problems(like=like, dtype=torch.float64, steps=steps,
+                                  hyper=hyper or None)
+    spec = OptimizerSpec(op=f"optimizer (like {like})", cls=cls, target=target, like=like,
+                         dtype=dtype, device=device, problems=problems)
+    return run(spec, target=target or repr(cls), dtype=dtype, device=device, examples=examples,
+               seed=seed, raise_on_failure=raise_on_failure, features=(like,))
+
+
+__all__ = ["LIKES", "check_optimizer", "to_source"]

@@ -1,0 +1,155 @@
+"""The oracle's tolerance policy: when does a result in some dtype agree with the float64 reference?
+
+Every check compares an implementation's result ``out`` (values or gradients, in the checked
+dtype) with refllm's float64 reference ``ref`` computed on the *same* inputs upcast to float64, so
+that rounding the inputs to the checked dtype is never counted as the implementation's error.
+
+* float64: elementwise ``|out - ref| <= atol + rtol * |ref|`` with the ``"impl"`` bounds of
+  :mod:`refllm.testing.tolerances` (those of ``torch.testing.assert_close``).
+* float32: the same fixed bound; where it is exceeded, the result still passes when its worst error
+  is within what the plain same-dtype computation itself makes on this input (the rule below).
+  This is PyTorch's own rule (``get_tolerances`` in pytorch/pytorch test/test_transformers.py takes
+  ``max(measured error of a low-precision reference, default_atol) * fudge``): it keeps the bound
+  tight on well-conditioned inputs and fair on ill-conditioned ones (large logits).
+* bfloat16 / float16: FlashAttention's rule (Dao-AILab/flash-attention tests/test_flash_attn.py,
+  ``max|out - out_ref| <= 2 * max|out_pt - out_ref| + 1e-5``) with a noise floor measured from the
+  reference itself (its hopper tests: ``2 * max|(out_ref + 0.3 - 0.3) - out_ref|``, the rounding
+  error at the reference's scale; we take one unit in the last place at the largest ``|ref|``)::
+
+      max|out - ref| <= k * max|plain - ref| + floor
+      floor = k_noise * eps(dtype) * max|ref| + IMPL[dtype].atol
+
+  where ``plain`` is refllm's fast (unfused) op run in the checked dtype, ``k`` is
+  ``LOW_PRECISION_FACTOR`` (2, FlashAttention's) for values and ``LOW_PRECISION_GRAD_FACTOR`` (4)
+  for gradients, and ``k_noise`` is ``LOW_PRECISION_NOISE_FACTOR`` (2).
+
+Non-finite values must match exactly (NaN where the reference has NaN, the same infinities).
+
+>>> import torch
+>>> ref = torch.tensor([1.0, 2.0], dtype=torch.float64)
+>>> compare(ref.float() + 1e-3, ref, dtype=torch.float32).passed
+False
+>>> compare(ref.float(), ref, dtype=torch.float32).passed
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import torch
+
+from refllm.testing.tolerances import (
+    IMPL,
+    LOW_PRECISION_FACTOR,
+    LOW_PRECISION_NOISE_FACTOR,
+    tolerance,
+)
+
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+@dataclasses.dataclass
+class Verdict:
+    """The outcome of one comparison, with the worst element (``index`` in the result's shape)."""
+
+    passed: bool
+    index: tuple[int, ...] | None = None
+    actual: float | None = None
+    expected: float | None = None
+    abs_error: float | None = None
+    rel_error: float | None = None
+    tolerance: float | None = None  # the allowed absolute error at the worst element
+    rule: str = ""
+
+    def describe(self) -> str:
+        if self.index is None:
+            return self.rule
+        return (f"worst element at index {self.index}: actual {self.actual!r}, expected "
+                f"{self.expected!r}, abs error {self.abs_error:.3g}, rel error "
+                f"{self.rel_error:.3g}, allowed {self.tolerance:.3g} ({self.rule})")
+
+
+def low_precision_bound(ref: torch.Tensor, plain: torch.Tensor, dtype: torch.dtype,
+                        factor: float = LOW_PRECISION_FACTOR) -> float:
+    """The largest max-abs error allowed in ``dtype``: ``k * max|plain - ref| + floor``.
+
+    >>> ref = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    >>> plain = torch.tensor([1.0, 3.25], dtype=torch.float64)   # plain error 0.25
+    >>> b = low_precision_bound(ref, plain, torch.bfloat16)
+    >>> eps = torch.finfo(torch.bfloat16).eps                  # 2 ** -7
+    >>> abs(b - (2 * 0.25 + 2 * eps * 3.0 + 1e-5)) < 1e-12
+    True
+    """
+    ref64 = ref.detach().to("cpu", torch.float64)
+    plain_err = _max_finite(plain.detach().to("cpu", torch.float64) - ref64)
+    noise = torch.finfo(dtype).eps * _max_finite(ref64)  # one ulp at the largest |ref|
+    floor = LOW_PRECISION_NOISE_FACTOR * noise + IMPL[dtype].atol
+    return factor * plain_err + floor
+
+
+def _max_finite(diff: torch.Tensor) -> float:
+    d = diff.abs()
+    d = d[torch.isfinite(d)]
+    return float(d.max()) if d.numel() else 0.0
+
+
+def compare(actual: torch.Tensor, expected: torch.Tensor, *, dtype: torch.dtype,
+            plain: Callable[[], torch.Tensor] | torch.Tensor | None = None,
+            factor: float = LOW_PRECISION_FACTOR, floor: float = 0.0) -> Verdict:
+    """Compare ``actual`` (any dtype/device) with the float64 reference under the policy.
+
+    ``plain`` (a tensor, or a thunk computing it lazily) is the same-dtype plain reference; it is
+    required for bfloat16/float16 and used for float32 only where the fixed bound is exceeded.
+    ``factor`` is k of the rule (``LOW_PRECISION_GRAD_FACTOR`` for gradients); ``floor`` is an
+    op's own estimate of unavoidable rounding noise, added to the bound (see `sdpa_floors`).
+    """
+    a = actual.detach().to("cpu", torch.float64)
+    e = expected.detach().to("cpu", torch.float64)
+    bad = _nonfinite_mismatch(a, e)
+    if bad is not None:
+        return _verdict(a, e, bad, tol=0.0, rule="non-finite values must match the reference")
+    if a.numel() == 0:
+        return Verdict(True, rule="empty")
+    tol = tolerance(dtype, "impl") if dtype in IMPL else tolerance(torch.float32, "impl")
+    err = torch.nan_to_num((a - e).abs(), nan=0.0, posinf=0.0, neginf=0.0)
+    allowed = tol.atol + tol.rtol * torch.nan_to_num(e.abs(), posinf=0.0)
+    if dtype not in LOW_PRECISION:
+        worst = _unravel(int(torch.argmax(err / allowed)), a.shape)
+        fixed = f"fixed bound rtol={tol.rtol:g}, atol={tol.atol:g} for {dtype}"
+        if bool((err <= allowed).all()) or dtype == torch.float64 or plain is None:
+            return _verdict(a, e, worst, float(allowed[worst]), fixed,
+                            passed=bool((err <= allowed).all()))
+    p = plain() if callable(plain) else plain
+    if p is None:
+        raise ValueError(f"the {dtype} policy needs the same-dtype plain reference")
+    bound = low_precision_bound(e, p, dtype, factor) + floor
+    worst = _unravel(int(torch.argmax(err)), a.shape)
+    rule = (f"max abs error <= {factor:g} x error of the plain {dtype} "
+            f"computation + noise floor = {bound:.3g}")
+    return _verdict(a, e, worst, bound, rule, passed=float(err.max()) <= bound)
+
+
+def _nonfinite_mismatch(a: torch.Tensor, e: torch.Tensor) -> tuple[int, ...] | None:
+    same_nan = torch.isnan(a) & torch.isnan(e)
+    same_inf = torch.isinf(a) & torch.isinf(e) & (a == e)
+    finite_both = torch.isfinite(a) & torch.isfinite(e)
+    ok = same_nan | same_inf | finite_both
+    if bool(ok.all()):
+        return None
+    return _unravel(int(torch.argmin(ok.to(torch.int8))), a.shape)
+
+
+def _unravel(flat: int, shape: torch.Size) -> tuple[int, ...]:
+    return tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), shape)) if shape else ()
+
+
+def _verdict(a: torch.Tensor, e: torch.Tensor, index: tuple[int, ...], tol: float, rule: str,
+             passed: bool = False) -> Verdict:
+    av, ev = float(a[index]), float(e[index])
+    abs_err = abs(av - ev) if av != ev else 0.0
+    rel = abs_err / abs(ev) if ev not in (0.0,) and abs(ev) != float("inf") else float(abs_err)
+    if av != av or ev != ev:  # a NaN on one side
+        abs_err = rel = float("nan")
+    return Verdict(passed, index, av, ev, abs_err, rel, tol, rule)

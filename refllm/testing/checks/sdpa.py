@@ -1,0 +1,111 @@
+"""`check_sdpa`: any function with the signature of ``F.scaled_dot_product_attention``.
+
+    out = softmax(q k^T * scale + mask) v        (Vaswani et al. 2017, §3.2.1, Eq. 1)
+
+The function is called exactly as PyTorch's op is: ``fn(query, key, value, **kwargs)`` with
+non-default keywords among ``attn_mask``, ``is_causal``, ``scale`` and ``enable_gqa``; it is
+compared with :func:`refllm.ops.attention.scaled_dot_product_attention` run in float64, forward and
+backward (gradients wrt query, key and value under a random upstream gradient).
+
+Deviation: dropout is not checked. A dropped-out result depends on the random keep-mask, which a
+user's kernel draws its own way; refllm's ``generator=`` keyword is not part of PyTorch's
+signature. Check your kernel with ``dropout_p=0`` (the default here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from refllm.testing.case import Case
+from refllm.testing.checks._engine import resolve, run
+from refllm.testing.checks._function import FunctionSpec
+from refllm.testing.checks.report import Report
+from refllm.testing.tolerances import LOW_PRECISION_NOISE_FACTOR
+
+SDPA_FEATURES = ("masks", "causal", "gqa", "scale", "large_logits", "non_contiguous",
+                 "fully_masked_rows", "batch_dims")
+"""What `check_sdpa` exercises by default (all of them): boolean and additive ``attn_mask``
+("masks"), ``is_causal`` ("causal"), grouped-query ``enable_gqa`` ("gqa"), an explicit ``scale``,
+logits up to about 1e4 ("large_logits"), transposed-in-memory inputs ("non_contiguous"), queries
+that see no key ("fully_masked_rows"), leading batch dimensions ("batch_dims")."""
+
+
+def features_of(features: Iterable[str] | None, known: tuple[str, ...],
+                op: str) -> tuple[str, ...]:
+    """Validate a feature selection; ``None`` means all of ``known``."""
+    if features is None:
+        return known
+    chosen = tuple(features)
+    unknown = [f for f in chosen if f not in known]
+    if unknown:
+        hint = (" (dropout cannot be compared: see the module docs)"
+                if "dropout" in unknown else "")
+        raise ValueError(f"unknown {op} features {unknown}{hint}; choose from {list(known)}")
+    return chosen
+
+
+def sdpa_floors(case: Case, out: torch.Tensor, g: torch.Tensor | None,
+                dtype: torch.dtype) -> dict[str, float]:
+    """Rounding noise of the attention backward that no same-dtype reference shows.
+
+    Fused kernels (FlashAttention, PyTorch's) compute ``dS = P * (dP - D)`` with
+    ``D = rowsum(dO * O)`` taken from the *rounded* output O (FlashAttention-2, Dao 2023, §3.1.2,
+    Algorithm 2), where the plain math uses ``rowsum(P * dP)``. Where a softmax row is one-hot
+    (large logits) the exact dS is 0 but theirs is ``eps * |D|``, which reaches dq and dk scaled by
+    ``scale * |k| * s`` and ``scale * |q| * t``. Those are the floors returned (times
+    ``LOW_PRECISION_NOISE_FACTOR``).
+    """
+    if g is None:
+        return {}
+    q, k = case.args[0].detach(), case.args[1].detach()
+    scale = case.kwargs.get("scale") or q.shape[-1] ** -0.5
+    d_max = float((g * out.detach()).sum(-1).abs().max()) if out.numel() else 0.0
+    eps = torch.finfo(dtype).eps * LOW_PRECISION_NOISE_FACTOR * abs(scale) * d_max
+    t, s = q.shape[-2], k.shape[-2]
+    return {"grad wrt query": eps * _amax(k) * s, "grad wrt key": eps * _amax(q) * t}
+
+
+def _amax(x: torch.Tensor) -> float:
+    return float(x.abs().max()) if x.numel() else 0.0
+
+
+def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float32,
+               device: str = "cpu", examples: int | None = None,
+               features: Iterable[str] | None = None, grads: bool = True,
+               seed: int | None = None, max_size: int = 6, naive: bool = False,
+               raise_on_failure: bool = True) -> Report:
+    """Check ``fn`` (or ``"module:name"``) against refllm's scaled dot-product attention.
+
+    Parameters:
+        dtype, device: what the inputs are cast to before ``fn`` sees them.
+        examples: how many examples Hypothesis draws (default: the active settings profile).
+        features: which of :data:`SDPA_FEATURES` to exercise (default: all).
+        grads: also compare the gradients wrt query, key and value.
+        seed: make the search reproducible (Hypothesis' ``@seed``).
+        max_size: the largest drawn size of each axis (h, t, s, d, e).
+        naive: also cross-check refllm's fast reference against its naive one on small cases.
+        raise_on_failure: raise `refllm.testing.OracleFailure` (an AssertionError holding the
+            report) on a disagreement, instead of returning the failed report.
+    """
+    from refllm.ops import attention
+    from refllm.testing.strategies.attention import sdpa_cases
+
+    chosen = features_of(features, SDPA_FEATURES, "sdpa")
+    fn, target = resolve(fn)
+    cases = sdpa_cases(
+        dtype=torch.float64, max_batch_dims=2 if "batch_dims" in chosen else 0,
+        max_size=max_size, dropout=False,
+        **{f: f in chosen for f in SDPA_FEATURES if f != "batch_dims"},
+    )
+    spec = FunctionSpec(
+        op="sdpa", fn=fn, target=target, reference=attention.scaled_dot_product_attention,
+        reference_name="refllm.ops.attention:scaled_dot_product_attention", cases=cases,
+        grad_inputs={"query": 0, "key": 1, "value": 2}, dtype=dtype, device=device, grads=grads,
+        naive=attention.scaled_dot_product_attention_naive if naive else None,
+        floors=sdpa_floors,
+    )
+    return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
+               seed=seed, raise_on_failure=raise_on_failure, features=chosen)

@@ -1,0 +1,114 @@
+"""Hypothesis strategy for scaled dot-product attention inputs, in PyTorch's calling convention.
+
+Every drawn `Case` holds exactly the arguments of
+``torch.nn.functional.scaled_dot_product_attention(query, key, value, **kwargs)``, so one case can
+be fed to PyTorch, to refllm and to a user's kernel (``case.call(fn)``). Only non-default keyword
+arguments appear in ``kwargs``. refllm's extra keywords (``causal_alignment``, ``generator``) are
+not drawn: add them yourself where you need them.
+
+>>> from hypothesis import given
+>>> import torch.nn.functional as F
+>>> @given(sdpa_cases(dtype=torch.float32))
+... def test(case):
+...     q, k, v = case.args
+...     assert case.call(F.scaled_dot_product_attention).shape == (*q.shape[:-1], v.shape[-1])
+>>> test()
+"""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import strategies as st
+
+from refllm.testing.case import Case
+
+NEG_INF = float("-inf")
+
+
+def _tensor(draw, shape: tuple[int, ...], g: torch.Generator, magnitude: float,
+            non_contiguous: bool) -> torch.Tensor:
+    if non_contiguous and len(shape) >= 2 and draw(st.booleans()):
+        swapped = (*shape[:-2], shape[-1], shape[-2])
+        return torch.randn(swapped, generator=g, dtype=torch.float64).transpose(-1, -2) * magnitude
+    return torch.randn(shape, generator=g, dtype=torch.float64) * magnitude
+
+
+def _mask(draw, full: tuple[int, ...], g: torch.Generator, kind: str,
+          fully_masked_rows: bool) -> torch.Tensor:
+    """A bool (True = take part) or additive float mask broadcastable to ``full`` (..., h, t, s)."""
+    rank = draw(st.integers(2, len(full)))
+    shape = tuple(n if i >= len(full) - 2 or draw(st.booleans()) else 1
+                  for i, n in enumerate(full[-rank:], start=len(full) - rank))
+    density = draw(st.sampled_from([0.3, 0.7, 1.0]))
+    keep = torch.rand(shape, generator=g, dtype=torch.float64) < density
+    if fully_masked_rows and draw(st.booleans()):
+        keep[..., draw(st.integers(0, shape[-2] - 1)), :] = False  # one query sees no key
+    elif not fully_masked_rows:
+        keep[..., 0] = True  # every query sees key 0
+    if kind == "bool":
+        return keep
+    return torch.randn(shape, generator=g, dtype=torch.float64).masked_fill(~keep, NEG_INF)
+
+
+def _heads(draw, gqa: bool, max_size: int) -> tuple[tuple[int, ...], tuple[int, ...], bool]:
+    """(query head dims, key/value head dims, enable_gqa): () when there is no head axis."""
+    if gqa and draw(st.booleans()):
+        g = draw(st.integers(1, max(1, max_size // 2)))
+        r = draw(st.integers(1, max(1, max_size // g)))
+        return (g * r,), (g,), True
+    if draw(st.booleans()):
+        h = draw(st.integers(1, max_size))
+        return (h,), (h,), False
+    return (), (), False
+
+
+@st.composite
+def sdpa_cases(draw, *, dtype: torch.dtype = torch.float64, max_batch_dims: int = 2,
+               max_size: int = 6, masks: bool = True, causal: bool = True, gqa: bool = True,
+               dropout: bool = False, scale: bool = True, large_logits: bool = False,
+               non_contiguous: bool = False, fully_masked_rows: bool = True) -> Case:
+    """`Case` objects ``Case(args=(query, key, value), kwargs={...})`` for PyTorch's SDPA.
+
+    Shapes: query ``(*batch, [h,] t, d)``, key ``(*batch, [g,] s, d)``,
+    value ``(*batch, [g,] s, e)``, with t, s, d, e drawn independently (so t = 1,
+    s != t, e != d and odd sizes all occur).
+
+    Parameters:
+        dtype: floating-point dtype of query, key, value and float masks (drawn in float64, cast).
+        max_batch_dims: 0 to ``max_batch_dims`` leading batch dims (sizes 1 to 3) before the
+            optional head axis; with no batch dims and no head axis the inputs are 2-D ``(t, d)``.
+        max_size: largest drawn size of h, t, s, d and e.
+        masks: sometimes pass ``attn_mask``, boolean (True = take part) or additive float (0 or
+            finite values, ``-inf`` where masked), of a shape broadcastable to ``(..., h, t, s)``.
+        causal: sometimes pass ``is_causal=True`` (never together with ``attn_mask``).
+        gqa: sometimes draw grouped-query inputs (``enable_gqa=True``, h a multiple of g).
+        dropout: sometimes pass ``dropout_p`` in (0, 1); the result is then random, so pass a
+            seeded ``generator=`` to refllm for a reproducible draw.
+        scale: sometimes pass an explicit ``scale`` in [0.1, 2].
+        large_logits: sometimes scale query and key so that the logits reach about 1e4.
+        non_contiguous: sometimes draw query, key or value transposed in memory (non-contiguous).
+        fully_masked_rows: allow masks in which a query sees no key at all (refllm and PyTorch 2.13
+            give zeros there); when False every query sees at least one key.
+    """
+    batch = tuple(draw(st.lists(st.integers(1, 3), max_size=max_batch_dims)))
+    q_heads, kv_heads, enable_gqa = _heads(draw, gqa, max_size)
+    t, s, d, e = (draw(st.integers(1, max_size)) for _ in range(4))
+    g = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
+    magnitude = draw(st.sampled_from([1.0, 10.0, 100.0])) if large_logits else 1.0
+    query = _tensor(draw, (*batch, *q_heads, t, d), g, magnitude, non_contiguous)
+    key = _tensor(draw, (*batch, *kv_heads, s, d), g, magnitude, non_contiguous)
+    value = _tensor(draw, (*batch, *kv_heads, s, e), g, 1.0, non_contiguous)
+    kwargs: dict = {}
+    kinds = ["none"] + (["bool", "float"] if masks else []) + (["causal"] if causal else [])
+    kind = draw(st.sampled_from(kinds))
+    if kind == "causal":
+        kwargs["is_causal"] = True
+    elif kind != "none":
+        kwargs["attn_mask"] = _mask(draw, (*batch, *q_heads, t, s), g, kind, fully_masked_rows)
+    if dropout and draw(st.booleans()):
+        kwargs["dropout_p"] = draw(st.sampled_from([0.1, 0.5, 0.9]))
+    if scale and draw(st.booleans()):
+        kwargs["scale"] = draw(st.floats(0.1, 2.0))
+    if enable_gqa:
+        kwargs["enable_gqa"] = True
+    return Case(args=(query, key, value), kwargs=kwargs).to(dtype)

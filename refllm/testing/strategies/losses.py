@@ -1,0 +1,148 @@
+"""Hypothesis strategies for valid inputs of the losses, in PyTorch's calling convention.
+
+``cross_entropy_cases()`` draws `Case` objects for ``F.cross_entropy(input, target, weight=...,
+ignore_index=..., reduction=..., label_smoothing=...)`` and ``mse_cases()`` for
+``F.mse_loss(input, target, reduction=...)``; every feature can be switched off by keyword, so an
+implementation that supports only part of PyTorch's contract can still be checked on that part.
+
+Hypothesis draws the structure (shapes, which features, scales, how many targets are ignored);
+the values of the tensors come from a drawn seed through ``torch.Generator``, so that large
+tensors stay cheap to draw. Keyword arguments a case does not exercise are left out of its call.
+
+>>> from hypothesis import given
+>>> @given(cross_entropy_cases(prob_targets=False, reductions=("sum",)))
+... def test(case):
+...     assert case.kwargs["reduction"] == "sum" and not case.args[1].is_floating_point()
+>>> test()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from hypothesis import strategies as st
+
+from refllm.testing.case import Case
+
+__all__ = ["cross_entropy_cases", "mse_cases"]
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def _check_reductions(reductions: Sequence[str]) -> tuple[str, ...]:
+    reductions = tuple(reductions)
+    if not reductions or any(r not in _REDUCTIONS for r in reductions):
+        raise ValueError(f"reductions must be a non-empty subset of {_REDUCTIONS}, "
+                         f"got {reductions}")
+    return reductions
+
+
+def _logits(draw, shape: tuple[int, ...], class_dim: int, extreme: bool,
+            gen: torch.Generator) -> torch.Tensor:
+    """float64 logits: ordinary spreads, ties, and (extreme) values up to +-1e4."""
+    kinds = ["normal", "wide", "ties"] + (["extreme", "near_max", "near_min"] if extreme else [])
+    kind = draw(st.sampled_from(kinds))
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    if kind == "wide":
+        x = x * 10
+    elif kind == "ties":  # equal logits in every row (the class axis), a classic edge case
+        x = x.amax(dim=class_dim, keepdim=True).expand(shape).clone()
+    elif kind == "extreme":
+        x = (x * 1e4).clamp(-1e4, 1e4)
+    elif kind in ("near_max", "near_min"):  # all logits near +-1e4: only max-subtraction survives
+        x = (1e4 - x.abs()) * (1 if kind == "near_max" else -1)
+    return x
+
+
+def _class_probs(draw, shape: tuple[int, ...], class_dim: int,
+                 gen: torch.Generator) -> torch.Tensor:
+    """Soft targets: a softmax (rows sum to one), one-hot rows, or any non-negative rows."""
+    kind = draw(st.sampled_from(["softmax", "one_hot", "unnormalised"]))
+    if kind == "softmax":
+        return torch.softmax(torch.randn(shape, generator=gen, dtype=torch.float64), class_dim)
+    if kind == "unnormalised":
+        return torch.rand(shape, generator=gen, dtype=torch.float64) * 2
+    scores = torch.rand(shape, generator=gen, dtype=torch.float64)
+    return (scores == scores.amax(dim=class_dim, keepdim=True)).to(torch.float64)
+
+
+def _class_indices(draw, target_shape: tuple[int, ...], n_classes: int, ignore: bool,
+                   gen: torch.Generator) -> tuple[torch.Tensor, int | None]:
+    """int64 targets in [0, C); with ``ignore``, an ignore_index and a share of ignored targets."""
+    target = torch.randint(0, n_classes, target_shape, generator=gen, dtype=torch.int64)
+    if not ignore or not draw(st.booleans()):
+        return target, None
+    ignore_index = draw(st.sampled_from([-100, -1, 0, n_classes - 1]))  # in range: a padding class
+    share = draw(st.sampled_from([0.0, 0.3, 0.7, 1.0]))  # 1.0: the all-ignored batch
+    mask = torch.rand(target_shape, generator=gen, dtype=torch.float64) < share
+    return torch.where(mask, ignore_index, target), ignore_index
+
+
+@st.composite
+def cross_entropy_cases(draw, *, dtype: torch.dtype = torch.float64, k_dims: bool = True,
+                        index_targets: bool = True, prob_targets: bool = True,
+                        weights: bool = True, ignore_index: bool = True,
+                        label_smoothing: bool = True,
+                        reductions: Sequence[str] = _REDUCTIONS, extreme_logits: bool = True,
+                        max_size: int = 6) -> Case:
+    """`Case` objects for ``F.cross_entropy(input, target, **kwargs)``.
+
+    Inputs are (c), (b, c) or, with ``k_dims``, (b, c, d1[, d2]); each axis holds 1..``max_size``.
+    Targets are int64 class indices (``index_targets``; with ``ignore_index`` some or all of them
+    equal a drawn ``ignore_index``, which may be a valid class) or class probabilities of ``dtype``
+    (``prob_targets``: softmax rows, one-hot rows or unnormalised non-negative rows). ``weights``
+    draws positive class weights, ``label_smoothing`` an eps in [0, 1], ``reductions`` the allowed
+    reductions and ``extreme_logits`` logits up to +-1e4. Logits are drawn in float64 and cast to
+    ``dtype``.
+    """
+    reductions = _check_reductions(reductions)
+    kinds = ["index"] * index_targets + ["prob"] * prob_targets
+    if not kinds:
+        raise ValueError("at least one of index_targets and prob_targets must be True")
+    size = st.integers(1, max_size)
+    layouts = ["c", "b c"] + (["b c k"] if k_dims else [])
+    layout = draw(st.sampled_from(layouts))
+    n_classes = draw(size)
+    shape = (n_classes,) if layout == "c" else (draw(size), n_classes)
+    if layout == "b c k":
+        shape += tuple(draw(st.lists(st.integers(1, min(max_size, 3)), min_size=1, max_size=2)))
+    class_dim = 0 if layout == "c" else 1
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
+    logits = _logits(draw, shape, class_dim, extreme_logits, gen).to(dtype)
+    kwargs: dict = {}
+    kind = draw(st.sampled_from(kinds))
+    if kind == "prob":
+        target = _class_probs(draw, shape, class_dim, gen).to(dtype)
+    else:
+        target_shape = shape[:class_dim] + shape[class_dim + 1:]
+        target, ignored = _class_indices(draw, target_shape, n_classes, ignore_index, gen)
+        if ignored is not None:
+            kwargs["ignore_index"] = ignored
+    if weights and draw(st.booleans()):
+        log_w = torch.rand(n_classes, generator=gen, dtype=torch.float64) * 3 - 1.5
+        kwargs["weight"] = log_w.exp().to(dtype)  # in [e^-1.5, e^1.5]: positive, modest
+    kwargs["reduction"] = draw(st.sampled_from(reductions))
+    if label_smoothing and draw(st.booleans()):
+        kwargs["label_smoothing"] = draw(st.sampled_from([0.1, 1.0]) | st.floats(0.0, 1.0))
+    note = f"{kind} targets, input {tuple(shape)}, kwargs {sorted(kwargs)}"
+    return Case(args=(logits, target), kwargs=kwargs, note=note)
+
+
+@st.composite
+def mse_cases(draw, *, dtype: torch.dtype = torch.float64,
+              reductions: Sequence[str] = _REDUCTIONS, max_size: int = 6,
+              max_ndim: int = 3) -> Case:
+    """`Case` objects for ``F.mse_loss(input, target, reduction=...)``: equal shapes of 0 to
+    ``max_ndim`` axes of 1..``max_size`` each, values of scale 1e-3 to 1e3, cast to ``dtype``."""
+    reductions = _check_reductions(reductions)
+    shape = tuple(draw(st.lists(st.integers(1, max_size), min_size=0, max_size=max_ndim)))
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
+    scale = draw(st.sampled_from([1e-3, 1.0, 1e3]))
+    input = torch.randn(shape, generator=gen, dtype=torch.float64) * scale
+    target = torch.randn(shape, generator=gen, dtype=torch.float64) * scale
+    if draw(st.booleans()):  # some exact hits: zero error elements
+        target = torch.where(torch.rand(shape, generator=gen) < 0.5, input, target)
+    kwargs = {"reduction": draw(st.sampled_from(reductions))}
+    return Case(args=(input.to(dtype), target.to(dtype)), kwargs=kwargs,
+                note=f"input {tuple(shape)}")

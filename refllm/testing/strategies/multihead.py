@@ -1,0 +1,183 @@
+"""Hypothesis strategy for multi-head attention: any torch.nn.MultiheadAttention set-up and call.
+
+`multihead_cases` draws a `MultiheadCase`: the constructor's keyword arguments
+(``MultiheadAttention(**case.init_kwargs)``), a state dict under PyTorch's parameter names
+(``in_proj_weight`` or ``q_proj_weight``/``k_proj_weight``/``v_proj_weight``, ``in_proj_bias``,
+``bias_k``, ``bias_v``, ``out_proj.weight``, ``out_proj.bias``) and the forward call as a
+`refllm.testing.case.Case` (``query, key, value`` and the keyword arguments ``key_padding_mask``,
+``need_weights``, ``attn_mask``, ``average_attn_weights``, ``is_causal``). So any module with
+PyTorch's interface can be built, loaded and called: ``case.call(case.build(MyMHA))``.
+
+Sizes are small (every axis <= ``max_size``) so that refllm's naive loops stay quick. The values
+of the weights, inputs and float masks come from a seeded ``torch.Generator`` (the seed is drawn;
+Hypothesis shrinks sizes and flags, not individual values). ``dropout`` is always 0 (dropout
+cannot match across implementations bit for bit). Masks are bool (True = ignore, PyTorch's MHA
+convention) or additive float with some ``-inf``; a query may have all its keys masked, which
+`MultiheadCase.fully_masked_rows` reports (PyTorch gives NaN there, refllm zeros).
+
+>>> from hypothesis import given, settings
+>>> @settings(max_examples=3)
+... @given(multihead_cases())
+... def check(case):
+...     out, _ = case.call(case.build())
+...     assert out.shape == case.forward.args[0].shape
+>>> check()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from hypothesis import strategies as st
+
+from refllm.testing.case import Case
+
+NEG_INF = float("-inf")
+
+
+@dataclasses.dataclass
+class MultiheadCase:
+    """A multi-head attention module (constructor kwargs + weights) and one call of its forward."""
+
+    init_kwargs: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    forward: Case
+
+    def build(self, cls: Any = torch.nn.MultiheadAttention, **overrides: Any) -> torch.nn.Module:
+        """``cls(**init_kwargs, **overrides)`` with this case's weights loaded."""
+        module = cls(**{**self.init_kwargs, **overrides})
+        module.load_state_dict(self.state_dict)
+        return module
+
+    def call(self, module: Any) -> Any:
+        """``module(*forward.args, **forward.kwargs)``."""
+        return self.forward.call(module)
+
+    def functional_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of `refllm.ops.multihead.multi_head_attention` for this case."""
+        sd, kw = self.state_dict, self.forward.kwargs
+        names = ("in_proj_weight", "in_proj_bias", "q_proj_weight", "k_proj_weight",
+                 "v_proj_weight", "bias_k", "bias_v")
+        return {**{n: sd.get(n) for n in names},
+                "out_proj_weight": sd["out_proj.weight"], "out_proj_bias": sd.get("out_proj.bias"),
+                "add_zero_attn": self.init_kwargs["add_zero_attn"],
+                "batch_first": self.init_kwargs["batch_first"], **kw}
+
+    def call_functional(self, fn: Any) -> Any:
+        """``fn(query, key, value, num_heads, **functional_kwargs())`` (refllm.ops' convention)."""
+        return fn(*self.forward.args, self.init_kwargs["num_heads"], **self.functional_kwargs())
+
+    def to(self, dtype: torch.dtype) -> MultiheadCase:
+        """The same case with every floating-point tensor (weights, inputs, masks) cast."""
+        sd = {k: v.detach().to(dtype) for k, v in self.state_dict.items()}
+        return MultiheadCase({**self.init_kwargs, "dtype": dtype}, sd, self.forward.to(dtype))
+
+    def fully_masked_rows(self) -> torch.Tensor:
+        """Bool (b, t) (or (t,) unbatched): queries with every key masked in at least one head."""
+        q, k = self.forward.args[0], self.forward.args[1]
+        kw, h = self.forward.kwargs, self.init_kwargs["num_heads"]
+        unbatched = q.ndim == 2
+        if unbatched:
+            q, k = q[None], k[None]
+        elif not self.init_kwargs["batch_first"]:
+            q, k = q.transpose(0, 1), k.transpose(0, 1)
+        (b, t, _), s = q.shape, k.shape[1]
+        ignored = torch.zeros(b, h, t, s, dtype=torch.bool)
+        for name in ("attn_mask", "key_padding_mask"):
+            m = kw.get(name)
+            if m is None:
+                continue
+            m = m if m.dtype == torch.bool else m == NEG_INF
+            if name == "key_padding_mask":
+                m = m.reshape(b, 1, 1, s)
+            elif m.ndim == 3:
+                m = m.reshape(b, h, t, s)
+            ignored = ignored | m
+        extra = self.init_kwargs["add_bias_kv"] or self.init_kwargs["add_zero_attn"]
+        rows = ignored.all(-1).any(1) & (not extra)
+        return rows[0] if unbatched else rows
+
+    def snippet(self, cls_name: str = "torch.nn.MultiheadAttention") -> str:
+        """Runnable Python that rebuilds the module and the call."""
+        from refllm.testing.case import to_source
+
+        return (f"import torch\nmodule = {cls_name}(**{to_source(self.init_kwargs)})\n"
+                f"module.load_state_dict({to_source(self.state_dict)})\n"
+                + self.forward.snippet("module").split("\n", 1)[1])
+
+
+def _mask(g: torch.Generator, shape: tuple[int, ...], kind: str, dtype: torch.dtype):
+    if kind == "bool":
+        return torch.rand(shape, generator=g) < 0.3
+    values = torch.randn(shape, generator=g, dtype=torch.float64)
+    return values.masked_fill(torch.rand(shape, generator=g) < 0.2, NEG_INF).to(dtype)
+
+
+def _causal(t: int, s: int, kind: str, dtype: torch.dtype) -> torch.Tensor:
+    future = torch.ones(t, s, dtype=torch.bool).triu(1)
+    if kind == "bool":
+        return future
+    return torch.zeros(t, s, dtype=dtype).masked_fill(future, NEG_INF)
+
+
+@st.composite
+def multihead_cases(draw: st.DrawFn, *, dtype: torch.dtype = torch.float64,
+                    batch_first: bool | None = None, kdim_vdim: bool = True, bias: bool = True,
+                    add_bias_kv: bool = True, add_zero_attn: bool = True,
+                    key_padding_mask: bool = True, attn_mask: bool = True,
+                    need_weights: bool = True, max_size: int = 6) -> MultiheadCase:
+    """Draw a `MultiheadCase`; each keyword set False turns one feature off (never drawn).
+
+    ``batch_first=None`` draws it; ``need_weights=False`` always calls with need_weights=False
+    (True draws it, and ``average_attn_weights``); ``attn_mask`` covers 2-D and 3-D, bool and
+    float masks and the causal mask with ``is_causal=True``; ``kdim_vdim`` draws key/value widths
+    other than embed_dim (separate projection weights). Every axis is <= ``max_size``.
+    """
+    h = draw(st.integers(1, min(3, max_size)))
+    c = h * draw(st.integers(1, max(1, max_size // h)))
+    b = draw(st.one_of(st.none(), st.integers(1, min(3, max_size))))  # None: unbatched
+    t, s = draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
+    kdim = vdim = c
+    if kdim_vdim and draw(st.booleans()):
+        kdim, vdim = draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
+    init = dict(embed_dim=c, num_heads=h, dropout=0.0, bias=bias and draw(st.booleans()),
+                add_bias_kv=add_bias_kv and draw(st.booleans()),
+                add_zero_attn=add_zero_attn and draw(st.booleans()),
+                kdim=kdim, vdim=vdim, batch_first=draw(st.booleans()) if batch_first is None
+                else batch_first, dtype=dtype)
+    g = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
+    with torch.random.fork_rng():
+        torch.manual_seed(int(torch.randint(0, 2**31, (), generator=g)))
+        state = torch.nn.MultiheadAttention(**init).state_dict()
+    state = {k: torch.randn(v.shape, generator=g, dtype=torch.float64).to(dtype) * 0.5
+             for k, v in state.items()}  # random biases too, not PyTorch's zeros
+
+    def seq(n: int, width: int) -> torch.Tensor:
+        shape = (n, width) if b is None else (b, n, width) if init["batch_first"] else (n, b, width)
+        return torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+
+    query = seq(t, c)
+    self_attn = kdim == vdim == c and s == t and draw(st.booleans())
+    key, value = (query, query) if self_attn else (seq(s, kdim), seq(s, vdim))
+    kw: dict[str, Any] = {}
+    kpm_kind = draw(st.sampled_from(["none", "bool", "float"] if key_padding_mask else ["none"]))
+    if kpm_kind != "none":
+        kw["key_padding_mask"] = _mask(g, (s,) if b is None else (b, s), kpm_kind, dtype)
+    am_kind = draw(st.sampled_from(["none", "2d", "3d", "causal"] if attn_mask else ["none"]))
+    if am_kind != "none":
+        kind = draw(st.sampled_from(["bool", "float"]))
+        if am_kind == "causal":
+            kw["attn_mask"], kw["is_causal"] = _causal(t, s, kind, dtype), True
+        else:
+            shape = (t, s) if am_kind == "2d" else ((b or 1) * h, t, s)
+            kw["attn_mask"] = _mask(g, shape, kind, dtype)
+    kw["need_weights"] = need_weights and draw(st.booleans())
+    if kw["need_weights"]:
+        kw["average_attn_weights"] = draw(st.booleans())
+    note = f"h={h} c={c} b={b} t={t} s={s} kdim={kdim} vdim={vdim} self_attn={self_attn}"
+    return MultiheadCase(init, state, Case((query, key, value), kw, note))
+
+
+__all__ = ["MultiheadCase", "multihead_cases"]

@@ -1,0 +1,231 @@
+"""Hypothesis strategies for optimizers: hyper-parameters and whole optimization problems.
+
+:func:`optimizer_problems` draws an :class:`OptimizerProblem`: initial parameter tensors (random
+small shapes, 0-d and 1-element included), their grouping into param groups with per-group
+hyper-parameters in torch.optim's names, and a gradient per parameter per step (some None). It runs
+any ``torch.optim.Optimizer`` class (:meth:`OptimizerProblem.run`) or any pure update rule of
+:mod:`refllm.ops.optim` (:meth:`OptimizerProblem.run_rule`) and returns a :class:`Trajectory` of
+parameters and state after every step, which :meth:`Trajectory.assert_close` compares::
+
+    @given(optimizer_problems(like="adamw"))
+    def test_my_adamw(problem):
+        problem.run(MyAdamW).assert_close(problem.run(torch.optim.AdamW, foreach=False),
+                                          kind="impl")
+
+>>> from hypothesis import given, settings
+>>> import torch
+>>> @settings(max_examples=5, deadline=None)
+... @given(optimizer_problems(like="sgd", steps=(2, 3)))
+... def check(problem):
+...     problem.run(torch.optim.SGD, foreach=False).assert_close(
+...         problem.run(torch.optim.SGD, foreach=True))
+>>> check()
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from hypothesis import strategies as st
+
+from refllm.testing.case import to_source
+from refllm.testing.compare import assert_close
+
+LIKES = ("gd", "sgd", "adam", "adamw")
+SHAPES = [(), (1,), (2,), (3,), (5,), (1, 1), (2, 3), (3, 2), (1, 4), (2, 1, 2)]
+
+
+def _rate(low: float, high: float) -> st.SearchStrategy[float]:
+    """``low`` or a float in [max(low, 1e-4), high]: no rates so small that a step underflows."""
+    return st.one_of(st.just(low), st.floats(max(low, 1e-4), high))
+
+
+def hyper_parameters(*, like: str = "adamw") -> st.SearchStrategy[dict[str, Any]]:
+    """Valid keyword arguments of ``torch.optim.<like>`` (``like="gd"``: just ``lr``).
+
+    Weight decay and momentum are mostly non-zero; nesterov, amsgrad and maximize are drawn too.
+    """
+    if like not in LIKES:
+        raise ValueError(f"like must be one of {LIKES}, got {like!r}")
+    if like == "gd":
+        return st.fixed_dictionaries({"lr": _rate(0.0, 0.5)})
+    if like == "sgd":
+        return _sgd_hyper()
+    return st.fixed_dictionaries({
+        "lr": _rate(0.0, 0.1),
+        "betas": st.tuples(_rate(0.0, 0.999), _rate(0.0, 0.999)),
+        "eps": st.floats(1e-10, 1e-2),
+        "weight_decay": _rate(0.0, 0.2),
+        "amsgrad": st.booleans(),
+        "maximize": st.booleans(),
+    })
+
+
+@st.composite
+def _sgd_hyper(draw: st.DrawFn) -> dict[str, Any]:
+    momentum = draw(_rate(0.0, 0.99))
+    nesterov = momentum > 0 and draw(st.booleans())
+    dampening = 0.0 if nesterov else draw(_rate(0.0, 0.9))
+    return {"lr": draw(_rate(0.0, 0.5)), "momentum": momentum, "dampening": dampening,
+            "nesterov": nesterov, "weight_decay": draw(_rate(0.0, 0.2)),
+            "maximize": draw(st.booleans())}
+
+
+def _values(n: int) -> st.SearchStrategy[list[float]]:
+    """Moderate values (|x| in [1e-3, 4], or 0) so that float64 rules differ by rounding only."""
+    x = st.floats(-4.0, 4.0, allow_subnormal=False).map(lambda v: v if abs(v) >= 1e-3 else 0.0)
+    return st.lists(x, min_size=n, max_size=n)
+
+
+def _tensor(values: list[float], shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    return torch.tensor(values, dtype=dtype).reshape(shape)
+
+
+@dataclasses.dataclass
+class Trajectory:
+    """Parameters and per-parameter state after each step: ``params[k][i]``, ``states[k][i]``."""
+
+    params: list[list[torch.Tensor]]
+    states: list[list[dict[str, Any]]]
+
+    def assert_close(self, expected: Trajectory, *, kind: str = "exact") -> None:
+        """Every parameter and every state tensor (and the step) close to ``expected``'s."""
+        assert len(self.params) == len(expected.params), "trajectories differ in length"
+        for k, (ps, qs, ss, rs) in enumerate(zip(self.params, expected.params, self.states,
+                                                 expected.states)):
+            for i, (p, q, s, r) in enumerate(zip(ps, qs, ss, rs)):
+                assert_close(p, q, kind=kind, msg=f"step {k + 1}, params[{i}]")
+                assert sorted(s) == sorted(r), f"step {k + 1}, state[{i}] keys {sorted(s)} " \
+                                               f"!= {sorted(r)}"
+                for key in s:
+                    a, b = torch.as_tensor(s[key]), torch.as_tensor(r[key])
+                    assert_close(a.to(q.dtype), b.to(q.dtype), kind=kind,
+                                 msg=f"step {k + 1}, state[{i}][{key!r}]")
+
+
+@dataclasses.dataclass
+class OptimizerProblem:
+    """Initial parameters, param groups with their hyper-parameters, and gradients per step."""
+
+    like: str
+    params: list[torch.Tensor]
+    groups: list[list[int]]  # indices into params, one list per param group
+    hyper: list[dict[str, Any]]  # torch.optim keyword arguments, one dict per param group
+    grads: list[list[torch.Tensor | None]]  # grads[k][i]: gradient of params[i] at step k (or None)
+    save_load_at: int | None = None  # run(): state_dict round trip into a new optimizer here
+
+    def param_groups(self, params: list[torch.Tensor]) -> list[dict[str, Any]]:
+        """torch.optim's list of param-group dicts over ``params`` (fresh leaves of the problem)."""
+        return [dict(h, params=[params[i] for i in idx]) for idx, h in zip(self.groups, self.hyper)]
+
+    def run(self, optimizer_cls: Callable[..., torch.optim.Optimizer], *,
+            save_load_at: int | None | str = "problem", **fixed_hyper: Any) -> Trajectory:
+        """Run ``optimizer_cls(param_groups, **fixed_hyper)``, setting ``.grad`` before each step.
+
+        At step ``save_load_at`` (the problem's by default), the state dict is deep-copied, a new
+        optimizer is built on the same parameters and loads it, and the run continues with it.
+        """
+        at = self.save_load_at if save_load_at == "problem" else save_load_at
+        params = [p.clone() for p in self.params]
+        make = lambda: optimizer_cls(self.param_groups(params), **fixed_hyper)  # noqa: E731
+        opt, out = make(), Trajectory([], [])
+        for k, grads in enumerate(self.grads):
+            if k == at:
+                saved = copy.deepcopy(opt.state_dict())
+                opt = make()
+                opt.load_state_dict(saved)
+            for p, g in zip(params, grads):
+                p.grad = None if g is None else g.clone()
+            opt.step()
+            out.params.append([p.detach().clone() for p in params])
+            out.states.append([_clone_state(opt.state.get(p, {})) for p in params])
+        return out
+
+    def run_rule(self, rule: Callable[..., Any], **fixed_hyper: Any) -> Trajectory:
+        """Run a pure rule ``(params, grads, state, **hyper)`` group by group, skipping None grads.
+
+        The hyper-parameters are each group's, with ``fixed_hyper`` on top (keys the rule does not
+        take, e.g. ``momentum`` for ``gd``, are dropped).
+        """
+        params = [p.clone() for p in self.params]
+        state: list[dict[str, Any]] = [{} for _ in params]
+        out = Trajectory([], [])
+        for grads in self.grads:
+            for idx, h in zip(self.groups, self.hyper):
+                live = [i for i in idx if grads[i] is not None]
+                hyper = _accepted(rule, {**h, **fixed_hyper})
+                new_p, new_s = rule([params[i] for i in live], [grads[i] for i in live],
+                                    [state[i] for i in live], **hyper)
+                for i, p, s in zip(live, new_p, new_s):
+                    params[i], state[i] = p, s
+            out.params.append([p.clone() for p in params])
+            out.states.append([_clone_state(s) for s in state])
+        return out
+
+    def snippet(self) -> str:
+        """Python source that rebuilds this problem exactly."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        args = ", ".join(f"{k}={to_source(v)}" for k, v in fields.items())
+        return f"problem = OptimizerProblem({args})"
+
+
+def _clone_state(s: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.detach().clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
+
+
+def _accepted(rule: Callable[..., Any], hyper: dict[str, Any]) -> dict[str, Any]:
+    import inspect
+
+    names = inspect.signature(rule).parameters
+    return {k: v for k, v in hyper.items() if k in names}
+
+
+@st.composite
+def optimizer_problems(draw: st.DrawFn, *, like: str = "adamw", dtype: torch.dtype = torch.float64,
+                       max_params: int = 4, max_groups: int = 3, none_grads: bool = True,
+                       steps: tuple[int, int] = (1, 25), hyper: Any = None,
+                       save_load: bool = True) -> OptimizerProblem:
+    """An :class:`OptimizerProblem` for an optimizer like ``torch.optim.<like>``.
+
+    ``hyper``: None (draw with :func:`hyper_parameters`), a strategy of hyper-parameter dicts, or a
+    dict of fixed values (each a value or a strategy) laid over the drawn ones. ``none_grads``: some
+    gradients are None (and one parameter may never get one). ``steps``: (min, max) step count.
+    ``save_load``: draw a step at which :meth:`OptimizerProblem.run` round-trips the state dict.
+    Tensors hold at most 6 elements, so naive rules stay quick.
+    """
+    if like not in LIKES:
+        raise ValueError(f"like must be one of {LIKES}, got {like!r}")
+    n = draw(st.integers(1, max_params))
+    shapes = [draw(st.sampled_from(SHAPES)) for _ in range(n)]
+    params = [_tensor(draw(_values(math.prod(s))), s, dtype) for s in shapes]
+    n_groups = draw(st.integers(1, min(max_groups, n)))
+    owner = [draw(st.integers(0, n_groups - 1)) for _ in range(n)]
+    groups = [[i for i in range(n) if owner[i] == g] for g in range(n_groups)]
+    groups = [g for g in groups if g]
+    hypers = [draw(_hyper_strategy(like, hyper)) for _ in groups]
+    n_steps = draw(st.integers(*steps))
+    never = draw(st.sampled_from([None, *range(n)])) if none_grads else None
+    grads = []
+    for _ in range(n_steps):
+        row: list[torch.Tensor | None] = []
+        for i, s in enumerate(shapes):
+            missing = none_grads and (i == never or draw(st.integers(0, 9)) == 0)
+            row.append(None if missing else _tensor(draw(_values(math.prod(s))), s, dtype))
+        grads.append(row)
+    at = draw(st.none() | st.integers(1, n_steps - 1)) if save_load and n_steps > 1 else None
+    return OptimizerProblem(like, params, groups, hypers, grads, at)
+
+
+def _hyper_strategy(like: str, hyper: Any) -> st.SearchStrategy[dict[str, Any]]:
+    if isinstance(hyper, st.SearchStrategy):
+        return hyper
+    base = hyper_parameters(like=like)
+    if hyper is None:
+        return base
+    fixed = {k: v if isinstance(v, st.SearchStrategy) else st.just(v) for k, v in hyper.items()}
+    return st.tuples(base, st.fixed_dictionaries(fixed)).map(lambda ab: {**ab[0], **ab[1]})
