@@ -29,7 +29,7 @@ def require_tensor(name: str, x: object) -> torch.Tensor:
 
 
 def require_float(name: str, x: object) -> torch.Tensor:
-    """Raise `TypeError` unless ``x`` is a floating-point tensor (float16/bfloat16/float32/float64)."""
+    """Raise `TypeError` unless ``x`` is a float16/bfloat16/float32/float64 tensor."""
     t = require_tensor(name, x)
     if t.dtype not in FLOAT_DTYPES:
         raise TypeError(
@@ -39,8 +39,10 @@ def require_float(name: str, x: object) -> torch.Tensor:
     return t
 
 
-def require_ndim(name: str, x: torch.Tensor, *, exact: int | Sequence[int] | None = None,
-                 at_least: int | None = None, layout: str = "") -> None:
+def require_ndim(
+    name: str, x: torch.Tensor, *, exact: int | Sequence[int] | None = None,
+    at_least: int | None = None, layout: str = "",
+) -> None:
     """Raise `ValueError` unless ``x.ndim`` is in ``exact`` or at least ``at_least``.
 
     ``layout`` is the expected shape in the axis alphabet (e.g. ``"(..., t, d)"``) for the message.
@@ -52,7 +54,9 @@ def require_ndim(name: str, x: torch.Tensor, *, exact: int | Sequence[int] | Non
             want = " or ".join(str(a) for a in allowed)
             raise ValueError(f"{name} must have {want} dimensions{hint}, got {describe(x)}")
     if at_least is not None and x.ndim < at_least:
-        raise ValueError(f"{name} must have at least {at_least} dimensions{hint}, got {describe(x)}")
+        raise ValueError(
+            f"{name} must have at least {at_least} dimensions{hint}, got {describe(x)}"
+        )
 
 
 def require_same_dtype(names: Sequence[str], tensors: Sequence[torch.Tensor]) -> None:

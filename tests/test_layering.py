@@ -1,4 +1,4 @@
-"""The layering of ARCHITECTURE.md: ops -> nn -> model -> train -> scaling; testing reads from the side.
+"""The layering of ARCHITECTURE.md: ops -> nn -> model -> train -> scaling; testing reads ops.
 
 A lower layer never imports a higher one; checked on the source text of every module.
 """
@@ -47,4 +47,7 @@ def test_a_layer_imports_only_the_layers_below_it(part):
     files = list(base.rglob("*.py")) if base.is_dir() else []
     for path in files:
         bad = {m for m in _refllm_imports(path) if not m.startswith("_")} - ALLOWED[part] - {part}
-        assert not bad, f"{path.relative_to(ROOT)} imports refllm.{sorted(bad)}; {part} may import {sorted(ALLOWED[part])}"
+        assert not bad, (
+            f"{path.relative_to(ROOT)} imports refllm.{sorted(bad)}; "
+            f"{part} may import {sorted(ALLOWED[part])}"
+        )

@@ -1,1 +1,37 @@
 """Pure functions on tensors. Each module holds the equation, a naive version and a fast version."""
+
+from refllm.ops.attention import (
+    scaled_dot_product_attention,
+    scaled_dot_product_attention_naive,
+    scaled_dot_product_attention_with_weights,
+    scaled_dot_product_attention_with_weights_naive,
+)
+from refllm.ops.losses import (
+    cross_entropy,
+    cross_entropy_grad,
+    cross_entropy_grad_naive,
+    cross_entropy_naive,
+    mse_loss,
+    mse_loss_naive,
+)
+from refllm.ops.multihead import multi_head_attention, multi_head_attention_naive
+from refllm.ops.optim import adam, adam_naive, adamw, adamw_naive, gd, gd_naive, sgd, sgd_naive
+from refllm.ops.schedules import as_lr_lambda, cosine_decay, linear_warmup, warmup_cosine
+from refllm.ops.softmax import (
+    log_softmax,
+    log_softmax_naive,
+    logsumexp,
+    logsumexp_naive,
+    softmax,
+    softmax_naive,
+)
+
+__all__ = [
+    "scaled_dot_product_attention", "scaled_dot_product_attention_naive",
+    "scaled_dot_product_attention_with_weights", "scaled_dot_product_attention_with_weights_naive",
+    "cross_entropy", "cross_entropy_naive", "cross_entropy_grad", "cross_entropy_grad_naive",
+    "mse_loss", "mse_loss_naive", "multi_head_attention", "multi_head_attention_naive",
+    "gd", "gd_naive", "sgd", "sgd_naive", "adam", "adam_naive", "adamw", "adamw_naive",
+    "linear_warmup", "cosine_decay", "warmup_cosine", "as_lr_lambda",
+    "softmax", "softmax_naive", "log_softmax", "log_softmax_naive", "logsumexp", "logsumexp_naive",
+]

@@ -88,7 +88,7 @@ class Case:
         return fn(*self.args, **self.kwargs)
 
     def map_tensors(self, f: Callable[[torch.Tensor], torch.Tensor]) -> Case:
-        """A copy with ``f`` applied to every tensor argument (inside tuples, lists and dicts too)."""
+        """A copy with ``f`` applied to every tensor argument (in tuples, lists and dicts too)."""
 
         def go(v: Any) -> Any:
             if isinstance(v, torch.Tensor):
@@ -103,7 +103,8 @@ class Case:
 
         return Case(go(self.args), go(self.kwargs), self.note)
 
-    def to(self, dtype: torch.dtype | None = None, device: str | torch.device | None = None) -> Case:
+    def to(self, dtype: torch.dtype | None = None,
+           device: str | torch.device | None = None) -> Case:
         """Floating-point tensors cast to ``dtype``; every tensor moved to ``device``."""
 
         def conv(t: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """One comparator for every test and check, built on `torch.testing.assert_close`.
 
 >>> import torch
->>> assert_close(torch.tensor([1.0], dtype=torch.float64), torch.tensor([1.0 + 1e-15], dtype=torch.float64))
+>>> x = torch.tensor([1.0], dtype=torch.float64)
+>>> assert_close(x, x + 1e-15)
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ torch op is slow and would otherwise trip Hypothesis' deadline.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 
@@ -16,7 +17,7 @@ ENV_VAR = "REFLLM_PROFILE"
 _SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
              HealthCheck.differing_executors]
 
-PROFILES = {
+PROFILES: dict[str, dict[str, Any]] = {
     "dev": dict(max_examples=40, deadline=None, suppress_health_check=_SUPPRESS),
     "ci": dict(max_examples=40, deadline=None, derandomize=True, database=None,
                suppress_health_check=_SUPPRESS, print_blob=True),
