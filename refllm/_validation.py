@@ -7,6 +7,8 @@ wrong kind of object or dtype and `ValueError` for a wrong shape or value.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -98,3 +100,33 @@ def require_in_range(name: str, value: float, *, low: float | None = None,
         hi = "inf" if high is None else repr(high)
         interval = f"{'(' if low_open else '['}{lo}, {hi}{')' if high_open else ']'}"
         raise ValueError(f"{name} must lie in {interval}, got {value!r}")
+
+
+def require_bool(name: str, value: object) -> bool:
+    """Raise `TypeError` unless ``value`` is a Python bool."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {describe(value)}")
+    return value
+
+
+def require_int(name: str, value: object, *, low: int | None = None) -> int:
+    """Raise `TypeError` unless ``value`` is an integer (not a bool), `ValueError` if below ``low``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {describe(value)}")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    return int(value)
+
+
+def require_real(name: str, value: object, *, low: float | None = None,
+                 high: float | None = None, low_open: bool = False,
+                 high_open: bool = False) -> float:
+    """Raise `TypeError` unless ``value`` is a real number (not a bool); `ValueError` if it is NaN,
+    infinite, or outside ``[low, high]`` (open at either end where asked). Return it as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {describe(value)}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    require_in_range(name, float(value), low=low, high=high, low_open=low_open,
+                     high_open=high_open)
+    return float(value)

@@ -14,10 +14,11 @@ import torch
 
 from refllm._validation import (
     describe,
+    require_bool,
     require_broadcastable,
     require_float,
-    require_in_range,
     require_ndim,
+    require_real,
     require_same_device,
     require_same_dtype,
 )
@@ -100,14 +101,11 @@ def _check_mask(attn_mask, query, is_causal: bool, target: tuple[int, ...]) -> N
 
 
 def _check_options(dropout_p, is_causal, scale, enable_gqa, causal_alignment, generator) -> None:
-    for name, flag in (("is_causal", is_causal), ("enable_gqa", enable_gqa)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be a bool, got {describe(flag)}")
-    if not _is_real(dropout_p):
-        raise TypeError(f"dropout_p must be a real number in [0, 1), got {describe(dropout_p)}")
-    require_in_range("dropout_p", float(dropout_p), low=0.0, high=1.0, high_open=True)
-    if scale is not None and (not _is_real(scale) or not math.isfinite(scale)):
-        raise TypeError(f"scale must be None or a finite real number, got {describe(scale)}")
+    require_bool("is_causal", is_causal)
+    require_bool("enable_gqa", enable_gqa)
+    require_real("dropout_p", dropout_p, low=0.0, high=1.0, high_open=True)
+    if scale is not None:
+        require_real("scale", scale)
     if causal_alignment not in ALIGNMENTS:
         raise ValueError(f"causal_alignment must be one of {ALIGNMENTS}, got {causal_alignment!r}")
     if generator is not None and not isinstance(generator, torch.Generator):

@@ -6,15 +6,14 @@ the argument, what was seen and what was expected, before any arithmetic happens
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
 from refllm._validation import (
     describe,
     require_float,
-    require_in_range,
+    require_int,
     require_ndim,
+    require_real,
     require_same_device,
     require_tensor,
 )
@@ -38,12 +37,9 @@ def check_cross_entropy(input: object, target: object, weight: object, ignore_in
         raise ValueError(f"input must have at least one class on its class axis c, "
                          f"got {describe(x)}")
     t = require_tensor("target", target)
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
-        raise TypeError(f"ignore_index must be an int, got {describe(ignore_index)}")
+    require_int("ignore_index", ignore_index)
     check_reduction(reduction)
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
-        raise TypeError(f"label_smoothing must be a float, got {describe(label_smoothing)}")
-    require_in_range("label_smoothing", float(label_smoothing), low=0.0, high=1.0)
+    require_real("label_smoothing", label_smoothing, low=0.0, high=1.0)
     if t.is_floating_point():
         _check_prob_target(x, t, ignore_index)
     else:

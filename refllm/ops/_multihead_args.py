@@ -11,15 +11,17 @@ convention here (bool True = IGNORE); each implementation turns them into scores
 from __future__ import annotations
 
 import dataclasses
-import numbers
 
 import torch
 from torch import Tensor
 
 from refllm._validation import (
     describe,
+    require_bool,
     require_float,
+    require_int,
     require_ndim,
+    require_real,
     require_same_device,
     require_same_dtype,
     require_tensor,
@@ -66,10 +68,8 @@ def _check_inputs(query, key, value, num_heads, batch_first) -> tuple[Tensor, Te
                              f"got {describe(x)} for query {describe(query)}")
     require_same_dtype(("query", "key", "value"), (query, key, value))
     require_same_device(("query", "key", "value"), (query, key, value))
-    if isinstance(num_heads, bool) or not isinstance(num_heads, numbers.Integral) or num_heads < 1:
-        raise ValueError(f"num_heads must be a positive int, got {describe(num_heads)}")
-    if not isinstance(batch_first, bool):
-        raise TypeError(f"batch_first must be a bool, got {describe(batch_first)}")
+    require_int("num_heads", num_heads, low=1)
+    require_bool("batch_first", batch_first)
     q, k, v = query, key, value
     if query.ndim == 2:  # unbatched: (t, c); batch_first does not apply
         q, k, v = q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0)
@@ -152,11 +152,8 @@ def check_mha_args(query, key, value, num_heads, weights: dict, key_padding_mask
     for name, flag in (("is_causal", is_causal), ("need_weights", need_weights),
                        ("average_attn_weights", average_attn_weights),
                        ("add_zero_attn", add_zero_attn)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be a bool, got {describe(flag)}")
-    if isinstance(dropout_p, bool) or not isinstance(dropout_p, numbers.Real) \
-            or not 0.0 <= float(dropout_p) < 1.0:
-        raise ValueError(f"dropout_p must be a real number in [0, 1), got {describe(dropout_p)}")
+        require_bool(name, flag)
+    require_real("dropout_p", dropout_p, low=0.0, high=1.0, high_open=True)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {describe(generator)}")
     q, k, v = _check_inputs(query, key, value, num_heads, batch_first)

@@ -34,7 +34,6 @@ torch.optim keys them (``'momentum_buffer'``), or ``None`` for a fresh start.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,7 +41,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from refllm._validation import describe, require_float, require_in_range
+from refllm._validation import describe, require_float, require_real
 
 State = list[dict[str, Any]]
 Params = Sequence[Float[Tensor, "..."]]
@@ -80,12 +79,8 @@ def check_lists(params: Params, grads: Params, state: Sequence[dict] | None) -> 
 
 def check_number(name: str, value: object, *, low: float = 0.0, high: float | None = None,
                  high_open: bool = False) -> None:
-    """Raise unless ``value`` is a real number in [low, high] (or [low, high))."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float, got {describe(value)}")
-    if math.isnan(value):
-        raise ValueError(f"{name} must not be NaN")
-    require_in_range(name, float(value), low=low, high=high, high_open=high_open)
+    """Raise unless ``value`` is a finite real number in [low, high] (or [low, high))."""
+    require_real(name, value, low=low, high=high, high_open=high_open)
 
 
 def check_sgd_hyper(*, lr: float, momentum: float, dampening: float, nesterov: bool,

@@ -33,30 +33,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from refllm._validation import describe
+from refllm._validation import require_int, require_real
 
 
 def _check_step(step: object) -> int:
-    if isinstance(step, bool) or not isinstance(step, int):
-        raise TypeError(f"step must be an int, got {describe(step)}")
-    if step < 0:
-        raise ValueError(f"step must be >= 0, got {step}")
-    return step
+    return require_int("step", step, low=0)
 
 
 def _check_count(name: str, value: object, *, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {describe(value)}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
+    require_int(name, value, low=low)
 
 
 def _check_lrs(max_lr: float, min_lr: float) -> None:
-    for name, value in (("max_lr", max_lr), ("min_lr", min_lr)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ValueError(f"{name} must be a finite float >= 0, got {value!r}")
-        if math.isinf(value):
-            raise ValueError(f"{name} must be a finite float >= 0, got {value!r}")
+    require_real("max_lr", max_lr, low=0.0)
+    require_real("min_lr", min_lr, low=0.0)
     if min_lr > max_lr:
         raise ValueError(f"min_lr must be <= max_lr, got min_lr={min_lr!r} > max_lr={max_lr!r}")
 
@@ -125,8 +115,7 @@ def as_lr_lambda(schedule: Callable[..., float], *, base_lr: float,
     >>> [f(t) for t in range(3)]
     [0.5, 1.0, 1.0]
     """
-    if isinstance(base_lr, bool) or not isinstance(base_lr, (int, float)) or not base_lr > 0:
-        raise ValueError(f"base_lr must be a float > 0, got {base_lr!r}")
+    require_real("base_lr", base_lr, low=0.0, low_open=True)
     schedule(0, **kwargs)  # validate the arguments now, not at the first step
 
     def lr_lambda(step: int) -> float:

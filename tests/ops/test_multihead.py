@@ -218,7 +218,7 @@ BAD = [
     ({"is_causal": True}, ValueError, r"is_causal=True needs attn_mask"),
     ({"is_causal": True, "attn_mask": torch.zeros(3, 3, dtype=torch.bool)}, ValueError,
      r"is_causal=True is a hint that attn_mask is the top-left causal mask"),
-    ({"dropout_p": 1.0}, ValueError, r"dropout_p must be a real number in \[0, 1\)"),
+    ({"dropout_p": 1.0}, ValueError, r"dropout_p must lie in \[0.0, 1.0\), got 1.0"),
     ({"generator": 3}, TypeError, r"generator must be a torch.Generator"),
     ({"need_weights": 1}, TypeError, r"need_weights must be a bool"),
 ]

@@ -226,7 +226,7 @@ def test_bad_sgd_hyper_parameters_are_value_errors_naming_the_argument(rule, kwa
     ({"eps": -1e-8}, r"eps must lie in \[0.0, inf\], got -1e-08"),
     ({"weight_decay": -0.1}, r"weight_decay must lie in \[0.0, inf\]"),
     ({"lr": -1.0}, r"lr must lie in \[0.0, inf\]"),
-    ({"lr": float("nan")}, r"lr must not be NaN"),
+    ({"lr": float("nan")}, r"lr must be finite, got nan"),
 ])
 def test_bad_adam_hyper_parameters_are_value_errors_naming_the_argument(rule, kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -95,7 +95,7 @@ def test_the_lr_lambda_adapter_divides_by_the_base_lr():
 @pytest.mark.parametrize("call, error, match", [
     (lambda: linear_warmup(-1, max_lr=1.0, warmup_steps=2), ValueError, "step must be >= 0"),
     (lambda: linear_warmup(1.5, max_lr=1.0, warmup_steps=2), TypeError, "step must be an int"),
-    (lambda: linear_warmup(0, max_lr=-1.0, warmup_steps=2), ValueError, "max_lr must be"),
+    (lambda: linear_warmup(0, max_lr=-1.0, warmup_steps=2), ValueError, r"max_lr must lie in \[0.0, inf\], got -1.0"),
     (lambda: linear_warmup(0, max_lr=1.0, warmup_steps=-2), ValueError,
      "warmup_steps must be >= 0, got -2"),
     (lambda: cosine_decay(0, max_lr=1.0, min_lr=2.0, decay_steps=2), ValueError,
@@ -103,11 +103,11 @@ def test_the_lr_lambda_adapter_divides_by_the_base_lr():
     (lambda: cosine_decay(0, max_lr=1.0, min_lr=0.0, decay_steps=0), ValueError,
      "decay_steps must be >= 1, got 0"),
     (lambda: cosine_decay(0, max_lr=float("nan"), min_lr=0.0, decay_steps=2), ValueError,
-     "max_lr must be a finite float"),
+     "max_lr must be finite, got nan"),
     (lambda: warmup_cosine(0, max_lr=1.0, min_lr=0.0, warmup_steps=5, decay_steps=5), ValueError,
      "decay_steps must be >= 6, got 5"),
     (lambda: as_lr_lambda(linear_warmup, base_lr=0.0, max_lr=1.0, warmup_steps=1), ValueError,
-     "base_lr must be a float > 0"),
+     r"base_lr must lie in \(0.0, inf\], got 0.0"),
     (lambda: as_lr_lambda(linear_warmup, base_lr=1.0, max_lr=1.0, warmup_steps=-1), ValueError,
      "warmup_steps must be >= 0"),
 ])

@@ -47,6 +47,10 @@ class FunctionSpec:
     # reference output and the upstream gradient (see sdpa.sdpa_floors)
     floors: Callable[[Case, torch.Tensor, torch.Tensor | None, torch.dtype],
                      dict[str, float]] | None = None
+    # an op's elementwise a-priori rounding-error bounds per property, for float32/float64, from
+    # the case as the user's function receives it and the upstream gradient (see error_bounds)
+    error_bounds: Callable[[Case, torch.Tensor | None, torch.dtype],
+                           dict[str, torch.Tensor]] | None = None
     properties: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -117,14 +121,18 @@ class FunctionSpec:
                                 f"got {actual.dtype}, expected {self.dtype}"))
         plain = _Lazy(lambda: self._run(self.reference, case.to(device="cpu"), g))
         floors = self.floors(ref_case, expected, g, self.dtype) if self.floors else {}
+        bounds = (self.error_bounds(case, g, self.dtype)
+                  if self.error_bounds and self.dtype not in LOW_PRECISION else {})
         outcomes += _judge("forward output", actual, expected, self.dtype,
                            lambda: plain()[0], finite="finite output",
-                           floor=floors.get("forward output", 0.0))
+                           floor=floors.get("forward output", 0.0),
+                           bound=bounds.get("forward output"))
         if self.grads:
             for i, name in enumerate(self.grad_inputs):
-                outcomes += _judge_grad(f"grad wrt {name}", act_grads, exp_grads, i, self.dtype,
-                                        lambda i=i: plain()[1][i],
-                                        floors.get(f"grad wrt {name}", 0.0))
+                prop = f"grad wrt {name}"
+                outcomes += _judge_grad(prop, act_grads, exp_grads, i, self.dtype,
+                                        lambda i=i: plain()[1][i], floors.get(prop, 0.0),
+                                        bound=bounds.get(prop))
         return outcomes
 
     def _cross_check(self, ref_case: Case, expected: torch.Tensor) -> None:
@@ -166,9 +174,11 @@ def _upstream(out: torch.Tensor, seed: int, dtype: torch.dtype) -> torch.Tensor:
 
 def _judge(name: str, actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype,
            plain: Callable[[], torch.Tensor], finite: str | None = None,
-           factor: float = LOW_PRECISION_FACTOR, floor: float = 0.0) -> list[Outcome]:
+           factor: float = LOW_PRECISION_FACTOR, floor: float = 0.0,
+           bound: torch.Tensor | None = None) -> list[Outcome]:
     lazy = plain if (dtype in LOW_PRECISION or dtype == torch.float32) else None
-    v = compare(actual, expected, dtype=dtype, plain=lazy, factor=factor, floor=floor)
+    v = compare(actual, expected, dtype=dtype, plain=lazy, factor=factor, floor=floor,
+                bound=bound)
     nonfinite = v.rule.startswith("non-finite")
     out = []
     if finite is not None:
@@ -181,7 +191,8 @@ def _judge(name: str, actual: torch.Tensor, expected: torch.Tensor, dtype: torch
 
 
 def _judge_grad(name: str, act: list, exp: list, i: int, dtype: torch.dtype,
-                plain: Callable[[], torch.Tensor], floor: float = 0.0) -> list[Outcome]:
+                plain: Callable[[], torch.Tensor], floor: float = 0.0,
+                bound: torch.Tensor | None = None) -> list[Outcome]:
     e = exp[i] if i < len(exp) else None
     a = act[i] if i < len(act) else None
     if e is None:
@@ -192,7 +203,8 @@ def _judge_grad(name: str, act: list, exp: list, i: int, dtype: torch.dtype,
     if a.shape != e.shape:
         return [Outcome(name, False, f"gradient of shape {tuple(a.shape)}, expected "
                                      f"{tuple(e.shape)}")]
-    return _judge(name, a, e, dtype, plain, factor=LOW_PRECISION_GRAD_FACTOR, floor=floor)
+    return _judge(name, a, e, dtype, plain, factor=LOW_PRECISION_GRAD_FACTOR, floor=floor,
+                  bound=bound)
 
 
 SNIPPET = '''\

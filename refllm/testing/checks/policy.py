@@ -41,9 +41,11 @@ from collections.abc import Callable
 import torch
 
 from refllm.testing.tolerances import (
+    ERROR_BOUND_FACTOR,
     IMPL,
     LOW_PRECISION_FACTOR,
     LOW_PRECISION_NOISE_FACTOR,
+    Tolerance,
     tolerance,
 )
 
@@ -97,13 +99,18 @@ def _max_finite(diff: torch.Tensor) -> float:
 
 def compare(actual: torch.Tensor, expected: torch.Tensor, *, dtype: torch.dtype,
             plain: Callable[[], torch.Tensor] | torch.Tensor | None = None,
-            factor: float = LOW_PRECISION_FACTOR, floor: float = 0.0) -> Verdict:
+            factor: float = LOW_PRECISION_FACTOR, floor: float = 0.0,
+            bound: torch.Tensor | None = None) -> Verdict:
     """Compare ``actual`` (any dtype/device) with the float64 reference under the policy.
 
     ``plain`` (a tensor, or a thunk computing it lazily) is the same-dtype plain reference; it is
     required for bfloat16/float16 and used for float32 only where the fixed bound is exceeded.
     ``factor`` is k of the rule (``LOW_PRECISION_GRAD_FACTOR`` for gradients); ``floor`` is an
     op's own estimate of unavoidable rounding noise, added to the bound (see `sdpa_floors`).
+    ``bound`` (float32/float64) is an elementwise a-priori rounding-error bound of the op in
+    ``dtype`` (see :mod:`refllm.testing.checks.error_bounds`); with it the rule is elementwise,
+    ``|out - ref| <= atol + rtol |ref| + ERROR_BOUND_FACTOR * bound``, and no plain reference is
+    consulted.
     """
     a = actual.detach().to("cpu", torch.float64)
     e = expected.detach().to("cpu", torch.float64)
@@ -115,6 +122,8 @@ def compare(actual: torch.Tensor, expected: torch.Tensor, *, dtype: torch.dtype,
     tol = tolerance(dtype, "impl") if dtype in IMPL else tolerance(torch.float32, "impl")
     err = torch.nan_to_num((a - e).abs(), nan=0.0, posinf=0.0, neginf=0.0)
     allowed = tol.atol + tol.rtol * torch.nan_to_num(e.abs(), posinf=0.0)
+    if dtype not in LOW_PRECISION and bound is not None:
+        return _elementwise(a, e, err, allowed, bound, tol, dtype)
     if dtype not in LOW_PRECISION:
         worst = _unravel(int(torch.argmax(err / allowed)), a.shape)
         fixed = f"fixed bound rtol={tol.rtol:g}, atol={tol.atol:g} for {dtype}"
@@ -129,6 +138,18 @@ def compare(actual: torch.Tensor, expected: torch.Tensor, *, dtype: torch.dtype,
     rule = (f"max abs error <= {factor:g} x error of the plain {dtype} "
             f"computation + noise floor = {bound:.3g}")
     return _verdict(a, e, worst, bound, rule, passed=float(err.max()) <= bound)
+
+
+def _elementwise(a: torch.Tensor, e: torch.Tensor, err: torch.Tensor, allowed: torch.Tensor,
+                 bound: torch.Tensor, tol: Tolerance, dtype: torch.dtype) -> Verdict:
+    b = bound.detach().to("cpu", torch.float64).expand(a.shape)
+    allowed = allowed + ERROR_BOUND_FACTOR * torch.nan_to_num(b, nan=0.0, posinf=0.0)
+    worst = _unravel(int(torch.argmax(err / allowed)), a.shape)
+    rule = (f"elementwise: rtol={tol.rtol:g}, atol={tol.atol:g} for {dtype} + "
+            f"{ERROR_BOUND_FACTOR:g} x the a-priori rounding-error bound of the element "
+            f"({float(b[worst]):.3g} there)")
+    return _verdict(a, e, worst, float(allowed[worst]), rule,
+                    passed=bool((err <= allowed).all()))
 
 
 def _nonfinite_mismatch(a: torch.Tensor, e: torch.Tensor) -> tuple[int, ...] | None:

@@ -22,6 +22,7 @@ import torch
 from refllm.testing.case import Case
 from refllm.testing.checks._engine import resolve, run
 from refllm.testing.checks._function import FunctionSpec
+from refllm.testing.checks.error_bounds import sdpa_error_bounds
 from refllm.testing.checks.report import Report
 from refllm.testing.tolerances import LOW_PRECISION_NOISE_FACTOR
 
@@ -105,7 +106,7 @@ def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float
         reference_name="refllm.ops.attention:scaled_dot_product_attention", cases=cases,
         grad_inputs={"query": 0, "key": 1, "value": 2}, dtype=dtype, device=device, grads=grads,
         naive=attention.scaled_dot_product_attention_naive if naive else None,
-        floors=sdpa_floors,
+        floors=sdpa_floors, error_bounds=sdpa_error_bounds,
     )
     return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
                seed=seed, raise_on_failure=raise_on_failure, features=chosen)
