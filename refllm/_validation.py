@@ -110,7 +110,7 @@ def require_bool(name: str, value: object) -> bool:
 
 
 def require_int(name: str, value: object, *, low: int | None = None) -> int:
-    """Raise `TypeError` unless ``value`` is an integer (not a bool), `ValueError` if below ``low``."""
+    """Raise `TypeError` unless ``value`` is an int (not a bool); `ValueError` if below ``low``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {describe(value)}")
     if low is not None and value < low:

@@ -95,7 +95,8 @@ def test_the_lr_lambda_adapter_divides_by_the_base_lr():
 @pytest.mark.parametrize("call, error, match", [
     (lambda: linear_warmup(-1, max_lr=1.0, warmup_steps=2), ValueError, "step must be >= 0"),
     (lambda: linear_warmup(1.5, max_lr=1.0, warmup_steps=2), TypeError, "step must be an int"),
-    (lambda: linear_warmup(0, max_lr=-1.0, warmup_steps=2), ValueError, r"max_lr must lie in \[0.0, inf\], got -1.0"),
+    (lambda: linear_warmup(0, max_lr=-1.0, warmup_steps=2), ValueError,
+     r"max_lr must lie in \[0.0, inf\], got -1.0"),
     (lambda: linear_warmup(0, max_lr=1.0, warmup_steps=-2), ValueError,
      "warmup_steps must be >= 0, got -2"),
     (lambda: cosine_decay(0, max_lr=1.0, min_lr=2.0, decay_steps=2), ValueError,
