@@ -2,7 +2,10 @@
 
     refllm check sdpa mypkg.attn:flash_attention --dtype bf16 --device cuda --examples 500
     refllm check cross-entropy mypkg.losses:ce      (also: mse, optimizer CLASS --like adamw)
+    refllm check multihead mypkg.attn:MHA   (a torch.nn.MultiheadAttention-compatible class)
     refllm demo        # PyTorch's own ops checked against refllm in float32
+
+``--seed N`` fixes the drawn examples (the same examples in any program and thread count).
 
 Exit status: 0 when every check agrees, 1 on a disagreement, 2 on a usage error (an unknown
 option, a target that cannot be imported).
@@ -16,12 +19,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-OPS = ("sdpa", "cross-entropy", "mse", "optimizer")
+OPS = ("sdpa", "cross-entropy", "mse", "optimizer", "multihead")
 DEMO = [  # (label, check name, target, extra keyword arguments)
     ("F.scaled_dot_product_attention", "sdpa",
      "torch.nn.functional:scaled_dot_product_attention", {}),
+    ("nn.MultiheadAttention", "multihead", "torch.nn:MultiheadAttention", {}),
     ("F.cross_entropy", "cross-entropy", "torch.nn.functional:cross_entropy", {}),
     ("F.mse_loss", "mse", "torch.nn.functional:mse_loss", {}),
+    ("torch.optim.SGD", "optimizer", "torch.optim:SGD", {"like": "sgd"}),
+    ("torch.optim.Adam", "optimizer", "torch.optim:Adam", {"like": "adam"}),
     ("torch.optim.AdamW", "optimizer", "torch.optim:AdamW", {"like": "adamw"}),
 ]
 
@@ -31,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="check an implementation against refllm")
     check.add_argument("op", choices=OPS)
-    check.add_argument("target", help="module:name of the function (or optimizer class)")
+    check.add_argument("target", help="module:name of the function (or the optimizer or "
+                                      "multi-head attention class)")
     check.add_argument("--dtype", default="float32", help="float64, float32, bf16 or fp16")
     check.add_argument("--device", default="cpu")
     check.add_argument("--examples", type=int, default=None,
@@ -88,25 +95,41 @@ def _split(text: str) -> list[str]:
 
 
 def _demo(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    """Check PyTorch's own ops; one table row per op, the full report of any that disagrees."""
+    import warnings
+
     import torch
 
     from refllm.testing.checks import CHECKS
 
     out(f"refllm demo: PyTorch {torch.__version__}'s own ops against refllm's float64 "
-        f"references, float32, {args.examples} examples each")
-    failed = 0
-    for label, op, target, extra in DEMO:
-        start = time.perf_counter()
-        report = CHECKS[op](target, dtype=torch.float32, examples=args.examples, seed=args.seed,
-                            raise_on_failure=False, **extra)
-        took = time.perf_counter() - start
-        verdict = "agrees" if report.passed else "DISAGREES"
-        out(f"  {label:<32} {verdict:<10} ({report.examples} examples, {took:.1f} s)")
-        if not report.passed:
-            failed += 1
-            out(str(report))
-    out("all agree" if not failed else f"{failed} disagreement(s)")
-    return 1 if failed else 0
+        f"references, in float32, {args.examples} examples each (seed {args.seed})\n")
+    out(f"  {'op':<32} {'verdict':<10} {'examples':>8} {'properties':>10} {'time':>7}")
+    failed = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny inputs: threads only cost time (and change nothing checked)
+    try:
+        for label, op, target, extra in DEMO:
+            start = time.perf_counter()
+            with warnings.catch_warnings():  # PyTorch's deprecation warnings on drawn masks
+                warnings.simplefilter("ignore")
+                report = CHECKS[op](target, dtype=torch.float32, examples=args.examples,
+                                    seed=args.seed, raise_on_failure=False, **extra)
+            took = time.perf_counter() - start
+            verdict = "agrees" if report.passed else "DISAGREES"
+            checked = sum(p.examples > 0 for p in report.properties)
+            out(f"  {label:<32} {verdict:<10} {report.examples:>8} {checked:>10} {took:>6.1f}s")
+            if not report.passed:
+                failed.append((label, report))
+    finally:
+        torch.set_num_threads(threads)
+    for label, report in failed:
+        out(f"\n{label}:\n{report}")
+    if failed:
+        out(f"\n{len(failed)} of {len(DEMO)} ops DISAGREE with refllm")
+        return 1
+    out(f"\nall {len(DEMO)} ops agree with refllm (values and gradients, float32)")
+    return 0
 
 
 if __name__ == "__main__":

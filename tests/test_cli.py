@@ -23,6 +23,13 @@ def test_check_exits_zero_when_torch_agrees(capsys):
     assert "PASSED" in capsys.readouterr().out
 
 
+def test_check_multihead_takes_a_module_class(capsys):
+    assert main(["check", "multihead", "torch.nn:MultiheadAttention", "--examples", "10",
+                 "--seed", "0", "--features", "bias,need_weights"]) == 0
+    out = capsys.readouterr().out
+    assert "PASSED" in out and "grad wrt parameter 'out_proj.weight'" in out
+
+
 def test_check_exits_one_on_a_disagreement_and_prints_the_report(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "refllm_cli_buggy", BUGGY)
     assert main(["check", "mse", "refllm_cli_buggy:mse_loss", "--examples", "50",
@@ -47,4 +54,5 @@ def test_check_exits_two_on_usage_errors(capsys):
 def test_demo_checks_torch_against_refllm_and_exits_zero(capsys):
     assert main(["demo", "--examples", "5"]) == 0
     out = capsys.readouterr().out
-    assert "F.scaled_dot_product_attention" in out and "all agree" in out
+    assert "F.scaled_dot_product_attention" in out and "nn.MultiheadAttention" in out
+    assert out.rstrip().splitlines()[-1].startswith("all 7 ops agree")

@@ -5,6 +5,7 @@ from refllm.testing.checks import (
     Report,
     check_cross_entropy,
     check_mse,
+    check_multihead_attention,
     check_optimizer,
     check_sdpa,
 )
@@ -14,4 +15,4 @@ from refllm.testing.tolerances import Tolerance, tolerance
 
 __all__ = ["assert_close", "load_profile", "register_profiles", "Tolerance", "tolerance",
            "OracleFailure", "Report", "check_sdpa", "check_cross_entropy", "check_mse",
-           "check_optimizer"]
+           "check_multihead_attention", "check_optimizer"]

@@ -6,8 +6,10 @@ lazily, so it costs nothing in suites that do not use it.
 
 Options (all optional): ``--refllm-sdpa=module:function``, ``--refllm-cross-entropy=...``,
 ``--refllm-mse=...``, ``--refllm-optimizer=module:Class`` with ``--refllm-optimizer-like=adamw``,
+``--refllm-multihead=module:Class`` (a ``torch.nn.MultiheadAttention``-compatible class),
 ``--refllm-dtype=float32`` (float64, float32, bfloat16, float16 or bf16, fp16, ...),
-``--refllm-device=cpu`` and ``--refllm-examples=N``.
+``--refllm-device=cpu``, ``--refllm-examples=N`` and ``--refllm-seed=N`` (which fixes the drawn
+examples).
 
 The ``refllm_oracle`` fixture runs a check; a target given in the call wins over the option::
 
@@ -32,7 +34,9 @@ OPS = {  # option suffix -> check name of refllm.testing.checks.CHECKS
     "cross-entropy": "cross-entropy",
     "mse": "mse",
     "optimizer": "optimizer",
+    "multihead": "multihead",
 }
+CLASS_OPS = ("optimizer", "multihead")  # their targets are classes
 DTYPES = {
     "float64": "float64", "fp64": "float64", "f64": "float64", "double": "float64",
     "float32": "float32", "fp32": "float32", "f32": "float32", "float": "float32",
@@ -54,7 +58,7 @@ def parse_dtype(name: str) -> Any:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("refllm", "refllm correctness oracle")
     for op in OPS:
-        what = "Class" if op == "optimizer" else "function"
+        what = "Class" if op in CLASS_OPS else "function"
         group.addoption(f"--refllm-{op}", default=None, metavar=f"module:{what}",
                         help=f"check this {op} implementation against refllm")
     group.addoption("--refllm-optimizer-like", default="adamw",
@@ -106,10 +110,14 @@ class Oracle:
         kwargs.setdefault("like", self.like)
         return self._check("optimizer", cls, **kwargs)
 
+    def multihead(self, cls: Any = None, **kwargs: Any) -> Any:
+        return self._check("multihead", cls, **kwargs)
+
 
 @pytest.fixture
 def refllm_oracle(request: pytest.FixtureRequest) -> Oracle:
-    """Run refllm's checks (``.sdpa``, ``.cross_entropy``, ``.mse``, ``.optimizer``)."""
+    """Run refllm's checks (``.sdpa``, ``.cross_entropy``, ``.mse``, ``.optimizer``,
+    ``.multihead``)."""
     return Oracle(request.config)
 
 

@@ -5,10 +5,13 @@ Two kinds of comparison:
 * ``"exact"`` — two float64 computations of the same formula (fast against naive): they differ only
   by rounding, so the bound is a few hundred ulps of float64 (rtol = atol = 1e-12).
 * ``"impl"`` — an implementation in some dtype against refllm's float64 reference. For float64 and
-  float32 the bounds are fixed (those of ``torch.testing.assert_close`` for the dtype, which PyTorch's
-  own test-suite uses for SDPA and optimizers). For bfloat16 and float16 a fixed bound is either
-  too loose or cries wolf, so the oracle applies the rule of FlashAttention's and PyTorch's SDPA
-  tests instead (see :mod:`refllm.testing`): error(impl) <= k * error(same-dtype naive) + floor.
+  float32 the fixed bounds below are those of ``torch.testing.assert_close`` for the dtype (which
+  PyTorch's own test-suite uses for SDPA and optimizers); where an op has an error model (attention,
+  :mod:`refllm.testing.checks.error_bounds`) the oracle adds ``ERROR_BOUND_FACTOR`` times its
+  elementwise a-priori rounding-error bound, else it falls back, beyond the fixed bound, to the
+  error of the same-dtype plain computation. For bfloat16 and float16 a fixed bound is either too
+  loose or cries wolf, so the oracle applies the rule of FlashAttention's and PyTorch's SDPA tests
+  (see :mod:`refllm.testing.checks.policy`): error(impl) <= k * error(same-dtype plain) + floor.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def test_torch_optimizers_agree_with_refllm(like, cls):
 
 def test_adam_with_coupled_weight_decay_is_not_adamw():
     report = check_optimizer(torch.optim.Adam, like="adamw", examples=100, seed=0,
-                             raise_on_failure=False)
+                             steps=(1, 4), raise_on_failure=False)
     assert not report.passed
     namespace: dict = {}
     exec(report.snippet, namespace)  # noqa: S102 - running the repro is the point

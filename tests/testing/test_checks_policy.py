@@ -1,9 +1,15 @@
-"""The tolerance policy: fixed bounds for float64/float32, FlashAttention's rule for bf16/fp16."""
+"""The tolerance policy: elementwise error bounds for float64/float32, FlashAttention's rule for
+bf16/fp16."""
 
+import pytest
 import torch
+import torch.nn.functional as F
 
+from refllm.testing.case import Case
 from refllm.testing.checks import compare, low_precision_bound
+from refllm.testing.checks.error_bounds import gamma, sdpa_error_bounds
 from refllm.testing.tolerances import (
+    ERROR_BOUND_FACTOR,
     IMPL,
     LOW_PRECISION_FACTOR,
     LOW_PRECISION_NOISE_FACTOR,
@@ -52,3 +58,56 @@ def test_non_finite_values_must_match_the_reference():
     v = compare(torch.tensor([1.0, 0.0, float("inf")], dtype=torch.float64), ref,
                 dtype=torch.float64)
     assert not v.passed and v.index == (1,) and v.rule.startswith("non-finite")
+
+
+def test_with_an_error_bound_the_rule_is_elementwise_and_scales_with_the_bound():
+    ref = torch.tensor([1.0, 1000.0], dtype=torch.float64)
+    bound = torch.tensor([0.0, 0.01], dtype=torch.float64)  # an ill-conditioned second element
+    fixed = IMPL[torch.float32]
+    slack = ERROR_BOUND_FACTOR * 0.01 + fixed.atol + fixed.rtol * 1000.0
+    inside = ref + torch.tensor([0.0, 0.9 * slack], dtype=torch.float64)
+    assert compare(inside, ref, dtype=torch.float32, bound=bound).passed
+    # the same error on the well-conditioned element is a disagreement
+    v = compare(ref + torch.tensor([0.9 * slack, 0.0], dtype=torch.float64), ref,
+                dtype=torch.float32, bound=bound)
+    assert not v.passed and v.index == (0,) and v.rule.startswith("elementwise")
+
+
+def test_gamma_is_highams_n_u_over_one_minus_n_u():
+    u = torch.finfo(torch.float32).eps / 2
+    assert gamma(8, torch.float32) == pytest.approx(8 * u / (1 - 8 * u), rel=1e-12)
+
+
+def test_the_attention_error_bound_grows_with_the_logits_and_vanishes_in_float64():
+    q = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    small = Case((q, q, q))
+    large = Case((100 * q, 100 * q, q))
+    g = torch.ones(2, 3, 4, dtype=torch.float64)
+    b_small = sdpa_error_bounds(small, g, torch.float32)
+    b_large = sdpa_error_bounds(large, g, torch.float32)
+    for name in ("forward output", "grad wrt query", "grad wrt key", "grad wrt value"):
+        assert b_small[name].shape == b_large[name].shape
+    assert b_large["forward output"].max() > 100 * b_small["forward output"].max()
+    f64 = sdpa_error_bounds(large, g, torch.float64)["grad wrt key"].max()
+    assert f64 < IMPL[torch.float64].atol  # float64: the fixed bound dominates
+
+
+def test_the_attention_error_bound_is_not_a_free_pass_for_a_wrong_scale():
+    gen = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(2, 5, 4, generator=gen, dtype=torch.float64) for _ in range(3))
+    case = Case((q.float(), k.float(), v.float()))
+    right = F.scaled_dot_product_attention(q, k, v)
+    wrong = F.scaled_dot_product_attention(q, k, v, scale=1 / 4)  # 1/d instead of 1/sqrt(d)
+    bound = sdpa_error_bounds(case, None, torch.float32)["forward output"]
+    assert compare(right.float(), right, dtype=torch.float32, bound=bound).passed
+    assert not compare(wrong.float(), right, dtype=torch.float32, bound=bound).passed
+
+
+def test_a_non_finite_result_is_excused_only_where_the_plain_computation_overflows_too():
+    ref = torch.tensor([16313.9, 1.0], dtype=torch.float64)
+    actual = torch.tensor([float("inf"), 1.0], dtype=torch.float64)
+    overflowing_plain = torch.tensor([float("inf"), 1.0], dtype=torch.float64)
+    assert compare(actual, ref, dtype=torch.float16, plain=overflowing_plain).passed
+    assert not compare(actual, ref, dtype=torch.float16, plain=ref).passed
+    assert compare(actual, ref, dtype=torch.float16, plain=ref, overflow=True).passed
+    assert not compare(actual, ref, dtype=torch.float64, overflow=True).passed

@@ -23,7 +23,7 @@ def _run(pytester, *args):
 
 def test_the_conformance_suite_passes_torch_cross_entropy_and_skips_the_ops_not_named(pytester):
     result = _run(pytester, "--refllm-cross-entropy=torch.nn.functional:cross_entropy")
-    result.assert_outcomes(passed=1, skipped=3)
+    result.assert_outcomes(passed=1, skipped=4)
     result.stdout.fnmatch_lines(["*no sdpa implementation named*--refllm-sdpa=module:name*"])
 
 
@@ -32,9 +32,15 @@ def test_the_conformance_suite_fails_a_buggy_function_and_prints_the_report(pyte
     pytester.syspathinsert()
     result = _run(pytester, "--refllm-cross-entropy=buggy_ce:cross_entropy",
                   "--refllm-examples", "60")
-    result.assert_outcomes(failed=1, skipped=3)
+    result.assert_outcomes(failed=1, skipped=4)
     result.stdout.fnmatch_lines(["*OracleFailure*", "*forward output*FAILED*",
                                  "*from buggy_ce import cross_entropy as fn*"])
+
+
+def test_the_conformance_suite_checks_a_multihead_attention_class(pytester):
+    result = _run(pytester, "--refllm-multihead=torch.nn:MultiheadAttention",
+                  "-W", "ignore::UserWarning")
+    result.assert_outcomes(passed=1, skipped=4)
 
 
 def test_the_fixture_checks_a_function_given_in_the_test(pytester):

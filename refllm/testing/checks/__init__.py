@@ -5,12 +5,20 @@ for an input where it disagrees with refllm's float64 reference (values and grad
 and returns a `Report` (or raises `OracleFailure` holding it)::
 
     report = check_sdpa(my_attention, dtype=torch.bfloat16, device="cuda", examples=500)
+
+``seed=`` fixes the drawn examples: the same seed draws the same examples in any program (see
+`refllm.testing.checks._engine.hermetic_generation`), whatever the thread count.
 """
 
 from refllm.testing.checks.losses import (
     CROSS_ENTROPY_FEATURES,
     check_cross_entropy,
     check_mse,
+)
+from refllm.testing.checks.multihead import (
+    DEFAULT_MULTIHEAD_FEATURES,
+    MULTIHEAD_FEATURES,
+    check_multihead_attention,
 )
 from refllm.testing.checks.optim import check_optimizer
 from refllm.testing.checks.policy import Verdict, compare, low_precision_bound
@@ -22,12 +30,15 @@ CHECKS = {
     "cross-entropy": check_cross_entropy,
     "mse": check_mse,
     "optimizer": check_optimizer,
+    "multihead": check_multihead_attention,
 }
 """The checks by the name the CLI and the pytest plugin use."""
 
 __all__ = [
     "CHECKS",
     "CROSS_ENTROPY_FEATURES",
+    "DEFAULT_MULTIHEAD_FEATURES",
+    "MULTIHEAD_FEATURES",
     "SDPA_FEATURES",
     "Discrepancy",
     "OracleFailure",
@@ -36,6 +47,7 @@ __all__ = [
     "Verdict",
     "check_cross_entropy",
     "check_mse",
+    "check_multihead_attention",
     "check_optimizer",
     "check_sdpa",
     "compare",

@@ -3,9 +3,14 @@
 A *spec* (one per op: :mod:`.sdpa`, :mod:`.losses`, ...) knows how to draw an example, how to judge
 the user's implementation on it (a list of `Outcome`, one per property) and how to write a repro
 snippet. The engine runs the Hypothesis search with the active settings profile (or an explicit
-number of examples; ``seed`` makes the run reproducible), lets Hypothesis shrink the first
+number of examples), lets Hypothesis shrink the first
 disagreement to a minimal example, and builds the `Report` from the last failing call, which is
 Hypothesis' final replay of the shrunk example.
+
+``seed=`` fixes the drawn examples: the same seed draws the same examples from a script, from
+``python -c``, under pytest and at any thread count (`hermetic_generation`), for a given version
+of Hypothesis and refllm's strategies. Without a seed the active profile decides (``ci``:
+derandomised, so also reproducible; ``dev``/``thorough``: random).
 """
 
 from __future__ import annotations

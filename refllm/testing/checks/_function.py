@@ -28,6 +28,9 @@ from refllm.testing.compare import assert_close
 from refllm.testing.tolerances import LOW_PRECISION_FACTOR, LOW_PRECISION_GRAD_FACTOR
 
 SMALL = 4096  # cases up to this many elements are also run through the naive reference
+OVERFLOW = "intermediate overflow"
+"""Key of an op's floors: the largest intermediate magnitude of the plain computation over the
+dtype's largest value; >= 1 excuses a non-finite output where the reference is finite."""
 
 
 @dataclasses.dataclass
@@ -121,12 +124,12 @@ class FunctionSpec:
                                 f"got {actual.dtype}, expected {self.dtype}"))
         plain = _Lazy(lambda: self._run(self.reference, case.to(device="cpu"), g))
         floors = self.floors(ref_case, expected, g, self.dtype) if self.floors else {}
-        bounds = (self.error_bounds(case, g, self.dtype)
-                  if self.error_bounds and self.dtype not in LOW_PRECISION else {})
+        bounds = self.error_bounds(case, g, self.dtype) if self.error_bounds else {}
         outcomes += _judge("forward output", actual, expected, self.dtype,
                            lambda: plain()[0], finite="finite output",
                            floor=floors.get("forward output", 0.0),
-                           bound=bounds.get("forward output"))
+                           bound=bounds.get("forward output"),
+                           overflow=floors.get(OVERFLOW, 0.0) >= 1.0)
         if self.grads:
             for i, name in enumerate(self.grad_inputs):
                 prop = f"grad wrt {name}"
@@ -175,10 +178,10 @@ def _upstream(out: torch.Tensor, seed: int, dtype: torch.dtype) -> torch.Tensor:
 def _judge(name: str, actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype,
            plain: Callable[[], torch.Tensor], finite: str | None = None,
            factor: float = LOW_PRECISION_FACTOR, floor: float = 0.0,
-           bound: torch.Tensor | None = None) -> list[Outcome]:
+           bound: torch.Tensor | None = None, overflow: bool = False) -> list[Outcome]:
     lazy = plain if (dtype in LOW_PRECISION or dtype == torch.float32) else None
     v = compare(actual, expected, dtype=dtype, plain=lazy, factor=factor, floor=floor,
-                bound=bound)
+                bound=bound, overflow=overflow)
     nonfinite = v.rule.startswith("non-finite")
     out = []
     if finite is not None:

@@ -19,7 +19,7 @@ import torch
 
 from refllm.testing.case import Case
 from refllm.testing.checks._engine import resolve, run
-from refllm.testing.checks._function import FunctionSpec
+from refllm.testing.checks._function import OVERFLOW, FunctionSpec
 from refllm.testing.checks.report import Report
 from refllm.testing.checks.sdpa import features_of
 from refllm.testing.tolerances import LOW_PRECISION_NOISE_FACTOR
@@ -41,12 +41,22 @@ def cross_entropy_floors(case: Case, out: torch.Tensor, g: torch.Tensor | None,
     computation of the difference of two terms of size up to ``|g| * w`` leaves about one ulp of
     them, which no rounding of the (zero) reference shows.
     """
-    if g is None or g.numel() == 0:
-        return {}
     weight = case.kwargs.get("weight")
     w = float(weight.abs().max()) if isinstance(weight, torch.Tensor) else 1.0
+    floors = {OVERFLOW: _log_prob_magnitude(case, w) / torch.finfo(dtype).max}
+    if g is None or g.numel() == 0:
+        return floors
     noise = LOW_PRECISION_NOISE_FACTOR * torch.finfo(dtype).eps * float(g.abs().max()) * w
-    return {"grad wrt input": noise}
+    return {**floors, "grad wrt input": noise}
+
+
+def _log_prob_magnitude(case: Case, w: float) -> float:
+    """``w * sum |log softmax(x)|`` over every element and class: the size of the sum a
+    label-smoothed (or probability-target) cross-entropy forms; beyond the dtype's largest value
+    the plain computation overflows though the loss may be finite (float16, logits of 1e4)."""
+    x = case.args[0].detach().to("cpu", torch.float64)
+    dim = 0 if x.dim() == 1 else 1
+    return w * float(torch.log_softmax(x, dim=dim).abs().nan_to_num(0.0, 0.0, 0.0).sum())
 
 
 def check_cross_entropy(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float32,

@@ -85,7 +85,7 @@ def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float
         examples: how many examples Hypothesis draws (default: the active settings profile).
         features: which of :data:`SDPA_FEATURES` to exercise (default: all).
         grads: also compare the gradients wrt query, key and value.
-        seed: make the search reproducible (Hypothesis' ``@seed``).
+        seed: fix the drawn examples (the same examples in any program, any thread count).
         max_size: the largest drawn size of each axis (h, t, s, d, e).
         naive: also cross-check refllm's fast reference against its naive one on small cases.
         raise_on_failure: raise `refllm.testing.OracleFailure` (an AssertionError holding the

@@ -1,0 +1,160 @@
+"""The oracle never cries wolf: PyTorch's own ops pass every check, on every CPU backend.
+
+The default suite runs a modest number of examples per op (and the seed that once raised a false
+alarm on PyTorch's float32 SDPA); the ``slow`` tests run seeds 0..9 x 500 examples (the
+``thorough`` profile's ``max_examples`` when ``REFLLM_PROFILE=thorough``). FlashAttention's CPU
+kernel only takes 4-D inputs with equal head counts and ``e == d``, so `sdpa_on` feeds it the same
+attention in that form (batch dims flattened, GQA heads repeated, zero columns padded, the scale
+explicit); inputs it still refuses go to the math kernel.
+"""
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from refllm.testing import (
+    check_cross_entropy,
+    check_mse,
+    check_multihead_attention,
+    check_optimizer,
+    check_sdpa,
+)
+from refllm.testing.checks import sdpa as sdpa_check
+from refllm.testing.settings import profile_name
+
+DTYPES = [torch.float32, torch.float64]
+BACKENDS = [SDPBackend.MATH, SDPBackend.FLASH_ATTENTION]
+OPTIMIZERS = [(torch.optim.SGD, "sgd"), (torch.optim.Adam, "adam"), (torch.optim.AdamW, "adamw")]
+
+
+def _as_4d(q, k, v, attn_mask=None, enable_gqa=False, scale=None, **kwargs):
+    """The same attention with (b, h, t, d) inputs, equal head counts, e == d, explicit scale."""
+    if enable_gqa and q.dim() >= 3 and k.shape[-3] != q.shape[-3]:
+        r = q.shape[-3] // k.shape[-3]
+        k, v = k.repeat_interleave(r, -3), v.repeat_interleave(r, -3)
+
+    def four(x):
+        return (x.reshape(-1, *x.shape[-3:]) if x.dim() >= 3 else x[None, None]).contiguous()
+
+    d, e = q.shape[-1], v.shape[-1]
+    q4, k4, v4 = four(q), four(k), four(v)
+    if e < d:
+        v4 = F.pad(v4, (0, d - e))
+    elif d < e:  # zero columns of q and k leave q k^T unchanged
+        q4, k4 = F.pad(q4, (0, e - d)), F.pad(k4, (0, e - d))
+    if attn_mask is not None:
+        kwargs["attn_mask"] = four(attn_mask.expand(*q.shape[:-1], k.shape[-2]))
+    kwargs["scale"] = d**-0.5 if scale is None else scale
+    return q4, k4, v4, kwargs
+
+
+def sdpa_on(backend):
+    """PyTorch's SDPA forced onto ``backend`` (falling back to math where it refuses the input)."""
+
+    def attention(query, key, value, **kwargs):
+        if backend == SDPBackend.FLASH_ATTENTION:
+            q4, k4, v4, kw4 = _as_4d(query, key, value, **kwargs)
+            try:
+                with warnings.catch_warnings(), sdpa_kernel([backend]):
+                    warnings.simplefilter("ignore")
+                    out = F.scaled_dot_product_attention(q4, k4, v4, **kw4)
+                e = value.shape[-1]
+                return out[..., :e].reshape(*query.shape[:-1], e)
+            except RuntimeError as exc:
+                if "No available kernel" not in str(exc):
+                    raise
+        with sdpa_kernel([SDPBackend.MATH]):
+            return F.scaled_dot_product_attention(query, key, value, **kwargs)
+
+    return attention
+
+
+def with_foreach(cls, foreach):
+    def make(params, **hyper):
+        return cls(params, foreach=foreach, **hyper)
+
+    return make
+
+
+def _thorough_examples() -> int:
+    return 2000 if profile_name() == "thorough" else 500
+
+
+# ---------------------------------------------------------------------------- default suite
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.name)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_torch_sdpa_on_each_cpu_backend_passes(backend, dtype):
+    check_sdpa(sdpa_on(backend), dtype=dtype, examples=60, seed=0)
+
+
+def test_torch_float32_sdpa_passes_where_the_plain_error_rule_cried_wolf(monkeypatch):
+    # The old float32 rule (max error <= 4 x the error of refllm's plain float32 op + a floor)
+    # failed PyTorch here: dv off by 1.76e-5 where it allowed 1.06e-5 (and, with other draws,
+    # dk off by 2.17e-5 against 2.04e-5 with large logits and GQA). The elementwise error bound
+    # passes it; without the error model the same run still fails.
+    check_sdpa(F.scaled_dot_product_attention, dtype=torch.float32, examples=500, seed=4)
+    monkeypatch.setattr(sdpa_check, "sdpa_error_bounds", None)
+    old = check_sdpa(F.scaled_dot_product_attention, dtype=torch.float32, examples=500, seed=4,
+                     raise_on_failure=False)
+    assert not old.passed
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_torch_multihead_attention_passes(dtype):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyTorch deprecates mixed bool/float masks
+        check_multihead_attention(torch.nn.MultiheadAttention, dtype=dtype, examples=40, seed=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_torch_losses_pass(dtype):
+    check_cross_entropy(F.cross_entropy, dtype=dtype, examples=60, seed=0)
+    check_mse(F.mse_loss, dtype=dtype, examples=60, seed=0)
+
+
+@pytest.mark.parametrize("foreach", [False, True], ids=["for-loop", "foreach"])
+@pytest.mark.parametrize("cls,like", OPTIMIZERS, ids=lambda x: getattr(x, "__name__", x))
+def test_torch_optimizers_pass_in_both_implementations(cls, like, foreach):
+    check_optimizer(with_foreach(cls, foreach), like=like, examples=8, seed=0)
+
+
+# ------------------------------------------------------------------------- many examples
+
+
+SEEDS = range(10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.name)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_torch_sdpa_passes_on_thousands_of_examples(backend, dtype):
+    for seed in SEEDS:
+        check_sdpa(sdpa_on(backend), dtype=dtype, examples=_thorough_examples(), seed=seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_torch_multihead_and_losses_pass_on_thousands_of_examples(dtype):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for seed in SEEDS:
+            n = _thorough_examples()
+            check_multihead_attention(torch.nn.MultiheadAttention, dtype=dtype, examples=n,
+                                      seed=seed)
+            check_cross_entropy(F.cross_entropy, dtype=dtype, examples=n, seed=seed)
+            check_mse(F.mse_loss, dtype=dtype, examples=n, seed=seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("foreach", [False, True], ids=["for-loop", "foreach"])
+@pytest.mark.parametrize("cls,like", OPTIMIZERS, ids=lambda x: getattr(x, "__name__", x))
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_torch_optimizers_pass_on_thousands_of_examples(cls, like, foreach, dtype):
+    for seed in SEEDS:
+        check_optimizer(with_foreach(cls, foreach), like=like, dtype=dtype,
+                        examples=_thorough_examples() // 2, seed=seed)
