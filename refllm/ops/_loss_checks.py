@@ -37,13 +37,13 @@ def check_cross_entropy(input: object, target: object, weight: object, ignore_in
         raise ValueError(f"input must have at least one class on its class axis c, "
                          f"got {describe(x)}")
     t = require_tensor("target", target)
-    require_int("ignore_index", ignore_index)
+    ignore = require_int("ignore_index", ignore_index)
     check_reduction(reduction)
     require_real("label_smoothing", label_smoothing, low=0.0, high=1.0)
     if t.is_floating_point():
         _check_prob_target(x, t, ignore_index)
     else:
-        _check_index_target(x, t, n_classes, int(ignore_index))
+        _check_index_target(x, t, n_classes, ignore)
     if weight is not None:
         w = require_float("weight", weight)
         if w.dtype != x.dtype:

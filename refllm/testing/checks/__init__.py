@@ -10,6 +10,8 @@ and returns a `Report` (or raises `OracleFailure` holding it)::
 `refllm.testing.checks._engine.hermetic_generation`), whatever the thread count.
 """
 
+from collections.abc import Callable
+
 from refllm.testing.checks.losses import (
     CROSS_ENTROPY_FEATURES,
     check_cross_entropy,
@@ -25,7 +27,7 @@ from refllm.testing.checks.policy import Verdict, compare, low_precision_bound
 from refllm.testing.checks.report import Discrepancy, OracleFailure, PropertyResult, Report
 from refllm.testing.checks.sdpa import SDPA_FEATURES, check_sdpa
 
-CHECKS = {
+CHECKS: dict[str, Callable[..., Report]] = {
     "sdpa": check_sdpa,
     "cross-entropy": check_cross_entropy,
     "mse": check_mse,

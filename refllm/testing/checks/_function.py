@@ -15,6 +15,7 @@ On each drawn `Case` (and a seed for the upstream gradient):
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -133,9 +134,9 @@ class FunctionSpec:
         if self.grads:
             for i, name in enumerate(self.grad_inputs):
                 prop = f"grad wrt {name}"
-                outcomes += _judge_grad(prop, act_grads, exp_grads, i, self.dtype,
-                                        lambda i=i: plain()[1][i], floors.get(prop, 0.0),
-                                        bound=bounds.get(prop))
+                nth_plain = functools.partial(_nth_grad, plain, i)
+                outcomes += _judge_grad(prop, act_grads, exp_grads, i, self.dtype, nth_plain,
+                                        floors.get(prop, 0.0), bound=bounds.get(prop))
         return outcomes
 
     def _cross_check(self, ref_case: Case, expected: torch.Tensor) -> None:
@@ -269,3 +270,7 @@ def render_snippet(spec: FunctionSpec, case: Case, g: torch.Tensor | None,
         kwargs=to_source(case.kwargs), grad_output=to_source(g) if g is not None else "None",
         grad_inputs=repr(dict(spec.grad_inputs) if spec.grads else {}),
     )
+
+
+def _nth_grad(plain: Callable[[], Any], i: int) -> Any:
+    return plain()[1][i]

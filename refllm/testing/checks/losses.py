@@ -75,12 +75,12 @@ def check_cross_entropy(fn: Callable[..., Any] | str, *, dtype: torch.dtype = to
     from refllm.testing.strategies.losses import cross_entropy_cases
 
     chosen = features_of(features, CROSS_ENTROPY_FEATURES, "cross-entropy")
-    fn, target = resolve(fn)
+    impl, target = resolve(fn)
     cases = cross_entropy_cases(dtype=torch.float64, reductions=tuple(reductions),
                                 max_size=max_size,
                                 **{f: f in chosen for f in CROSS_ENTROPY_FEATURES})
     spec = FunctionSpec(
-        op="cross-entropy", fn=fn, target=target, reference=losses.cross_entropy,
+        op="cross-entropy", fn=impl, target=target, reference=losses.cross_entropy,
         reference_name="refllm.ops.losses:cross_entropy", cases=cases,
         grad_inputs={"input": 0}, dtype=dtype, device=device, grads=grads,
         naive=losses.cross_entropy_naive if naive else None, floors=cross_entropy_floors,
@@ -101,9 +101,9 @@ def check_mse(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float3
     from refllm.ops import losses
     from refllm.testing.strategies.losses import mse_cases
 
-    fn, target = resolve(fn)
+    impl, target = resolve(fn)
     spec = FunctionSpec(
-        op="mse", fn=fn, target=target, reference=losses.mse_loss,
+        op="mse", fn=impl, target=target, reference=losses.mse_loss,
         reference_name="refllm.ops.losses:mse_loss",
         cases=mse_cases(dtype=torch.float64, reductions=tuple(reductions), max_size=max_size),
         grad_inputs={"input": 0, "target": 1}, dtype=dtype, device=device, grads=grads,

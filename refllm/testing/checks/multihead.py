@@ -203,7 +203,8 @@ class _PlainModule:
     """refllm's module run in the checked dtype (the policy's same-dtype reference), lazily."""
 
     def __init__(self, spec: MultiheadSpec, case: Any, g: Any):
-        self.spec, self.case, self.g, self.value = spec, case, g, None
+        self.spec, self.case, self.g = spec, case, g
+        self.value: tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]] | None = None
 
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
         from refllm.nn.multihead import MultiheadAttention

@@ -16,6 +16,7 @@ every state entry whose key both keep, as torch.optim keys them ("state 'exp_avg
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -80,7 +81,7 @@ class OptimizerSpec:
         for key in keys:
             outcomes.append(_judge_series(
                 f"state {key!r}", _state(actual.states, key), _state(expected.states, key),
-                self.dtype, lambda k, i, key=key: _state(plain_traj().states, key)[k][i]))
+                self.dtype, functools.partial(_plain_state, plain_traj, key)))
         return outcomes
 
     def snippet(self, problem: Any, failed: list[str]) -> str:
@@ -100,12 +101,16 @@ def _cast(problem: Any, dtype: torch.dtype, device: str) -> Any:
                                grads=[[conv(g) for g in row] for row in problem.grads])
 
 
+def _plain_state(plain_traj: Callable[[], Any], key: str, k: int, i: int) -> torch.Tensor | None:
+    return _state(plain_traj().states, key)[k][i]
+
+
 def _state(states: list[list[dict[str, Any]]], key: str) -> list[list[torch.Tensor | None]]:
     return [[torch.as_tensor(s[key]) if key in s else None for s in step] for step in states]
 
 
 def _judge_series(name: str, actual: list[list[Any]], expected: list[list[Any]],
-                  dtype: torch.dtype, plain: Callable[[int, int], torch.Tensor]) -> Outcome:
+                  dtype: torch.dtype, plain: Callable[[int, int], Any]) -> Outcome:
     """Compare step by step; the first failing (step, parameter) is reported."""
     if len(actual) != len(expected):
         return Outcome(name, False, f"{len(actual)} steps recorded, expected {len(expected)}")
@@ -116,8 +121,8 @@ def _judge_series(name: str, actual: list[list[Any]], expected: list[list[Any]],
             if a.shape != e.shape:
                 return Outcome(name, False, f"step {k + 1}, params[{i}]: shape "
                                             f"{tuple(a.shape)}, expected {tuple(e.shape)}")
-            lazy = (lambda k=k, i=i: plain(k, i)) if dtype in (*LOW_PRECISION,
-                                                                torch.float32) else None
+            low = dtype in (*LOW_PRECISION, torch.float32)
+            lazy = functools.partial(plain, k, i) if low else None
             v = compare(a.to(torch.float64), e.to(torch.float64), dtype=dtype, plain=lazy)
             if not v.passed:
                 v = dataclasses.replace(v, index=(k + 1, i, *(v.index or ())))
@@ -176,12 +181,12 @@ def check_optimizer(cls: Callable[..., torch.optim.Optimizer] | str, *, like: st
 
     if like not in LIKES:
         raise ValueError(f"like must be one of {LIKES}, got {like!r}")
-    cls, target = resolve(cls)
+    impl, target = resolve(cls)
     problems = optimizer_problems(like=like, dtype=torch.float64, steps=steps,
                                   hyper=hyper or None)
-    spec = OptimizerSpec(op=f"optimizer (like {like})", cls=cls, target=target, like=like,
+    spec = OptimizerSpec(op=f"optimizer (like {like})", cls=impl, target=target, like=like,
                          dtype=dtype, device=device, problems=problems)
-    return run(spec, target=target or repr(cls), dtype=dtype, device=device, examples=examples,
+    return run(spec, target=target or repr(impl), dtype=dtype, device=device, examples=examples,
                seed=seed, raise_on_failure=raise_on_failure, features=(like,))
 
 

@@ -95,14 +95,14 @@ def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float
     from refllm.testing.strategies.attention import sdpa_cases
 
     chosen = features_of(features, SDPA_FEATURES, "sdpa")
-    fn, target = resolve(fn)
+    impl, target = resolve(fn)
     cases = sdpa_cases(
         dtype=torch.float64, max_batch_dims=2 if "batch_dims" in chosen else 0,
         max_size=max_size, dropout=False,
         **{f: f in chosen for f in SDPA_FEATURES if f != "batch_dims"},
     )
     spec = FunctionSpec(
-        op="sdpa", fn=fn, target=target, reference=attention.scaled_dot_product_attention,
+        op="sdpa", fn=impl, target=target, reference=attention.scaled_dot_product_attention,
         reference_name="refllm.ops.attention:scaled_dot_product_attention", cases=cases,
         grad_inputs={"query": 0, "key": 1, "value": 2}, dtype=dtype, device=device, grads=grads,
         naive=attention.scaled_dot_product_attention_naive if naive else None,
