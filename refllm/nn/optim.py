@@ -19,11 +19,11 @@ from typing import Any
 
 import torch
 
-from refllm.ops.optim import adam, adamw, check_adam_hyper, check_sgd_hyper, sgd
+from refllm.ops.optim import adam_, adamw_, check_adam_hyper, check_sgd_hyper, sgd_
 
 
 class _RuleOptimizer(torch.optim.Optimizer):
-    """An Optimizer whose update is a pure rule ``(params, grads, state, **hyper)``."""
+    """An Optimizer whose update is an in-place rule ``(params, grads, state, **hyper)``."""
 
     def _rule(self, group: dict[str, Any]) -> tuple[Callable[..., Any], dict[str, Any]]:
         raise NotImplementedError
@@ -40,12 +40,11 @@ class _RuleOptimizer(torch.optim.Optimizer):
             if not params:
                 continue
             rule, hyper = self._rule(group)
-            states = [self.state.get(p, {}) for p in params]
-            new_params, new_states = rule(params, [p.grad for p in params], states, **hyper)
-            for p, new_p, new_s in zip(params, new_params, new_states):
-                p.copy_(new_p)
-                if new_s:
-                    self.state[p].update(new_s)
+            states = [self.state[p] if p in self.state else {} for p in params]
+            rule(params, [p.grad for p in params], states, **hyper)
+            for p, s in zip(params, states):
+                if s:  # like torch.optim, no entry for a parameter the rule keeps no state for
+                    self.state[p] = s
         return loss
 
 
@@ -78,7 +77,7 @@ class SGD(_RuleOptimizer):
 
     def _rule(self, group):
         keys = ("lr", "momentum", "dampening", "nesterov", "weight_decay", "maximize")
-        return sgd, {k: group[k] for k in keys}
+        return sgd_, {k: group[k] for k in keys}
 
 
 class Adam(_RuleOptimizer):
@@ -106,7 +105,7 @@ class Adam(_RuleOptimizer):
 
     def _rule(self, group):
         keys = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize")
-        rule = adamw if group["decoupled_weight_decay"] else adam
+        rule = adamw_ if group["decoupled_weight_decay"] else adam_
         return rule, {k: group[k] for k in keys}
 
 

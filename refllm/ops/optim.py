@@ -4,7 +4,9 @@ Every rule has one signature, ``(params, grads, state, **hyper) -> (new_params, 
 ``params`` and ``grads`` are sequences of tensors of equal shapes, ``state`` is a list with one dict
 per parameter keyed as torch.optim keys them (``'momentum_buffer'``; ``'step'``, ``'exp_avg'``,
 ``'exp_avg_sq'``, ``'max_exp_avg_sq'``) or ``None`` for a fresh start; the hyper-parameters are
-keyword arguments named as torch.optim names them. No rule mutates its inputs.
+keyword arguments named as torch.optim names them. No rule mutates its inputs; the in-place
+twins ``sgd_``, ``adam_``, ``adamw_`` (what `refllm.nn.optim` calls) update params and state as
+torch.optim does, and the pure rules are those same functions run on copies.
 
 * ``gd``:    θ_{t+1} = θ_t − η ∇L(θ_t)                                  (refllm.ops.optim_sgd)
 * ``sgd``:   momentum, dampening, Nesterov, weight decay, maximize     (Sutskever et al. 2013)
@@ -22,8 +24,17 @@ implementation operation for operation on whole tensors. See docs/ops/optim.md.
 0.5
 """
 
-from refllm.ops.optim_adam import adam, adam_naive, adamw, adamw_naive, check_adam_hyper
-from refllm.ops.optim_sgd import check_sgd_hyper, gd, gd_naive, sgd, sgd_naive
+from refllm.ops.optim_adam import (
+    adam,
+    adam_,
+    adam_naive,
+    adamw,
+    adamw_,
+    adamw_naive,
+    check_adam_hyper,
+)
+from refllm.ops.optim_sgd import check_sgd_hyper, gd, gd_naive, sgd, sgd_, sgd_naive
 
-__all__ = ["gd", "gd_naive", "sgd", "sgd_naive", "adam", "adam_naive", "adamw", "adamw_naive",
+__all__ = ["gd", "gd_naive", "sgd", "sgd_", "sgd_naive", "adam", "adam_", "adam_naive", "adamw",
+           "adamw_", "adamw_naive",
            "check_sgd_hyper", "check_adam_hyper"]

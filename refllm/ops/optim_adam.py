@@ -39,7 +39,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from refllm.ops.optim_sgd import Params, State, _elements, _tensor, check_lists, check_number
+from refllm.ops.optim_sgd import (
+    Params,
+    State,
+    _elements,
+    _tensor,
+    check_lists,
+    check_number,
+    pure,
+)
 
 
 def check_adam_hyper(*, lr: float, betas: tuple[float, float], eps: float,
@@ -133,49 +141,53 @@ def adamw_naive(params: Params, grads: Params, state: Sequence[dict] | None = No
                        decoupled=True, convention=convention)
 
 
-def _adam(params, grads, state, *, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled):
-    """torch.optim.Adam's for-loop path, operation for operation, on fresh tensors."""
+@torch.no_grad()
+def _adam_(params, grads, state, *, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled):
+    """torch.optim.Adam's for-loop path, operation for operation, in place."""
     state = check_lists(params, grads, state)
     check_adam_hyper(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
     beta1, beta2 = betas
-    new_params, new_state = [], []
     for p, g, s in zip(params, grads, state):
-        step = _step_tensor(s) + 1
+        if "step" not in s:  # a fresh state, as torch.optim initialises it
+            s.update(step=_step_tensor(s), exp_avg=torch.zeros_like(p),
+                     exp_avg_sq=torch.zeros_like(p))
+        if amsgrad and "max_exp_avg_sq" not in s:
+            s["max_exp_avg_sq"] = torch.zeros_like(p)
+        if not isinstance(s["step"], Tensor):
+            s["step"] = _step_tensor(s)
+        s["step"] += 1
         g = -g if maximize else g
         if weight_decay != 0:
             if decoupled:
-                p = p.mul(1 - lr * weight_decay)
+                p.mul_(1 - lr * weight_decay)
             else:
                 g = g.add(p, alpha=weight_decay)
-        m = s["exp_avg"].lerp(g, 1 - beta1) if "exp_avg" in s else torch.zeros_like(p).lerp_(
-            g, 1 - beta1)
-        v = s["exp_avg_sq"].mul(beta2) if "exp_avg_sq" in s else torch.zeros_like(p)
-        v.addcmul_(g, g, value=1 - beta2)
-        t = step.item()
+        m, v = s["exp_avg"], s["exp_avg_sq"]
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        t = s["step"].item()
         bias1, bias2_sqrt = 1 - beta1**t, (1 - beta2**t) ** 0.5
-        new = dict(s, step=step, exp_avg=m, exp_avg_sq=v)
         if amsgrad:
-            old_max = s.get("max_exp_avg_sq")
-            v = new["max_exp_avg_sq"] = v.clone() if old_max is None else torch.maximum(old_max, v)
+            v = torch.maximum(s["max_exp_avg_sq"], v, out=s["max_exp_avg_sq"])
         denom = (v.sqrt() / bias2_sqrt).add_(eps)
-        new_params.append(p.addcdiv(m, denom, value=-(lr / bias1)))
-        new_state.append(new)
-    return new_params, new_state
+        p.addcdiv_(m, denom, value=-(lr / bias1))
 
 
-def adam(params: Params, grads: Params, state: Sequence[dict] | None = None, *,
-         lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-         weight_decay: float = 0.0, amsgrad: bool = False,
-         maximize: bool = False) -> tuple[list[Tensor], State]:
-    """Adam on whole tensors: torch.optim.Adam's rule (L2 weight decay), inputs left untouched."""
-    return _adam(params, grads, state, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                 amsgrad=amsgrad, maximize=maximize, decoupled=False)
-
-
-def adamw(params: Params, grads: Params, state: Sequence[dict] | None = None, *,
+def adam_(params: Params, grads: Params, state: Sequence[dict] | None = None, *,
           lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-          weight_decay: float = 1e-2, amsgrad: bool = False,
-          maximize: bool = False) -> tuple[list[Tensor], State]:
-    """AdamW on whole tensors: torch.optim.AdamW's rule (decoupled decay), inputs left untouched."""
-    return _adam(params, grads, state, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                 amsgrad=amsgrad, maximize=maximize, decoupled=True)
+          weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False) -> None:
+    """Adam in place: torch.optim.Adam's rule (L2 weight decay); ``state`` updated in place."""
+    _adam_(params, grads, state, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+           amsgrad=amsgrad, maximize=maximize, decoupled=False)
+
+
+def adamw_(params: Params, grads: Params, state: Sequence[dict] | None = None, *,
+           lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+           weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False) -> None:
+    """AdamW in place: torch.optim.AdamW's rule (decoupled decay); ``state`` updated in place."""
+    _adam_(params, grads, state, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+           amsgrad=amsgrad, maximize=maximize, decoupled=True)
+
+
+adam = pure(adam_)
+adamw = pure(adamw_)

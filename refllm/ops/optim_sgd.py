@@ -34,7 +34,8 @@ torch.optim keys them (``'momentum_buffer'``), or ``None`` for a fresh start.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -176,29 +177,52 @@ def gd(params: Params, grads: Params, state: Sequence[dict] | None = None, *,
     return [p.add(g, alpha=-lr) for p, g in zip(params, grads)], [dict(s) for s in state]
 
 
-def sgd(params: Params, grads: Params, state: Sequence[dict] | None = None, *,
-        lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
-        weight_decay: float = 0.0, maximize: bool = False) -> tuple[list[Tensor], State]:
-    """SGD with momentum on whole tensors; torch.optim.SGD's rule, without mutating the inputs."""
+def pure(rule_: Callable[..., None]) -> Callable[..., tuple[list[Tensor], State]]:
+    """The pure form of an in-place rule: run it on copies, return ``(new_params, new_state)``.
+
+    The in-place rules (``sgd_``, ``adam_``, ``adamw_``; PyTorch's trailing-underscore convention)
+    update ``params`` and the tensors of ``state`` as ``torch.optim`` does, which is what
+    `refllm.nn.optim` calls; the pure rules are the same code on clones, so neither can drift.
+    """
+
+    def rule(params: Params, grads: Params, state: Sequence[dict] | None = None,
+             **hyper: Any) -> tuple[list[Tensor], State]:
+        checked = check_lists(params, grads, state)
+        new_params = [p.detach().clone() for p in params]
+        new_state = [{k: v.clone() if isinstance(v, Tensor) else v for k, v in s.items()}
+                     for s in checked]
+        rule_(new_params, grads, new_state, **hyper)
+        return new_params, new_state
+
+    functools.update_wrapper(rule, rule_)  # the in-place rule's signature, for introspection
+    rule.__name__ = rule.__qualname__ = rule_.__name__.rstrip("_")
+    rule.__doc__ = (rule_.__doc__ or "").replace("in place", "on copies (inputs untouched)")
+    return rule
+
+
+@torch.no_grad()
+def sgd_(params: Params, grads: Params, state: Sequence[dict] | None = None, *,
+         lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
+         weight_decay: float = 0.0, maximize: bool = False) -> None:
+    """SGD with momentum in place; torch.optim.SGD's for-loop rule, operation for operation.
+
+    ``state`` dicts gain ``'momentum_buffer'`` (with momentum) and are updated in place.
+    """
     state = check_lists(params, grads, state)
     check_sgd_hyper(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
                     weight_decay=weight_decay)
-    new_params, new_state = [], []
     for p, g, s in zip(params, grads, state):
-        s = dict(s)
         d_p = -g if maximize else g
         if weight_decay != 0:
             d_p = d_p.add(p, alpha=weight_decay)
         if momentum != 0:
             buf = s.get("momentum_buffer")
             if buf is None:
-                buf = d_p.detach().clone()
-            elif dampening == 0:
-                buf = torch.add(d_p, buf, alpha=momentum)  # one pass; torch: mul_ then add_
+                buf = s["momentum_buffer"] = d_p.detach().clone()  # first step: b = g
             else:
-                buf = buf.mul(momentum).add_(d_p, alpha=1 - dampening)
-            s["momentum_buffer"] = buf
+                buf.mul_(momentum).add_(d_p, alpha=1 - dampening)
             d_p = d_p.add(buf, alpha=momentum) if nesterov else buf
-        new_params.append(p.add(d_p, alpha=-lr))
-        new_state.append(s)
-    return new_params, new_state
+        p.add_(d_p, alpha=-lr)
+
+
+sgd = pure(sgd_)

@@ -261,3 +261,23 @@ def test_a_state_tensor_of_the_wrong_shape_is_a_value_error():
 def test_an_unknown_convention_is_a_value_error():
     with pytest.raises(ValueError, match="convention must be 'pytorch' or 'paper'"):
         R.adam_naive(P, G, None, convention="kingma")
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_the_in_place_rule_updates_params_and_state_as_the_pure_rule_returns_them(name):
+    pure_rule, in_place = getattr(R, name), getattr(R, f"{name}_")
+    hyper = {"lr": 0.1, "weight_decay": 0.05}
+    if name == "sgd":
+        hyper.update(momentum=0.9, nesterov=True)
+    g = torch.Generator().manual_seed(0)
+    params = [torch.randn(3, 2, generator=g, dtype=torch.float64) for _ in range(2)]
+    state: list[dict] = [{}, {}]
+    for _ in range(3):
+        grads = [torch.randn(p.shape, generator=g, dtype=torch.float64) for p in params]
+        expected_params, expected_state = pure_rule(params, grads, state, **hyper)
+        in_place(params, grads, state, **hyper)
+        for p, q, s, r in zip(params, expected_params, state, expected_state):
+            assert_close(p, q)
+            assert sorted(s) == sorted(r)
+            for key in s:
+                assert_close(torch.as_tensor(s[key]), torch.as_tensor(r[key]))
