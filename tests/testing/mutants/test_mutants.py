@@ -1,0 +1,202 @@
+"""The oracle catches every planted bug of the corpus, on the property the bug breaks.
+
+Each mutant (attention_mutants, multihead_mutants, loss_mutants, optim_mutants) is checked with
+the active profile's number of examples (40 under ``ci``: no ``examples=`` override) and
+``seed=0``, so the verdict is the same under every profile. A few mutants are checked with
+``features=``/``reductions=`` focused where a user who wrote that code path would focus (the
+``focus`` column of docs/oracle.md says which and why). The correct versions the mutants derive
+from must pass, so a caught mutant is caught because of its bug.
+
+Optimizer and multi-head checks run without Hypothesis' shrink phase here (``fast_failure``):
+shrinking a 25-step optimizer problem takes ~10 s per mutant and this corpus tests detection,
+not shrinking (tests/testing/test_engine.py covers the shrunk report).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import Phase, settings
+
+from refllm.testing import (
+    check_cross_entropy,
+    check_mse,
+    check_multihead_attention,
+    check_optimizer,
+    check_sdpa,
+)
+from tests.testing.mutants import attention_mutants as A
+from tests.testing.mutants import loss_mutants as L
+from tests.testing.mutants import multihead_mutants as M
+from tests.testing.mutants import optim_mutants as O
+
+QKV = ("grad wrt query", "grad wrt key", "grad wrt value")
+FWD = ("forward output",)
+
+
+@dataclasses.dataclass
+class Mutant:
+    target: Any
+    check: Callable[..., Any]
+    caught: tuple[str, ...]  # at least one of these properties fails
+    passes: tuple[str, ...] = ()  # and none of these does (e.g. forward of a backward-only bug)
+    kwargs: dict = dataclasses.field(default_factory=dict)
+    shrink: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.target.__name__
+
+
+def sdpa(fn, caught=FWD, passes=(), **kw):
+    return Mutant(fn, check_sdpa, caught, passes, kw)
+
+
+def ce(fn, caught=FWD, passes=(), **kw):
+    return Mutant(fn, check_cross_entropy, caught, passes, kw)
+
+
+def mse(fn, caught=FWD, passes=(), **kw):
+    return Mutant(fn, check_mse, caught, passes, kw)
+
+
+def mha(cls, caught=FWD, passes=(), **kw):
+    return Mutant(cls, check_multihead_attention, caught, passes, kw, shrink=False)
+
+
+def opt(cls, like, caught=("parameters",), passes=(), **kw):
+    return Mutant(cls, check_optimizer, caught, passes, {"like": like, **kw}, shrink=False)
+
+
+MUTANTS = [
+    # scaled dot-product attention
+    sdpa(A.scale_from_value_width),
+    sdpa(A.explicit_scale_ignored),
+    sdpa(A.mask_added_before_scaling, features=["masks"]),
+    sdpa(A.bool_mask_inverted),
+    sdpa(A.float_mask_cast_to_bool),
+    sdpa(A.fully_masked_rows_give_nan, caught=("finite output",)),
+    sdpa(A.fully_masked_rows_average_values),
+    sdpa(A.causal_bottom_right),
+    sdpa(A.causal_mask_hides_the_diagonal),
+    sdpa(A.gqa_tiles_heads),
+    sdpa(A.gqa_backward_averages_the_group, caught=("grad wrt key", "grad wrt value"),
+         passes=FWD),
+    sdpa(A.flash_output_not_rescaled),
+    sdpa(A.flash_sum_not_rescaled),
+    sdpa(A.flash_rescale_sign_flipped),
+    sdpa(A.flash_lazy_rescale_wrong_frame),
+    sdpa(A.ignores_strides),
+    sdpa(A.softmax_backward_without_row_sum, caught=("grad wrt query", "grad wrt key"),
+         passes=(*FWD, "grad wrt value")),
+    sdpa(A.key_grad_missing_scale, caught=("grad wrt key",),
+         passes=(*FWD, "grad wrt query", "grad wrt value")),
+    # multi-head attention
+    mha(M.HeadsSplitHeadMinor),
+    mha(M.ScaleByModelWidth),
+    mha(M.KeyPaddingMaskInverted, caught=("forward output", "finite output")),
+    mha(M.AttentionWeightsSummedOverHeads, caught=("attention weights",), passes=FWD),
+    mha(M.BiasKVMaskedOut),
+    mha(M.CausalBottomRight, features=["attn_mask"]),
+    mha(M.FastPathDropsMask, caught=("eval-mode output",), passes=FWD),
+    # cross-entropy
+    ce(L.ce_weighted_mean_divides_by_count, features=["weights", "index_targets", "k_dims"],
+       reductions=["mean"]),
+    ce(L.ce_mean_counts_ignored_targets, caught=("forward output", "finite output")),
+    ce(L.ce_smoothing_includes_ignored_targets),
+    ce(L.ce_smoothing_over_other_classes),
+    ce(L.ce_smoothing_ignores_class_weights),
+    ce(L.ce_prob_targets_mean_by_weight_sum),
+    ce(L.ce_without_max_subtraction, caught=("finite output",)),
+    ce(L.ce_softmax_over_last_axis),
+    ce(L.ce_reduction_none_returns_sum, caught=("output shape",)),
+    ce(L.ce_mean_grad_not_divided, caught=("grad wrt input",), passes=FWD),
+    ce(L.ce_none_grad_reads_one_upstream, caught=("grad wrt input",), passes=FWD),
+    # mean squared error
+    mse(L.mse_mean_divides_by_batch, caught=(*FWD, "grad wrt input", "grad wrt target"),
+        reductions=["mean"]),
+    mse(L.mse_grad_missing_factor_two, caught=("grad wrt input", "grad wrt target"),
+        passes=FWD),
+    mse(L.mse_target_grad_wrong_sign, caught=("grad wrt target",),
+        passes=(*FWD, "grad wrt input")),
+    # SGD
+    opt(O.SGDDampensFirstStep, "sgd", caught=("parameters", "state 'momentum_buffer'")),
+    opt(O.SGDNesterovStepsWithBuffer, "sgd"),
+    opt(O.SGDDecayOutsideMomentum, "sgd", caught=("parameters", "state 'momentum_buffer'")),
+    opt(O.SGDMaximizeFlipsDecay, "sgd", caught=("parameters", "state 'momentum_buffer'")),
+    opt(O.SGDMomentumOutsideState, "sgd"),
+    # Adam / AdamW
+    opt(O.AdamEpsInsideSqrt, "adam"),
+    opt(O.AdamNoBiasCorrection, "adam"),
+    opt(O.AdamBiasCorrectionStepAhead, "adam"),
+    opt(O.AdamSecondCorrectionNotRooted, "adam"),
+    opt(O.AdamAmsgradMaxUnused, "adam", passes=("state 'max_exp_avg_sq'",)),
+    opt(O.AdamMaximizeFlipsTheStep, "adam", caught=("state 'exp_avg'",)),
+    opt(O.AdamWCoupledDecay, "adamw", caught=("parameters", "state 'exp_avg'")),
+    opt(O.AdamWDecayNotScaledByLr, "adamw"),
+    opt(O.AdamWDecayAfterUpdate, "adamw"),
+    opt(O.AdamWStepsOnMissingGrads, "adamw",
+        caught=("parameters", "state 'step'", "state 'exp_avg'", "state 'exp_avg_sq'")),
+]
+
+CORRECT = [
+    *(Mutant(f, check_sdpa, ()) for f in A.CORRECT),
+    *(Mutant(f, check_cross_entropy, ()) for f in L.CORRECT_CE),
+    *(Mutant(f, check_mse, ()) for f in L.CORRECT_MSE),
+    *(Mutant(c, check_multihead_attention, (), shrink=False) for c in M.CORRECT),
+    *(Mutant(c, check_optimizer, (), kwargs={"like": like}, shrink=False)
+      for like, c in O.CORRECT.items()),
+]
+
+
+def run(mutant: Mutant):
+    options = {} if mutant.shrink else {"phases": [Phase.explicit, Phase.reuse, Phase.generate]}
+    with settings_profile(**options), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyTorch's MHA warnings about masks of mixed kinds
+        return mutant.check(mutant.target, seed=0, raise_on_failure=False, **mutant.kwargs)
+
+
+class settings_profile:
+    """The active Hypothesis profile with ``options`` on top, for one block."""
+
+    def __init__(self, **options: Any):
+        self.options = options
+
+    def __enter__(self) -> None:
+        self.previous = settings.default
+        settings.register_profile("refllm-mutants", self.previous, **self.options)
+        settings.load_profile("refllm-mutants")
+
+    def __exit__(self, *exc: object) -> None:
+        settings.register_profile("refllm-mutants-previous", self.previous)
+        settings.load_profile("refllm-mutants-previous")
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
+def test_the_oracle_catches_the_planted_bug_on_the_property_it_breaks(mutant):
+    report = run(mutant)
+    assert not report.passed, f"{mutant.name} was not caught:\n{report}"
+    failed = set(report.failed_properties)
+    assert failed & set(mutant.caught), f"{mutant.name}: expected one of {mutant.caught}, " \
+                                        f"got {sorted(failed)}"
+    for name in mutant.passes:
+        assert report.property(name).passed, f"{mutant.name}: {name} should pass\n{report}"
+    assert report.snippet
+
+
+@pytest.mark.parametrize("correct", CORRECT, ids=lambda m: m.name)
+def test_the_correct_versions_the_mutants_derive_from_pass(correct):
+    report = run(correct)
+    assert report.passed, str(report)
+
+
+def test_the_corpus_covers_every_op_family_with_at_least_36_mutants():
+    checks = {m.check for m in MUTANTS}
+    assert checks == {check_sdpa, check_cross_entropy, check_mse, check_multihead_attention,
+                      check_optimizer}
+    assert len(MUTANTS) >= 36
+    assert len({m.name for m in MUTANTS}) == len(MUTANTS)
