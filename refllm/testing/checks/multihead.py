@@ -249,13 +249,6 @@ print(max_abs_error)
 '''
 
 
-def _causal_with_extra_keys(case: Any) -> bool:
-    """``is_causal=True`` with ``add_bias_kv`` or ``add_zero_attn`` (see the module docs)."""
-    init = case.init_kwargs
-    return bool(case.forward.kwargs.get("is_causal")) and bool(
-        init.get("add_bias_kv") or init.get("add_zero_attn"))
-
-
 def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
                               dtype: torch.dtype = torch.float32, device: str = "cpu",
                               examples: int | None = None,
@@ -277,10 +270,10 @@ def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
                          MULTIHEAD_FEATURES, "multi-head attention")
     cls, target = resolve(module)
     cases = multihead_cases(dtype=torch.float64, max_size=max_size,
+                            causal_extra_keys=False,
                             **{f: f in chosen for f in MULTIHEAD_FEATURES[:-1]})
     if "fully_masked_rows" not in chosen:
         cases = cases.filter(lambda c: not bool(c.fully_masked_rows().any()))
-    cases = cases.filter(lambda c: not _causal_with_extra_keys(c))
     spec = MultiheadSpec(op="multi-head attention", cls=cls, target=target, dtype=dtype,
                          device=device, cases=cases, grads=grads)
     if not grads:

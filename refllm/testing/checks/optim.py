@@ -32,6 +32,7 @@ from refllm.testing.checks._engine import (
     resolve,
     run,
 )
+from refllm.testing.checks.optim_error_bounds import optimizer_error_bounds
 from refllm.testing.checks.policy import LOW_PRECISION, Verdict, compare
 from refllm.testing.checks.report import Report
 
@@ -74,14 +75,17 @@ class OptimizerSpec:
                 plain["t"] = lp.run_rule(self._rule())
             return plain["t"]
 
+        bounds = optimizer_error_bounds(_cast(lp, torch.float64, "cpu"), self.dtype)
         outcomes = [Outcome("raises on valid input", True)]
         outcomes.append(_judge_series("parameters", actual.params, expected.params, self.dtype,
-                                      lambda k, i: plain_traj().params[k][i]))
+                                      lambda k, i: plain_traj().params[k][i],
+                                      lambda k, i: bounds[k][i]["params"]))
         keys = sorted({key for step in expected.states for s in step for key in s})
         for key in keys:
             outcomes.append(_judge_series(
                 f"state {key!r}", _state(actual.states, key), _state(expected.states, key),
-                self.dtype, functools.partial(_plain_state, plain_traj, key)))
+                self.dtype, functools.partial(_plain_state, plain_traj, key),
+                functools.partial(_bound, bounds, key)))
         return outcomes
 
     def snippet(self, problem: Any, failed: list[str]) -> str:
@@ -109,9 +113,19 @@ def _state(states: list[list[dict[str, Any]]], key: str) -> list[list[torch.Tens
     return [[torch.as_tensor(s[key]) if key in s else None for s in step] for step in states]
 
 
+def _bound(bounds: list[list[dict[str, torch.Tensor]]], key: str, k: int,
+           i: int) -> torch.Tensor | None:
+    return bounds[k][i].get(key)  # None: a state the bound does not model (e.g. "step")
+
+
 def _judge_series(name: str, actual: list[list[Any]], expected: list[list[Any]],
-                  dtype: torch.dtype, plain: Callable[[int, int], Any]) -> Outcome:
-    """Compare step by step; the first failing (step, parameter) is reported."""
+                  dtype: torch.dtype, plain: Callable[[int, int], Any],
+                  bound: Callable[[int, int], torch.Tensor | None]) -> Outcome:
+    """Compare step by step; the first failing (step, parameter) is reported.
+
+    Each comparison gets the element's a-priori rounding-error bound of the trajectory
+    (:mod:`refllm.testing.checks.optim_error_bounds`) and, for float32 and below, the plain
+    same-dtype trajectory of refllm's rule (see :mod:`refllm.testing.checks.policy`)."""
     if len(actual) != len(expected):
         return Outcome(name, False, f"{len(actual)} steps recorded, expected {len(expected)}")
     for k, (a_row, e_row) in enumerate(zip(actual, expected)):
@@ -123,7 +137,8 @@ def _judge_series(name: str, actual: list[list[Any]], expected: list[list[Any]],
                                             f"{tuple(a.shape)}, expected {tuple(e.shape)}")
             low = dtype in (*LOW_PRECISION, torch.float32)
             lazy = functools.partial(plain, k, i) if low else None
-            v = compare(a.to(torch.float64), e.to(torch.float64), dtype=dtype, plain=lazy)
+            v = compare(a.to(torch.float64), e.to(torch.float64), dtype=dtype, plain=lazy,
+                        bound=bound(k, i))
             if not v.passed:
                 v = dataclasses.replace(v, index=(k + 1, i, *(v.index or ())))
                 return Outcome(name, False, f"disagrees with refllm's float64 {name} after step "

@@ -21,6 +21,7 @@ import torch
 from hypothesis import strategies as st
 
 from refllm.testing.case import Case
+from refllm.testing.strategies._odds import sizes, sometimes
 
 NEG_INF = float("-inf")
 
@@ -53,11 +54,11 @@ def _mask(draw, full: tuple[int, ...], g: torch.Generator, kind: str,
 def _heads(draw, gqa: bool, max_size: int) -> tuple[tuple[int, ...], tuple[int, ...], bool]:
     """(query head dims, key/value head dims, enable_gqa): () when there is no head axis."""
     if gqa and draw(st.booleans()):
-        g = draw(st.integers(1, max(1, max_size // 2)))
-        r = draw(st.integers(1, max(1, max_size // g)))
+        g = draw(sizes(max(1, max_size // 2)))
+        r = draw(sizes(max(1, max_size // g)))
         return (g * r,), (g,), True
     if draw(st.booleans()):
-        h = draw(st.integers(1, max_size))
+        h = draw(sizes(max_size))
         return (h,), (h,), False
     return (), (), False
 
@@ -92,15 +93,20 @@ def sdpa_cases(draw, *, dtype: torch.dtype = torch.float64, max_batch_dims: int 
     """
     batch = tuple(draw(st.lists(st.integers(1, 3), max_size=max_batch_dims)))
     q_heads, kv_heads, enable_gqa = _heads(draw, gqa, max_size)
-    t, s, d, e = (draw(st.integers(1, max_size)) for _ in range(4))
+    t, s, d, e = (draw(sizes(max_size)) for _ in range(4))
     g = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
-    magnitude = draw(st.sampled_from([1.0, 10.0, 100.0])) if large_logits else 1.0
+    # large logits saturate the softmax to one-hot rows, which hides most bugs in the weights:
+    # an edge case to draw now and then, not a third of the time
+    big = sometimes(st.sampled_from([10.0, 100.0]), otherwise=st.just(1.0))
+    magnitude = draw(big) if large_logits else 1.0
     query = _tensor(draw, (*batch, *q_heads, t, d), g, magnitude, non_contiguous)
     key = _tensor(draw, (*batch, *kv_heads, s, d), g, magnitude, non_contiguous)
     value = _tensor(draw, (*batch, *kv_heads, s, e), g, 1.0, non_contiguous)
     kwargs: dict = {}
-    kinds = ["none"] + (["bool", "float"] if masks else []) + (["causal"] if causal else [])
-    kind = draw(st.sampled_from(kinds))
+    # no mask only now and then: the masked cases are where attention bugs live, and Hypothesis
+    # leans to a choice's first option (see refllm.testing.strategies._odds)
+    kinds = (["float", "bool"] if masks else []) + (["causal"] if causal else [])
+    kind = draw(sometimes(st.just("none"), otherwise=st.sampled_from(kinds))) if kinds else "none"
     if kind == "causal":
         kwargs["is_causal"] = True
     elif kind != "none":

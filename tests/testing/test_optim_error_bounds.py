@@ -1,0 +1,94 @@
+"""The a-priori rounding-error bounds of optimizer trajectories (refllm.testing.checks.
+optim_error_bounds): they hold for real float32 runs, grow where a run is ill-conditioned, and
+leave no room for a bug."""
+
+import pytest
+import torch
+from hypothesis import given
+
+from refllm.ops import optim
+from refllm.testing.checks.optim import _cast
+from refllm.testing.checks.optim_error_bounds import Arithmetic, Rounded, optimizer_error_bounds
+from refllm.testing.strategies.optim import OptimizerProblem, optimizer_problems
+
+LIKES = ["gd", "sgd", "adam", "adamw"]
+TORCH = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def _excess(traj, ref, bounds) -> float:
+    """max over steps, parameters and elements of |actual - ref| - bound (<= 0: within it)."""
+    worst = float("-inf")
+    for k, (row, ref_row) in enumerate(zip(traj.params, ref.params)):
+        for i, (a, e) in enumerate(zip(row, ref_row)):
+            worst = max(worst, float(((a.double() - e).abs() - bounds[k][i]["params"]).max()))
+    return worst
+
+
+def _excess_of_float32_run(problem: OptimizerProblem, run) -> float:
+    """``_excess`` of ``run(problem in float32)`` against refllm's float64 rule."""
+    lp = _cast(problem, torch.float32, "cpu")
+    exact = _cast(lp, torch.float64, "cpu")
+    ref = exact.run_rule(getattr(optim, problem.like))
+    return _excess(run(lp), ref, optimizer_error_bounds(exact, torch.float32))
+
+
+@pytest.mark.parametrize("like", LIKES)
+def test_refllms_own_float32_trajectory_lies_within_the_bound_factor_one(like):
+    @given(optimizer_problems(like=like))
+    def check(problem: OptimizerProblem):
+        assert _excess_of_float32_run(problem, lambda lp: lp.run_rule(getattr(optim, like))) <= 0
+
+    check()
+
+
+@pytest.mark.parametrize("foreach", [False, True], ids=["for-loop", "foreach"])
+@pytest.mark.parametrize("like", ["sgd", "adam", "adamw"])
+def test_torch_optims_float32_trajectory_lies_within_the_bound_factor_one(like, foreach):
+    @given(optimizer_problems(like=like))
+    def check(problem: OptimizerProblem):
+        assert _excess_of_float32_run(problem, lambda lp: lp.run(TORCH[like],
+                                                                 foreach=foreach)) <= 0
+
+    check()
+
+
+def _adam_problem(g2: float, eps: float, steps: int = 3) -> OptimizerProblem:
+    p = [torch.tensor([1.0], dtype=torch.float64)]
+    grads = [[torch.tensor([4.0 if k == 0 else g2], dtype=torch.float64)] for k in range(steps)]
+    hyper = [{"lr": 0.1, "betas": (0.5, 0.0), "eps": eps, "weight_decay": 0.0,
+              "amsgrad": False, "maximize": False}]
+    return OptimizerProblem("adam", p, [[0]], hyper, grads)
+
+
+def test_the_bound_grows_where_adams_step_divides_by_a_tiny_root():
+    # beta2 = 0: v = g^2, so after g = 4 then g = 1e-3 the step m / (sqrt(v) + eps) is ~ 1000 and
+    # every rounding error of m is magnified a thousand times; with eps = 1 it is damped
+    ill = optimizer_error_bounds(_adam_problem(1e-3, 1e-12), torch.float32)[-1][0]["params"]
+    well = optimizer_error_bounds(_adam_problem(1e-3, 1.0), torch.float32)[-1][0]["params"]
+    u = torch.finfo(torch.float32).eps / 2
+    assert float(ill) > 100 * float(well) and float(well) < 20 * u  # a handful of ulps
+
+
+def test_the_bound_is_not_a_free_pass_for_coupled_weight_decay():
+    # AdamW's decoupled decay against Adam's coupled L2 term on one well-conditioned problem: the
+    # difference is about lr * wd * |p| per step, over a hundred times the float32 bound (which
+    # allows for bias corrections 1 - beta^t computed in float32, as torch's capturable path does)
+    p = [torch.tensor([2.0, -1.5, 0.5], dtype=torch.float64)]
+    grads = [[torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64) * (k + 1)] for k in range(5)]
+    hyper = [{"lr": 0.05, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.1,
+              "amsgrad": False, "maximize": False}]
+    problem = OptimizerProblem("adamw", p, [[0]], hyper, grads)
+    right = problem.run_rule(optim.adamw)
+    wrong = problem.run_rule(optim.adam)
+    bound = optimizer_error_bounds(problem, torch.float32)[-1][0]["params"]
+    gap = (right.params[-1][0] - wrong.params[-1][0]).abs()
+    assert bool((gap > 100 * bound).all())
+
+
+def test_the_sqrt_bound_holds_at_zero():
+    ar = Arithmetic(torch.float32)
+    a = Rounded(torch.tensor([0.0, 4.0], dtype=torch.float64),
+                torch.tensor([1e-8, 1e-8], dtype=torch.float64))
+    root = ar.sqrt(a)
+    assert float(root.e[0]) == pytest.approx(1e-4)  # sqrt(e): the root is not Lipschitz at 0
+    assert float(root.e[1]) == pytest.approx(1e-8 / 4 + ar.u * 2, rel=1e-6)
