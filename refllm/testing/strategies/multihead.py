@@ -148,8 +148,8 @@ def multihead_cases(draw: st.DrawFn, *, dtype: torch.dtype = torch.float64,
         kdim, vdim = draw(sizes(max_size)), draw(sizes(max_size))
     # no mask only now and then (see refllm.testing.strategies._odds); drawn before the module so
     # that a causal case can leave out the extra keys (``causal_extra_keys=False``)
-    am_kind = draw(sometimes(st.just("none"), otherwise=st.sampled_from(["causal", "2d", "3d"])))
-    am_kind = am_kind if attn_mask else "none"
+    am_kinds = st.sampled_from(["causal", "2d", "3d"])
+    am_kind = draw(sometimes(st.just("none"), otherwise=am_kinds)) if attn_mask else "none"
     extra_keys = causal_extra_keys or am_kind != "causal"
     init = dict(embed_dim=c, num_heads=h, dropout=0.0, bias=bias and draw(st.booleans()),
                 add_bias_kv=add_bias_kv and extra_keys and draw(st.booleans()),
@@ -171,8 +171,8 @@ def multihead_cases(draw: st.DrawFn, *, dtype: torch.dtype = torch.float64,
     self_attn = kdim == vdim == c and s == t and draw(st.booleans())
     key, value = (query, query) if self_attn else (seq(s, kdim), seq(s, vdim))
     kw: dict[str, Any] = {}
-    kpm_kind = draw(sometimes(st.just("none"), otherwise=st.sampled_from(["bool", "float"])))
-    kpm_kind = kpm_kind if key_padding_mask else "none"
+    kpm_kinds = st.sampled_from(["bool", "float"])
+    kpm_kind = draw(sometimes(st.just("none"), otherwise=kpm_kinds)) if key_padding_mask else "none"
     if kpm_kind != "none":
         kw["key_padding_mask"] = _mask(g, (s,) if b is None else (b, s), kpm_kind, dtype)
     if am_kind != "none":
