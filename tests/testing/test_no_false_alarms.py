@@ -55,21 +55,28 @@ def _as_4d(q, k, v, attn_mask=None, enable_gqa=False, scale=None, **kwargs):
     return q4, k4, v4, kwargs
 
 
-def sdpa_on(backend):
-    """PyTorch's SDPA forced onto ``backend`` (falling back to math where it refuses the input)."""
+def sdpa_on(backend, stats: dict[str, int] | None = None):
+    """PyTorch's SDPA forced onto ``backend`` (falling back to math where it refuses the input).
+
+    A fused backend gets 4-D inputs with e == d (see `_as_4d`); ``stats`` counts the calls it
+    ran (``"fused"``) and those it refused (``"fallback"``)."""
 
     def attention(query, key, value, **kwargs):
-        if backend == SDPBackend.FLASH_ATTENTION:
+        if backend != SDPBackend.MATH:
             q4, k4, v4, kw4 = _as_4d(query, key, value, **kwargs)
             try:
                 with warnings.catch_warnings(), sdpa_kernel([backend]):
                     warnings.simplefilter("ignore")
                     out = F.scaled_dot_product_attention(q4, k4, v4, **kw4)
                 e = value.shape[-1]
+                if stats is not None:
+                    stats["fused"] = stats.get("fused", 0) + 1
                 return out[..., :e].reshape(*query.shape[:-1], e)
             except RuntimeError as exc:
                 if "No available kernel" not in str(exc):
                     raise
+            if stats is not None:
+                stats["fallback"] = stats.get("fallback", 0) + 1
         with sdpa_kernel([SDPBackend.MATH]):
             return F.scaled_dot_product_attention(query, key, value, **kwargs)
 
