@@ -7,7 +7,8 @@ Two kinds of comparison:
 * ``"impl"`` — an implementation in some dtype against refllm's float64 reference. For float64 and
   float32 the fixed bounds below are those of ``torch.testing.assert_close`` for the dtype (which
   PyTorch's own test-suite uses for SDPA and optimizers); where an op has an error model (attention,
-  :mod:`refllm.testing.checks.error_bounds`) the oracle adds ``ERROR_BOUND_FACTOR`` times its
+  :mod:`refllm.testing.checks.error_bounds`; optimizers,
+  :mod:`refllm.testing.checks.optim_error_bounds`) the oracle adds ``ERROR_BOUND_FACTOR`` times its
   elementwise a-priori rounding-error bound, else it falls back, beyond the fixed bound, to the
   error of the same-dtype plain computation. For bfloat16 and float16 a fixed bound is either too
   loose or cries wolf, so the oracle applies the rule of FlashAttention's and PyTorch's SDPA tests
@@ -59,8 +60,8 @@ LOW_PRECISION_FACTOR = 2.0
 LOW_PRECISION_GRAD_FACTOR = 4.0
 LOW_PRECISION_NOISE_FACTOR = 2.0
 
-# float32/float64 with an error model (refllm.testing.checks.error_bounds, so far attention): the
-# oracle's rule is elementwise,
+# float32/float64 with an error model (checks.error_bounds: attention; checks.optim_error_bounds:
+# optimizer trajectories): the oracle's rule is elementwise,
 #     |out - ref| <= IMPL[dtype].atol + IMPL[dtype].rtol * |ref| + ERROR_BOUND_FACTOR * E,
 # E the first-order a-priori rounding-error bound of that element for a computation in the dtype
 # (Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., §3.5: |fl(AB) - AB| <=

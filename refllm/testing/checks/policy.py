@@ -4,7 +4,8 @@ Every check compares an implementation's result ``out`` (values or gradients, in
 dtype) with refllm's float64 reference ``ref`` computed on the *same* inputs upcast to float64, so
 that rounding the inputs to the checked dtype is never counted as the implementation's error.
 
-* float64 and float32, op with an error model (attention): elementwise, every element,
+* float64 and float32, op with an error model (attention, optimizer trajectories): elementwise,
+  every element,
 
       |out - ref| <= atol + rtol * |ref| + ERROR_BOUND_FACTOR * E
 
@@ -15,7 +16,9 @@ that rounding the inputs to the checked dtype is never counted as the implementa
   through the softmax and the backward pass; :mod:`refllm.testing.checks.error_bounds`). E is a
   worst case over all summation orders, so the verdict does not depend on the kernel's blocking or
   on the thread count, and it grows exactly where the element is ill-conditioned (large logits);
-  on well-conditioned elements it is far below the fixed bound, which then decides alone.
+  on well-conditioned elements it is far below the fixed bound, which then decides alone. For
+  optimizers E comes from running error analysis of the whole trajectory
+  (:mod:`refllm.testing.checks.optim_error_bounds`).
 * float64, other ops: the fixed elementwise bound ``|out - ref| <= atol + rtol * |ref|``.
 * float32, other ops: the same fixed bound; where it is exceeded, the result still passes when its
   worst error is within what the plain same-dtype computation itself makes on this input (the rule
