@@ -11,6 +11,9 @@ step at which the optimizer's ``state_dict`` is saved and loaded into a fresh op
 user's class runs it in the checked dtype; refllm's pure rule (:mod:`refllm.ops.optim`) runs the
 same problem upcast to float64. Every parameter is compared after every step ("parameters"), and
 every state entry whose key both keep, as torch.optim keys them ("state 'exp_avg'", ...).
+Each element is judged against the a-priori rounding-error bound of its whole trajectory in the
+checked dtype (:mod:`refllm.testing.checks.optim_error_bounds`; the rule is in
+:mod:`refllm.testing.checks.policy`).
 """
 
 from __future__ import annotations
