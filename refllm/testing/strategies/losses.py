@@ -86,6 +86,8 @@ def _class_indices(draw, target_shape: tuple[int, ...], n_classes: int, ignore: 
     ignore_index = draw(st.sampled_from([-100, -1, 0, n_classes - 1]))  # in range: a padding class
     share = draw(st.sampled_from([0.3, 0.7, 1.0, 0.0]))  # 1.0: the all-ignored batch
     mask = torch.rand(target_shape, generator=gen, dtype=torch.float64) < share
+    if 0 < share < 1 and mask.numel() >= 2:  # a partial share ignores some targets, not all
+        mask.view(-1)[0], mask.view(-1)[-1] = True, False
     return torch.where(mask, ignore_index, target), ignore_index
 
 
