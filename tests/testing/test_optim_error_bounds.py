@@ -92,3 +92,12 @@ def test_the_sqrt_bound_holds_at_zero():
     root = ar.sqrt(a)
     assert float(root.e[0]) == pytest.approx(1e-4)  # sqrt(e): the root is not Lipschitz at 0
     assert float(root.e[1]) == pytest.approx(1e-8 / 4 + ar.u * 2, rel=1e-6)
+
+
+def test_bad_input_names_the_argument():
+    problem = _adam_problem(1e-3, 1e-8)
+    with pytest.raises(TypeError, match="floating-point torch.dtype, got torch.int32"):
+        optimizer_error_bounds(problem, torch.int32)
+    problem.like = "lion"
+    with pytest.raises(ValueError, match=r"problem.like must be one of .*'sgd'.*, got 'lion'"):
+        optimizer_error_bounds(problem, torch.float32)

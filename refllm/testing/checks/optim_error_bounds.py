@@ -126,8 +126,12 @@ def optimizer_error_bounds(problem: Any, dtype: torch.dtype) -> list[list[dict[s
     >>> bool(b == 2 * u)  # lr and lr * g rounded (2u |lr g|); p - lr g = 0 is exact
     True
     """
-    ar = Arithmetic(dtype)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
     like = problem.like
+    if like not in _STEPS:
+        raise ValueError(f"problem.like must be one of {sorted(_STEPS)}, got {like!r}")
+    ar = Arithmetic(dtype)
     params = [ar.exact(p.detach().to("cpu", torch.float64)) for p in problem.params]
     state: list[dict[str, Any]] = [{} for _ in params]
     out = []
