@@ -18,6 +18,7 @@ import sys
 
 import torch
 
+from refllm.testing import load_profile
 from tests.testing.mutants.test_mutants import MUTANTS, caught, run
 
 
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--defaults", action="store_true",
                         help="check focused mutants with the default features too")
     args = parser.parse_args(argv)
+    load_profile("ci")  # the corpus test's settings under CI (seeds make every run reproducible)
     torch.set_num_threads(1)
     print(f"| mutant | caught | failed | median examples to failure |  "
           f"<!-- {args.seeds} seeds x {args.examples} examples -->")
