@@ -9,6 +9,7 @@ explicit); inputs it still refuses go to the math kernel.
 """
 
 import warnings
+from collections import Counter
 
 import pytest
 import torch
@@ -55,11 +56,13 @@ def _as_4d(q, k, v, attn_mask=None, enable_gqa=False, scale=None, **kwargs):
     return q4, k4, v4, kwargs
 
 
-def sdpa_on(backend, stats: dict[str, int] | None = None):
+def sdpa_on(backend, stats: Counter[str] | None = None):
     """PyTorch's SDPA forced onto ``backend`` (falling back to math where it refuses the input).
 
     A fused backend gets 4-D inputs with e == d (see `_as_4d`); ``stats`` counts the calls it
     ran (``"fused"``) and those it refused (``"fallback"``)."""
+
+    counts = Counter() if stats is None else stats
 
     def attention(query, key, value, **kwargs):
         if backend != SDPBackend.MATH:
@@ -69,14 +72,12 @@ def sdpa_on(backend, stats: dict[str, int] | None = None):
                     warnings.simplefilter("ignore")
                     out = F.scaled_dot_product_attention(q4, k4, v4, **kw4)
                 e = value.shape[-1]
-                if stats is not None:
-                    stats["fused"] = stats.get("fused", 0) + 1
+                counts["fused"] += 1
                 return out[..., :e].reshape(*query.shape[:-1], e)
             except RuntimeError as exc:
                 if "No available kernel" not in str(exc):
                     raise
-            if stats is not None:
-                stats["fallback"] = stats.get("fallback", 0) + 1
+            counts["fallback"] += 1
         with sdpa_kernel([SDPBackend.MATH]):
             return F.scaled_dot_product_attention(query, key, value, **kwargs)
 

@@ -39,10 +39,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-STATE_KEYS = {"gd": (), "sgd": ("momentum_buffer",),
-              "adam": ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
-              "adamw": ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")}
-
 
 @dataclasses.dataclass
 class Rounded:
@@ -143,7 +139,7 @@ def optimizer_error_bounds(problem: Any, dtype: torch.dtype) -> list[list[dict[s
                 g = ar.exact(grads[i].detach().to("cpu", torch.float64))
                 params[i] = _STEPS[like](ar, params[i], g, state[i], hyper)
         out.append([{"params": p.e.clone(),
-                     **{k: s[k].e.clone() for k in STATE_KEYS[like] if k in s}}
+                     **{k: v.e.clone() for k, v in s.items() if isinstance(v, Rounded)}}
                     for p, s in zip(params, state)])
     return out
 
@@ -193,4 +189,4 @@ _STEPS: dict[str, Callable[..., Rounded]] = {
     "gd": _gd, "sgd": _sgd, "adam": functools.partial(_adam, decoupled=False),
     "adamw": functools.partial(_adam, decoupled=True)}
 
-__all__ = ["optimizer_error_bounds", "Arithmetic", "Rounded", "STATE_KEYS"]
+__all__ = ["optimizer_error_bounds", "Arithmetic", "Rounded"]
