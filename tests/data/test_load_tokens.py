@@ -1,0 +1,70 @@
+"""load_tokens: sources, dtypes, the split, determinism, hashes, the memory-mapped cache."""
+
+import os
+
+import numpy as np
+import pytest
+
+from refllm.data import BPETokenizer, ByteTokenizer, MarkovSource, load_tokens
+from refllm.data.corpus import stdlib_corpus
+
+
+@pytest.fixture(scope="module")
+def small_stdlib():
+    return load_tokens("stdlib", max_bytes=200_000)
+
+
+def test_stdlib_bytes_are_the_files_concatenated_in_sorted_order(small_stdlib):
+    d = small_stdlib
+    data = b"".join(chunk for _, chunk in stdlib_corpus(200_000))
+    assert len(data) == d.meta["bytes"] == d.train.size + d.val.size <= 200_000
+    assert d.train.dtype == np.uint8 and d.vocab_size == 256
+    rel = [f["relpath"] for f in d.meta["files"]]
+    assert rel == sorted(rel)
+    assert all(f["origin"] == "stdlib" and len(f["sha256"]) == 64 for f in d.meta["files"])
+    assert not any("/test/" in r or r.startswith("test/") for r in rel)
+    # train then val, chunk by chunk, is a permutation of the stream that keeps chunk order
+    stream = np.frombuffer(data, np.uint8)
+    assert np.array_equal(np.sort(np.concatenate([d.train, d.val])), np.sort(stream))
+    assert bytes(d.train[:4096]) == data[:4096]
+
+
+def test_the_split_is_deterministic_and_the_hash_names_the_tokens(small_stdlib):
+    again = load_tokens("stdlib", max_bytes=200_000)
+    assert again.sha256 == small_stdlib.sha256
+    assert np.array_equal(again.train, small_stdlib.train)
+    other = load_tokens("stdlib", max_bytes=200_000, val_fraction=0.1)
+    assert other.sha256 != small_stdlib.sha256
+
+
+def test_markov_source_gives_the_chain_and_its_entropy_rate():
+    d = load_tokens("markov:vocab=8,seed=3,tokens=20000,concentration=0.3", val_fraction=0.1)
+    src = MarkovSource(8, 3, 0.3)
+    assert d.train.size == 18000 and d.val.size == 2000 and d.vocab_size == 8
+    assert np.array_equal(d.train, src.sample(18000, seed=1))
+    assert np.array_equal(d.val, src.sample(2000, seed=2))
+    assert d.meta["markov"]["entropy_rate_nats"] == pytest.approx(src.entropy_rate_nats)
+
+
+def test_cached_tokens_are_memory_mapped_and_reused(tmp_path):
+    first = load_tokens("stdlib", max_bytes=100_000, cache_dir=tmp_path)
+    assert isinstance(first.train, np.memmap) and isinstance(first.val, np.memmap)
+    plain = load_tokens("stdlib", max_bytes=100_000)
+    assert first.sha256 == plain.sha256
+    assert np.array_equal(first.train, plain.train) and np.array_equal(first.val, plain.val)
+    folder = first.meta["cache"]
+    stamp = os.stat(os.path.join(folder, "train.npy")).st_mtime_ns
+    second = load_tokens("stdlib", max_bytes=100_000, cache_dir=tmp_path)
+    assert second.sha256 == first.sha256 and second.meta["cache"] == folder
+    assert os.stat(os.path.join(folder, "train.npy")).st_mtime_ns == stamp  # reused, not rewritten
+    assert sorted(os.listdir(folder)) == ["meta.json", "train.npy", "val.npy"]  # no temporaries
+
+
+def test_a_bpe_tokenizer_gives_uint16_ids_that_decode_to_the_corpus(tmp_path):
+    text = "the cat sat on the mat, the cat ate the rat.\n" * 50
+    (tmp_path / "a.txt").write_text(text)
+    tok = BPETokenizer.train(text, 300)
+    d = load_tokens(tmp_path, tokenizer=tok, val_fraction=0.0, chunk_tokens=64)
+    assert d.train.dtype == np.uint16 and d.val.size == 0 and d.vocab_size == tok.vocab_size
+    assert tok.decode(d.train.tolist()) == text
+    assert d.sha256 != load_tokens(tmp_path, tokenizer=ByteTokenizer(), val_fraction=0.0).sha256
