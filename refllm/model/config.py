@@ -1,0 +1,112 @@
+"""The configuration of refllm's GPT decoder: one frozen record, validated once, on construction.
+
+Sizes use the names of the config (``n_layer, n_head, d_model``) and the axis alphabet of the docs
+(``c = d_model``, ``d = d_head = d_model / n_head``, ``g = n_kv_head``, ``v = vocab_size``).
+GPT-2 small (Radford et al. 2019) is ``GPTConfig(vocab_size=50257, n_ctx=1024, n_layer=12,
+n_head=12, d_model=768)``.
+
+>>> cfg = GPTConfig(vocab_size=11, n_ctx=8, n_layer=2, n_head=4, d_model=16, n_kv_head=2)
+>>> cfg.d_head, cfg.d_ff_, cfg.n_kv_head_
+(4, 64, 2)
+>>> GPTConfig.from_dict(cfg.to_dict()) == cfg
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from refllm._validation import require_bool, require_int, require_real
+
+POSITIONS = ("learned", "rope")
+ATTENTIONS = ("fused", "reference")
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Hyper-parameters of a pre-LayerNorm GPT-2-style decoder (see docs/model.md)."""
+
+    vocab_size: int
+    n_ctx: int  # context length (window): at most n_ctx keys per sequence, cache included
+    n_layer: int
+    n_head: int
+    d_model: int
+    n_kv_head: int | None = None  # None -> n_head; fewer -> grouped-query attention
+    d_ff: int | None = None  # None -> 4 * d_model
+    dropout: float = 0.0
+    bias: bool = True  # biases of every linear layer (but the LM head) and of every LayerNorm
+    tie_embeddings: bool = True
+    positions: str = "learned"  # "learned" | "rope"
+    rope_base: float = 10000.0
+    attention: str = "fused"  # "fused" (torch F.scaled_dot_product_attention) | "reference"
+    layer_norm_eps: float = 1e-5
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "n_ctx", "n_layer", "n_head", "d_model"):
+            require_int(name, getattr(self, name), low=1)
+        if self.n_kv_head is not None:
+            require_int("n_kv_head", self.n_kv_head, low=1)
+        if self.d_ff is not None:
+            require_int("d_ff", self.d_ff, low=1)
+        require_real("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
+        require_bool("bias", self.bias)
+        require_bool("tie_embeddings", self.tie_embeddings)
+        require_real("rope_base", self.rope_base, low=1.0, low_open=True)
+        require_real("layer_norm_eps", self.layer_norm_eps, low=0.0, low_open=True)
+        require_real("init_std", self.init_std, low=0.0, low_open=True)
+        self._check_choices()
+        self._check_shapes()
+
+    def _check_choices(self) -> None:
+        for name, allowed in (("positions", POSITIONS), ("attention", ATTENTIONS)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+    def _check_shapes(self) -> None:
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model must be divisible by n_head, got d_model={self.d_model}, "
+                             f"n_head={self.n_head} (remainder {self.d_model % self.n_head})")
+        if self.n_head % self.n_kv_head_:
+            raise ValueError(f"n_head must be a multiple of n_kv_head (grouped-query attention), "
+                             f"got n_head={self.n_head}, n_kv_head={self.n_kv_head}")
+        if self.positions == "rope" and self.d_head % 2:
+            raise ValueError(f"positions='rope' needs an even head width d_model / n_head, got "
+                             f"d_model={self.d_model} / n_head={self.n_head} = {self.d_head}")
+
+    @property
+    def d_head(self) -> int:
+        """The per-head query/key/value width d = d_model / n_head."""
+        return self.d_model // self.n_head
+
+    @property
+    def n_kv_head_(self) -> int:
+        """The number of key/value heads g (``n_kv_head`` with None resolved to ``n_head``)."""
+        return self.n_head if self.n_kv_head is None else self.n_kv_head
+
+    @property
+    def d_ff_(self) -> int:
+        """The MLP's hidden width (``d_ff`` with None resolved to ``4 * d_model``)."""
+        return 4 * self.d_model if self.d_ff is None else self.d_ff
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain (JSON-serialisable) dict; ``from_dict`` inverts it."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
+        """Build from a dict; unknown keys are an error that names them (no silent typo)."""
+        if not isinstance(d, dict):
+            raise TypeError(f"d must be a dict, got {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"d has unknown GPTConfig keys {unknown}; known keys: {sorted(known)}")
+        missing = sorted(f.name for f in dataclasses.fields(cls)
+                         if f.default is dataclasses.MISSING and f.name not in d)
+        if missing:
+            raise ValueError(f"d lacks required GPTConfig keys {missing}")
+        return cls(**d)

@@ -1,0 +1,105 @@
+import dataclasses
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from refllm.model import GPT, GPTConfig
+from refllm.model.rope import apply_rope, apply_rope_naive
+from refllm.testing.compare import assert_close
+from tests.model.strategies import build, configs, token_ids
+
+CFG = GPTConfig(vocab_size=11, n_ctx=8, n_layer=2, n_head=2, d_model=8)
+
+
+@given(configs(), st.data())
+def test_the_two_attention_backends_give_the_same_logits_in_float64(config, data):
+    b, t = data.draw(st.integers(1, 3)), data.draw(st.integers(1, config.n_ctx))
+    idx = token_ids(data.draw, config, b, t)
+    fused = build(dataclasses.replace(config, attention="fused"))
+    reference = build(dataclasses.replace(config, attention="reference"))
+    assert_close(reference(idx), fused(idx))
+
+
+@given(configs(), st.data())
+def test_logits_before_t_do_not_depend_on_tokens_from_t_on(config, data):
+    t = data.draw(st.integers(2, config.n_ctx)) if config.n_ctx > 1 else 1
+    cut = data.draw(st.integers(0, t - 1))
+    a, b = token_ids(data.draw, config, 1, t), token_ids(data.draw, config, 1, t)
+    b[:, :cut] = a[:, :cut]
+    model = build(config)
+    assert_close(model(b)[:, :cut], model(a)[:, :cut])
+
+
+@given(configs(), st.data())
+def test_a_left_padded_batch_equals_each_sequence_run_alone(config, data):
+    b = data.draw(st.integers(1, 3))
+    t = data.draw(st.integers(1, config.n_ctx))
+    lengths = [data.draw(st.integers(1, t)) for _ in range(b)]
+    idx = token_ids(data.draw, config, b, t)  # the pad ids are drawn too: they must not matter
+    mask = torch.arange(t)[None, :] >= t - torch.tensor(lengths)[:, None]
+    model = build(config)
+    logits = model(idx, attention_mask=mask)
+    assert torch.isfinite(logits).all()
+    for row, n in enumerate(lengths):
+        assert_close(logits[row, t - n:], model(idx[row:row + 1, t - n:])[0])
+
+
+def test_rope_fast_equals_naive_and_keeps_relative_positions():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4, 6, dtype=torch.float64)
+    pos = torch.randint(0, 50, (2, 4))
+    assert_close(apply_rope(x, pos, 100.0), apply_rope_naive(x, pos, 100.0))
+    q, k = x[:, :1], x[:, 1:2]
+    scores = apply_rope(q, pos, 100.0) @ apply_rope(k, pos, 100.0).transpose(-1, -2)
+    shifted = apply_rope(q, pos + 7, 100.0) @ apply_rope(k, pos + 7, 100.0).transpose(-1, -2)
+    assert_close(shifted, scores)
+
+
+def test_residual_projections_are_initialised_with_the_scaled_std():
+    cfg = GPTConfig(vocab_size=64, n_ctx=8, n_layer=8, n_head=4, d_model=64, bias=True)
+    model = GPT(cfg)
+    proj = torch.cat([b.attn.c_proj.weight.flatten() for b in model.transformer.h])
+    fc = torch.cat([b.mlp.c_fc.weight.flatten() for b in model.transformer.h])
+    assert abs(proj.std().item() / (0.02 / 4) - 1) < 0.05  # 1 / sqrt(2 * 8) = 1 / 4
+    assert abs(fc.std().item() / 0.02 - 1) < 0.05
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert all(b.attn.c_attn.bias.eq(0).all() for b in model.transformer.h)
+
+
+def test_a_context_longer_than_n_ctx_is_an_error_with_the_numbers():
+    with pytest.raises(ValueError, match=r"9 exceeds the context length n_ctx=8"):
+        GPT(CFG)(torch.zeros(1, 9, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("idx, error, words", [
+    (torch.zeros(1, 3, dtype=torch.int32), TypeError, "idx must be an int64 tensor"),
+    ([[1, 2]], TypeError, "idx must be an int64 tensor"),
+    (torch.zeros(3, dtype=torch.int64), ValueError, "idx must have 2 dimensions"),
+    (torch.zeros(1, 0, dtype=torch.int64), ValueError, "idx must hold at least one"),
+    (torch.tensor([[1, 2], [3, 11]]), ValueError, r"token id 11 at position \(1, 1\)"),
+    (torch.tensor([[1, -1]]), ValueError, r"token id -1 at position \(0, 1\)"),
+])
+def test_bad_token_ids_raise_an_error_naming_idx(idx, error, words):
+    with pytest.raises(error, match=words):
+        GPT(CFG)(idx)
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    (dict(attention_mask=torch.ones(1, 3)), TypeError, "attention_mask must be a bool tensor"),
+    (dict(attention_mask=torch.ones(1, 2, dtype=torch.bool)), ValueError,
+     r"attention_mask must have shape \(b, cached \+ t\) = \(1, 3\)"),
+    (dict(position_ids=torch.zeros(1, 3, dtype=torch.int32)), TypeError, "position_ids must be"),
+    (dict(position_ids=torch.zeros(1, 2, dtype=torch.int64)), ValueError, "position_ids must"),
+    (dict(position_ids=torch.tensor([[0, 1, 8]])), ValueError, r"position_ids must lie in"),
+    (dict(cache={}), TypeError, "cache must be a KVCache"),
+])
+def test_bad_masks_positions_and_caches_raise_errors_naming_them(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        GPT(CFG)(torch.tensor([[1, 2, 3]]), **kwargs)
+
+
+def test_gpt_wants_a_gpt_config():
+    with pytest.raises(TypeError, match="config must be a GPTConfig"):
+        GPT(CFG.to_dict())
