@@ -1,9 +1,11 @@
 """A synthetic source whose entropy rate is known exactly: a random first-order Markov chain.
 
-From ``seed``, draw a transition matrix P over V = ``vocab_size`` symbols, each row from a
-symmetric Dirichlet(alpha) with alpha = ``concentration`` (alpha < 1 gives peaked rows, so the rate
-is well below log V). The stationary distribution pi solves pi P = pi, sum_i pi_i = 1 (one linear
-system; unique since every P_ij > 0). The entropy rate (Cover & Thomas 2006, "Elements of
+From ``seed``, draw a transition matrix P over V = ``vocab_size`` symbols, each row
+(1 - m) * Dirichlet(alpha) + m / V with alpha = ``concentration`` and m = ``MIX`` = 0.01 (alpha < 1
+gives peaked rows, so the rate is well below log V; the uniform share m keeps every P_ij >= m / V,
+so the chain is irreducible and aperiodic and no state is nearly absorbing, however small alpha).
+The stationary distribution pi solves pi P = pi, sum_i pi_i = 1 (one linear system; unique and
+positive since every P_ij > 0). The entropy rate (Cover & Thomas 2006, "Elements of
 Information Theory", §4.2, Theorem 4.2.4) is
 
     H = - sum_i pi_i sum_j P_ij log P_ij          (nats with ln, bits with log2)
@@ -29,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from refllm._validation import require_int, require_real
+
+MIX = 0.01  # the uniform share of every row
 
 
 def stationary_distribution(P: np.ndarray) -> np.ndarray:
@@ -63,9 +67,8 @@ class MarkovSource:
         self.seed = require_int("seed", seed, low=0)
         self.concentration = require_real("concentration", concentration, low=1e-3)
         rng = np.random.default_rng([self.seed, 0])
-        P = rng.dirichlet(np.full(self.vocab_size, self.concentration), size=self.vocab_size)
-        self.P = np.maximum(P, 1e-300)
-        self.P /= self.P.sum(axis=1, keepdims=True)  # rows sum to one; every P_ij > 0
+        D = rng.dirichlet(np.full(self.vocab_size, self.concentration), size=self.vocab_size)
+        self.P = (1 - MIX) * D + MIX / self.vocab_size
         self.pi = stationary_distribution(self.P)
         self.entropy_rate_nats = entropy_rate(self.P, self.pi)
         self.entropy_rate_bits = self.entropy_rate_nats / math.log(2)

@@ -68,3 +68,46 @@ def test_a_bpe_tokenizer_gives_uint16_ids_that_decode_to_the_corpus(tmp_path):
     assert d.train.dtype == np.uint16 and d.val.size == 0 and d.vocab_size == tok.vocab_size
     assert tok.decode(d.train.tolist()) == text
     assert d.sha256 != load_tokens(tmp_path, tokenizer=ByteTokenizer(), val_fraction=0.0).sha256
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(source="markov:vocab=8,bogus=1"), ValueError, r"'bogus=1' is not key=value with key in"),
+    (dict(source="markov:tokens=ten"), ValueError, "tokens must be an int, got 'ten'"),
+    (dict(source="markov:tokens=10"), ValueError, "too small for val_fraction=0.05"),
+    (dict(source="markov:", tokenizer=ByteTokenizer()), ValueError, "tokenizer: a markov source"),
+    (dict(source="markov:", max_bytes=10), ValueError, "max_bytes: a markov source"),
+    (dict(source="stdlib", val_fraction=1.5), ValueError, "val_fraction must lie in"),
+    (dict(source="stdlib", max_bytes=0), ValueError, "max_bytes must be >= 1, got 0"),
+    (dict(source="stdlib", tokenizer="no/such/bpe.json"), FileNotFoundError,
+     "tokenizer must be 'bytes'.*does not exist"),
+    (dict(source="stdlib", tokenizer=42), TypeError, "tokenizer must be 'bytes'.*got int"),
+    (dict(source=3), TypeError, "source must be 'stdlib', 'markov:...' or a path, got int"),
+])
+def test_bad_arguments_to_load_tokens_are_named(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        load_tokens(**kwargs)
+
+
+def test_a_corrupt_tokenizer_file_is_named_and_nothing_is_cached(tmp_path):
+    bad = tmp_path / "tok.json"
+    bad.write_text('{"format": "refllm-bpe", "vers')
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match="tok.json: not a BPE tokenizer file: invalid JSON"):
+        load_tokens("stdlib", tokenizer=str(bad), max_bytes=100_000, cache_dir=cache)
+    assert not cache.exists()
+
+
+def test_a_failed_split_leaves_no_partial_cache(tmp_path):
+    with pytest.raises(ValueError, match="too small"):
+        load_tokens("stdlib", max_bytes=5000, cache_dir=tmp_path)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_a_saved_bpe_path_works_as_the_tokenizer_argument(tmp_path):
+    (tmp_path / "t.txt").write_text("ab ab ab abc\n" * 200)
+    tok = BPETokenizer.train("ab ab ab abc\n", 260)
+    tok.save(tmp_path / "bpe.json")
+    by_path = load_tokens(tmp_path / "t.txt", tokenizer=str(tmp_path / "bpe.json"),
+                          chunk_tokens=16)
+    by_obj = load_tokens(tmp_path / "t.txt", tokenizer=tok, chunk_tokens=16)
+    assert by_path.sha256 == by_obj.sha256 and by_path.meta["tokenizer"]["name"] == tok.name
