@@ -1,0 +1,181 @@
+"""Checkpoints: one safetensors file, written atomically, read without unpickling anything.
+
+A checkpoint is ``<out_dir>/checkpoint.safetensors`` holding
+
+* tensors: ``model/<name>`` (the model's state dict; a tensor shared by several names, as tied
+  embeddings, is stored once and its other names listed as aliases), ``optim/<i>/<key>`` (the
+  optimizer's per-parameter state), ``rng/torch`` and ``rng/cuda/<i>`` (generator states);
+* metadata (JSON text in the safetensors header): the config, the step (which is also the data
+  position, `refllm.train.batches`), the optimizer's param groups, NumPy's and Python's RNG states,
+  the losses so far, and a format version.
+
+Atomic write: the file is written to a temporary name in the same directory, fsync'd, then
+``os.replace``'d over the previous checkpoint (one file, so one rename swaps it whole; a kill at any
+moment leaves either the old checkpoint or the new one, never a mix). Loading validates the header
+and the sizes (safetensors refuses a truncated file) and raises `CheckpointError` naming the file
+and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+FORMAT = "refllm-checkpoint-1"
+FILENAME = "checkpoint.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: missing, truncated, foreign, or from another config."""
+
+
+def checkpoint_path(out_dir: str | pathlib.Path) -> pathlib.Path:
+    return pathlib.Path(out_dir) / FILENAME
+
+
+def _model_tensors(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict]:
+    """Unique tensors (contiguous CPU copies) and the aliases {name: stored name}."""
+    tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    for name, t in state.items():
+        key = (t.data_ptr(), t.dtype, tuple(t.shape), t.stride()) if t.numel() else None
+        if key is not None and key in seen:
+            aliases[name] = seen[key]
+            continue
+        if key is not None:
+            seen[key] = name
+        tensors[f"model/{name}"] = t.detach().to("cpu").contiguous()
+    return tensors, aliases
+
+
+def _optim_parts(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, dict[str, Any]] = {}
+    for i, entry in sd["state"].items():
+        for key, v in entry.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim/{i}/{key}"] = v.detach().to("cpu").contiguous()
+            else:
+                plain.setdefault(str(i), {})[key] = v
+    return tensors, {"param_groups": sd["param_groups"], "plain_state": plain}
+
+
+def _rng_states() -> tuple[dict[str, torch.Tensor], dict]:
+    tensors = {"rng/torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng/cuda/{i}"] = s
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    version, py_state, gauss = random.getstate()
+    return tensors, {"numpy": [kind, np.asarray(keys).tolist(), pos, has_gauss, cached],
+                     "python": [version, list(py_state), gauss]}
+
+
+def save_checkpoint(out_dir: str | pathlib.Path, *, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, step: int, config: dict,
+                    extra: dict[str, Any] | None = None) -> pathlib.Path:
+    """Write the checkpoint of ``step`` (steps done) atomically; return its path."""
+    path = checkpoint_path(out_dir)
+    model_t, aliases = _model_tensors(model.state_dict())
+    optim_t, optim_meta = _optim_parts(optimizer)
+    rng_t, rng_meta = _rng_states()
+    state = {"format": FORMAT, "step": step, "config": config, "aliases": aliases,
+             "optimizer": optim_meta, "rng": rng_meta, "extra": extra or {}}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_file({**model_t, **optim_t, **rng_t}, str(tmp), metadata={"refllm": json.dumps(state)})
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: pathlib.Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_checkpoint(path: str | pathlib.Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(state, tensors) of a checkpoint file, validated; `CheckpointError` when unusable."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {str(path)!r}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        state = json.loads(meta["refllm"])
+    except Exception as exc:  # safetensors raises its own error type for a damaged file
+        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or damaged and cannot be "
+                              f"read ({type(exc).__name__}: {exc})") from None
+    if state.get("format") != FORMAT:
+        raise CheckpointError(f"{str(path)!r} is not a {FORMAT} file "
+                              f"(format {state.get('format')!r})")
+    return state, tensors
+
+
+def restore(state: dict, tensors: dict[str, torch.Tensor], *, model: torch.nn.Module,
+            optimizer: torch.optim.Optimizer) -> None:
+    """Load model, optimizer and RNG states (in place) from `read_checkpoint`'s output."""
+    sd = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
+    for name, stored in state["aliases"].items():
+        sd[name] = sd[stored]
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as exc:
+        raise CheckpointError(f"the checkpoint's weights do not fit this model: {exc}") from None
+    optimizer.load_state_dict(_optim_state_dict(state["optimizer"], tensors))
+    _restore_rng(state["rng"], tensors)
+
+
+def _optim_state_dict(meta: dict, tensors: dict[str, torch.Tensor]) -> dict:
+    per: dict[int, dict[str, Any]] = {}
+    for i, plain in meta["plain_state"].items():
+        per.setdefault(int(i), {}).update(plain)
+    for k, v in tensors.items():
+        if k.startswith("optim/"):
+            _, i, key = k.split("/", 2)
+            per.setdefault(int(i), {})[key] = v
+    groups = [dict(g, betas=tuple(g["betas"])) if "betas" in g else g
+              for g in meta["param_groups"]]
+    return {"state": per, "param_groups": groups}
+
+
+def _restore_rng(rng: dict, tensors: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(tensors["rng/torch"])
+    cuda = sorted((k for k in tensors if k.startswith("rng/cuda/")),
+                  key=lambda k: int(k.rsplit("/", 1)[1]))
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([tensors[k] for k in cuda][: torch.cuda.device_count()])
+    kind, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, py_state, gauss = rng["python"]
+    random.setstate((version, tuple(py_state), gauss))
+
+
+def config_differences(saved: dict, current: dict, allowed: frozenset[str]) -> list[str]:
+    """Keys whose values differ between two config dicts, except those in ``allowed``."""
+    keys = sorted(set(saved) | set(current))
+    return [k for k in keys if k not in allowed and saved.get(k) != current.get(k)]

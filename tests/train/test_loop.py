@@ -1,0 +1,137 @@
+"""The loop: deterministic, exactly resumable after SIGKILL, stops on divergence, records runs."""
+
+import json
+import math
+import pathlib
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from refllm.data import load_tokens
+from refllm.testing import assert_close
+from refllm.train import read_records, train
+from refllm.train.loop import RECORDS
+
+CHILD = r"""
+import json, pathlib, sys, time
+import torch
+torch.set_num_threads(1)
+import refllm.train.checkpoint as ckpt
+from refllm.train import TrainConfig, train
+out, hang_at = sys.argv[1], int(sys.argv[2])
+real_save = ckpt.save_checkpoint
+def save(*args, **kwargs):
+    if kwargs["step"] >= hang_at:  # the steps since the last checkpoint are done, unsaved
+        pathlib.Path(out, "READY").write_text(str(kwargs["step"]))
+        while True:
+            time.sleep(1)  # wait for SIGKILL
+    return real_save(*args, **kwargs)
+ckpt.save_checkpoint = save
+train(TrainConfig.from_dict(json.loads(sys.argv[3])), out, progress=False)
+"""
+
+
+def _run(config, out, data, **kwargs):
+    return train(config, out, data=data, progress=False, **kwargs)
+
+
+def test_the_same_seed_gives_bit_identical_losses(tiny_config, markov_data, tmp_path):
+    a = _run(tiny_config(), tmp_path / "a", markov_data)
+    b = _run(tiny_config(), tmp_path / "b", markov_data)
+    assert a.train_losses == b.train_losses and a.val_losses == b.val_losses
+    assert len(a.train_losses) == 12 and [s for s, _ in a.val_losses] == [4, 8, 12]
+    c = _run(tiny_config(seed=1), tmp_path / "c", markov_data)
+    assert c.train_losses != a.train_losses
+
+
+def test_a_run_killed_at_a_random_step_and_resumed_gives_exactly_the_same_losses(
+        tiny_config, markov_data, tmp_path):
+    config = tiny_config(max_steps=30, checkpoint_interval=3, eval_interval=5, micro_batch_size=2)
+    kill_at = random.Random().randrange(6, 28, 3)  # a checkpoint step; killed after 3 more steps
+    out = tmp_path / "killed"
+    out.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(out), str(kill_at),
+                              json.dumps(config.to_dict())], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not (out / "READY").exists():
+        assert child.poll() is None, f"child exited early: {child.stderr.read().decode()}"
+        assert time.monotonic() < deadline, "the child never reached the kill point"
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    resumed = _run(config, out, markov_data, resume=True)
+    whole = _run(config, tmp_path / "whole", markov_data)
+    message = f"killed after step {kill_at}"
+    assert resumed.train_losses == whole.train_losses, message
+    assert resumed.val_losses == whole.val_losses, message
+    assert resumed.record["resumes"] == 1
+    assert [r["kind"] for r in read_records(out / RECORDS)][-1] == "run"
+
+
+def test_resuming_a_finished_run_returns_its_result_and_writes_nothing(tiny_config, markov_data,
+                                                                       tmp_path):
+    first = _run(tiny_config(), tmp_path, markov_data)
+    size = (tmp_path / RECORDS).stat().st_size
+    again = _run(tiny_config(), tmp_path, markov_data, resume=True)
+    assert again.train_losses == first.train_losses
+    assert (tmp_path / RECORDS).stat().st_size == size
+
+
+def test_an_existing_run_is_not_overwritten_without_resume(tiny_config, markov_data, tmp_path):
+    _run(tiny_config(max_steps=2, warmup_steps=0), tmp_path, markov_data)
+    with pytest.raises(ValueError, match="already holds a run"):
+        _run(tiny_config(max_steps=2, warmup_steps=0), tmp_path, markov_data)
+
+
+def test_a_diverging_run_stops_early_with_status_diverged(tiny_config, markov_data, tmp_path):
+    config = tiny_config(lr=50.0, grad_clip=None, warmup_steps=0, max_steps=40, min_lr=50.0)
+    result = _run(config, tmp_path, markov_data)
+    assert result.status == "diverged" and result.steps < 40
+    assert math.isnan(result.final_val_loss)
+    assert read_records(result.records_path, kind="run")[0]["status"] == "diverged"
+
+
+def test_the_run_record_holds_what_a_report_needs(tiny_config, markov_data, tmp_path):
+    result = _run(tiny_config(), tmp_path, markov_data)
+    (record,) = read_records(result.records_path, kind="run")
+    assert record["corpus"]["sha256"] == markov_data.sha256
+    assert record["versions"]["torch"] == torch.__version__
+    assert record["n_params"] > record["n_params_non_embedding"] > 0
+    assert record["tokens"] == 12 * 4 * 16 == result.tokens
+    assert record["flops"] == 3 * record["flops_per_token_forward"] * record["tokens"]
+    assert record["final_val_loss"] == result.val_losses[-1][1] == result.final_val_loss
+    assert record["config"]["seed"] == 0 and record["status"] == "ok"
+    assert [r["step"] for r in read_records(result.records_path, kind="eval")] == [4, 8, 12]
+
+
+def test_a_batch_larger_than_the_corpus_is_a_clear_error(tiny_config, tmp_path):
+    small = load_tokens("markov:vocab=8,seed=0,tokens=400")
+    with pytest.raises(ValueError, match="larger than the training split"):
+        _run(tiny_config(batch_size=32), tmp_path, small)
+
+
+def test_the_refllm_and_torch_losses_train_alike(tiny_config, markov_data, tmp_path):
+    a = _run(tiny_config(max_steps=5), tmp_path / "a", markov_data)
+    b = _run(tiny_config(max_steps=5, loss_impl="refllm"), tmp_path / "b", markov_data)
+    assert_close(torch.tensor([x for _, x in a.train_losses]),
+                 torch.tensor([x for _, x in b.train_losses]), kind="impl", dtype=torch.float32)
+
+
+def test_the_reference_and_fused_attention_train_alike(tiny_config, markov_data, tmp_path):
+    model = {"n_layer": 1, "n_head": 2, "d_model": 16}
+    a = _run(tiny_config(max_steps=5, model={**model, "attention": "fused"}), tmp_path / "a",
+             markov_data)
+    b = _run(tiny_config(max_steps=5, model={**model, "attention": "reference"}), tmp_path / "b",
+             markov_data)
+    assert_close(torch.tensor([x for _, x in a.train_losses]),
+                 torch.tensor([x for _, x in b.train_losses]), kind="impl", dtype=torch.float32)
+
+
+def test_out_dir_may_be_a_string(tiny_config, markov_data, tmp_path):
+    result = _run(tiny_config(max_steps=1, warmup_steps=0), str(tmp_path / "s"), markov_data)
+    assert isinstance(result.records_path, pathlib.Path) and result.records_path.exists()
