@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import IO
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+def write_atomically(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> None:
     """Call ``write(f)`` on a temporary file beside ``path``, fsync it, then move it to ``path``."""
     path = pathlib.Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

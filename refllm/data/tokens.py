@@ -162,10 +162,19 @@ def _finish(tokens_by_file, dtype, vocab_size, meta, cache_dir, tok, parts=None)
         return TokenData(train, val, vocab_size, sha, meta, tok)
     for name, arr in (("train", train), ("val", val)):
         if not isinstance(arr, np.memmap):
-            write_atomically(folder / f"{name}.npy", lambda f, a=arr: np.save(f, a))
+            _save_npy(folder / f"{name}.npy", arr)
     doc = {"key": key, "sha256": sha, "meta": meta}
     write_bytes_atomically(folder / "meta.json", json.dumps(doc, default=str).encode())
     return _open_cached(folder, key, vocab_size, tok)  # type: ignore[return-value]
+
+
+def _save_npy(path: pathlib.Path, arr: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(f) -> None:
+        np.save(f, arr)
+
+    write_atomically(path, write)
 
 
 def _open_cached(folder: pathlib.Path, key: str, vocab_size: int, tok) -> TokenData | None:

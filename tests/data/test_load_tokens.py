@@ -111,3 +111,10 @@ def test_a_saved_bpe_path_works_as_the_tokenizer_argument(tmp_path):
                           chunk_tokens=16)
     by_obj = load_tokens(tmp_path / "t.txt", tokenizer=tok, chunk_tokens=16)
     assert by_path.sha256 == by_obj.sha256 and by_path.meta["tokenizer"]["name"] == tok.name
+
+
+def test_markov_tokens_cache_and_memory_map_too(tmp_path):
+    plain = load_tokens("markov:vocab=300,seed=1,tokens=5000")
+    cached = load_tokens("markov:vocab=300,seed=1,tokens=5000", cache_dir=tmp_path)
+    assert isinstance(cached.train, np.memmap) and cached.train.dtype == np.uint16
+    assert cached.sha256 == plain.sha256 and np.array_equal(cached.val, plain.val)
