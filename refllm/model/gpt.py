@@ -155,19 +155,19 @@ class GPT(nn.Module):
         return self.lm_head(self.transformer.ln_f(x))  # (b t v)
 
 
-def check_idx(idx: object, vocab_size: int) -> None:
+def check_idx(idx: object, vocab_size: int, name: str = "idx") -> None:
     """Raise unless ``idx`` is an int64 (b, t) tensor with t >= 1 and ids in [0, vocab_size)."""
     if not isinstance(idx, Tensor) or idx.dtype != torch.int64:
-        raise TypeError(f"idx must be an int64 tensor of token ids (b, t), got {describe(idx)}")
+        raise TypeError(f"{name} must be an int64 tensor of token ids (b, t), got {describe(idx)}")
     if idx.ndim != 2:
-        raise ValueError(f"idx must have 2 dimensions (b, t), got {describe(idx)}")
+        raise ValueError(f"{name} must have 2 dimensions (b, t), got {describe(idx)}")
     if idx.shape[0] < 1 or idx.shape[1] < 1:
-        raise ValueError(f"idx must hold at least one sequence of at least one token (an empty "
+        raise ValueError(f"{name} must hold at least one sequence of at least one token (an empty "
                          f"prompt has nothing to condition on), got {describe(idx)}")
     bad = (idx < 0) | (idx >= vocab_size)
     if bool(bad.any()):
         row, col = (int(i) for i in bad.nonzero()[0])
-        raise ValueError(f"idx holds token id {int(idx[row, col])} at position ({row}, {col}), "
+        raise ValueError(f"{name} holds token id {int(idx[row, col])} at position ({row}, {col}), "
                          f"outside the vocabulary [0, vocab_size={vocab_size})")
 
 

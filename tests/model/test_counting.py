@@ -1,6 +1,6 @@
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -9,6 +9,9 @@ from refllm.model.counting import block_parameter_count
 from tests.model.strategies import configs
 
 GPT2_SMALL = GPTConfig(vocab_size=50257, n_ctx=1024, n_layer=12, n_head=12, d_model=768)
+
+# each example runs several forwards: half the profile's examples keep the file fast
+FEWER = settings(max_examples=max(1, settings.default.max_examples // 2))
 
 
 def test_gpt2_small_counts_124_439_808_parameters():
@@ -40,6 +43,7 @@ def measured_flops_per_token(model: GPT, b: int = 2) -> float:
     return counter.get_total_flops() / idx.numel()
 
 
+@FEWER
 @given(configs(attention="fused"))
 def test_exact_flops_equal_flop_counter_mode_under_the_math_backend(config):
     # fused only: refllm's einsum attention becomes an elementwise product (uncounted) when d or
