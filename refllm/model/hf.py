@@ -36,8 +36,9 @@ from refllm.model.gpt import GPT
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 """Suffixes of the weights GPT-2 stores as Conv1D (in, out): transposed on the way."""
-BUFFERS = ("attn.bias", "attn.masked_bias")
-"""Causal-mask buffers of older transformers versions: not weights, never copied."""
+BUFFERS = (".attn.bias", ".attn.masked_bias")
+"""Causal-mask buffers of older transformers versions: not weights, never copied. The leading dot
+matters: ``attn.c_attn.bias`` ends with ``attn.bias`` and is a weight."""
 GELU_TANH = ("gelu_new", "gelu_pytorch_tanh")
 """transformers' names of GELU's tanh form 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
 

@@ -184,5 +184,6 @@ def test_the_causal_mask_buffers_of_older_versions_are_not_weights(transformers)
     old["transformer.h.0.attn.bias"] = torch.tril(torch.ones(1, 1, N, N, dtype=torch.bool))
     old["transformer.h.0.attn.masked_bias"] = torch.tensor(-1e4)
     converted = hf_state_to_refllm(old)
-    assert not any(k.endswith(("attn.bias", "attn.masked_bias")) for k in converted)
+    assert not any(k.endswith((".attn.bias", ".attn.masked_bias")) for k in converted)
+    assert "transformer.h.0.attn.c_attn.bias" in converted  # a weight whose name ends alike
     GPT(gpt2_config_to_refllm(hf.config)).double().load_state_dict(converted, strict=True)
