@@ -1,0 +1,145 @@
+"""Fit a scaling law to your own runs: records from `refllm scaling` (JSON lines) or a CSV.
+
+    refllm fit runs/records.jsonl                     # L(N) = E + A N^-alpha, N non-embedding
+    refllm fit runs/records.jsonl --x total           # N counts the embeddings too
+    refllm fit runs/records.jsonl --law chinchilla    # L(N, D) = E + A/N^alpha + B/D^beta
+    refllm fit my_runs.csv --law d --json fit.json    # a CSV with columns N, D, loss, seed
+
+JSONL: one run per line; lines whose "kind" is not "run" are skipped (a line without "kind" is a
+run), as are runs whose "status" is not one of ok/done/finished/completed (say "diverged").
+Fields read: n_params_non_embedding or n_params (--x), tokens (D), flops (C), seed,
+final_val_loss. CSV: a header row naming N and loss, optionally D, C and seed (any case).
+Points of one size with several seeds are resampled together in the bootstrap.
+
+Prints the fitted law with bootstrap percentile intervals and diagnostics (R^2 of log L, which
+parameters sit on a bound). Methods and formulas: docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import pathlib
+import tempfile
+from typing import Any
+
+LAWS = ("n", "d", "c", "chinchilla")
+OK_STATUS = ("ok", "done", "finished", "completed")
+X_FIELD = {"non_embedding": "n_params_non_embedding", "total": "n_params"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="records (.jsonl) or a CSV file")
+    parser.add_argument("--law", choices=LAWS, default="n",
+                        help="n, d or c: L = E + A x^-alpha in that variable; chinchilla: L(N, D)")
+    parser.add_argument("--x", choices=sorted(X_FIELD), default="non_embedding",
+                        help="which parameter count is N (records only)")
+    parser.add_argument("--pure", action="store_true", help="fit L = A x^-alpha (no E)")
+    parser.add_argument("--bootstrap", type=int, default=None,
+                        help="replicates (default 1000; chinchilla 200; 0: no intervals)")
+    parser.add_argument("--level", type=float, default=0.9, help="interval level")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
+    parser.add_argument("--json", type=pathlib.Path, default=None, help="write the fit here")
+
+
+def read_records(path: pathlib.Path, x_field: str) -> tuple[dict[str, list[Any]], list[str]]:
+    """Columns N, D, C, seed, loss from run records; and notes on what was skipped."""
+    cols: dict[str, list[Any]] = {k: [] for k in ("N", "D", "C", "seed", "loss")}
+    skipped: dict[str, int] = {}
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: line {i} is not JSON ({exc.msg})") from None
+        if rec.get("kind", "run") != "run":
+            continue
+        status = str(rec.get("status", "ok"))
+        if status not in OK_STATUS:
+            skipped[status] = skipped.get(status, 0) + 1
+            continue
+        for key, field in (("N", x_field), ("D", "tokens"), ("C", "flops"), ("seed", "seed"),
+                           ("loss", "final_val_loss")):
+            cols[key].append(rec.get(field))
+    notes = [f"skipped {k} run(s) with status {s!r}" for s, k in sorted(skipped.items())]
+    return cols, notes
+
+
+def read_csv(path: pathlib.Path) -> dict[str, list[Any]]:
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise ValueError(f"{path}: no rows (want a header naming N and loss)")
+    names = {k.strip().lower(): k for k in rows[0] if k is not None}
+    if "n" not in names or "loss" not in names:
+        raise ValueError(f"{path}: the header must name N and loss, got {list(rows[0])}")
+    return {k: [r[names[k.lower()]] if k.lower() in names else None for r in rows]
+            for k in ("N", "D", "C", "seed", "loss")}
+
+
+def _numbers(cols: dict[str, list[Any]], key: str, path: pathlib.Path) -> list[float]:
+    values = cols[key]
+    if not values or any(v is None or v == "" for v in values):
+        raise ValueError(f"{path}: {key} is missing for some runs (needed by this law)")
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {key} must be numbers ({exc})") from None
+
+
+def _write_json(path: pathlib.Path, data: dict[str, Any]) -> None:
+    """Atomically: a temporary file in the same folder, then os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    from refllm.scaling.fit import fit_chinchilla, fit_power_law
+
+    path = pathlib.Path(args.path)
+    if not path.is_file():
+        raise ValueError(f"path: no such file {str(path)!r}")
+    if path.suffix.lower() == ".csv":
+        cols, notes = read_csv(path), []
+    else:
+        cols, notes = read_records(path, X_FIELD[args.x])
+    loss = _numbers(cols, "loss", path)
+    bad = sum(not (math.isfinite(v) and v > 0) for v in loss)
+    if bad:
+        raise ValueError(f"{path}: {bad} run(s) have a non-finite or non-positive loss; mark "
+                         f"them status 'diverged' or remove them")
+    seeds = cols["seed"] if all(s not in (None, "") for s in cols["seed"]) else None
+    if seeds is not None and not seeds:
+        seeds = None
+    opts = dict(seeds=seeds, level=args.level, rng=args.seed)
+    if args.law == "chinchilla":
+        fit = fit_chinchilla(_numbers(cols, "N", path), _numbers(cols, "D", path), loss,
+                             bootstrap=200 if args.bootstrap is None else args.bootstrap, **opts)
+    else:
+        var = args.law.upper()
+        fit = fit_power_law(_numbers(cols, var, path), loss, saturating=not args.pure,
+                            bootstrap=1000 if args.bootstrap is None else args.bootstrap,
+                            variable=var, **opts)
+    for note in notes:
+        print(f"note: {note}")
+    print(f"{path}: {fit.n_points} runs")
+    print(fit.table())
+    if any(fit.on_bound.values()):
+        print("note: a parameter on its bound (" + ", ".join(k for k, v in fit.on_bound.items()
+                                                            if v) + "): read its CI with care")
+    if args.json is not None:
+        _write_json(args.json, fit.to_dict())
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,133 @@
+"""The result of a scaling-law fit: parameters, intervals, diagnostics, predictions.
+
+>>> from refllm.scaling.fit import fit_power_law
+>>> fit = fit_power_law([1e3, 1e4, 1e5, 1e6], [3.0, 2.0, 1.5, 1.25], bootstrap=0)
+>>> round(fit.params["E"], 6), round(fit.params["alpha"], 6)
+(1.0, 0.30103)
+>>> [round(float(v), 6) for v in fit.predict([1e7])]
+[1.125]
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from refllm.scaling import bootstrap as _bootstrap
+from refllm.scaling._data import positive_finite, same_length
+from refllm.scaling.laws import chinchilla_log_loss
+
+PARAMS = {"saturating": ("E", "A", "alpha"), "power": ("A", "alpha"),
+          "chinchilla": ("E", "A", "B", "alpha", "beta")}
+FORMULAS = {"saturating": "L({x}) = E + A * {x}^-alpha", "power": "L({x}) = A * {x}^-alpha",
+            "chinchilla": "L(N, D) = E + A / N^alpha + B / D^beta"}
+
+
+def log_model(law: str, theta: np.ndarray, x: np.ndarray, d: np.ndarray | None = None
+              ) -> np.ndarray:
+    """log L for parameter rows ``theta`` (..., p) in PARAMS order at sizes x (m,) -> (..., m)."""
+    theta = np.asarray(theta, dtype=np.float64)
+    col = [theta[..., i, None] for i in range(theta.shape[-1])]
+    lx = np.log(x)
+    with np.errstate(divide="ignore"):  # log 0 = -inf for a parameter on its bound 0
+        if law == "power":
+            return np.log(col[0]) - col[1] * lx
+        if law == "saturating":
+            return np.logaddexp(np.log(col[0]), np.log(col[1]) - col[2] * lx)
+        if law == "chinchilla":
+            return chinchilla_log_loss(lx, np.log(d), np.log(col[0]), np.log(col[1]),
+                                       np.log(col[2]), col[3], col[4])
+    raise ValueError(f"law must be one of {sorted(PARAMS)}, got {law!r}")
+
+
+@dataclass
+class FitResult:
+    """A fitted law. ``residuals`` are log L_pred - log L_obs per point; ``cis`` are percentile
+    bootstrap intervals at ``level`` (empty without bootstrap); ``replicates`` (R, p) are the
+    refitted parameters of every bootstrap replicate, in ``params`` order."""
+
+    law: str  # "saturating" | "power" | "chinchilla"
+    variable: str  # "N", "D", "C" (1-D laws) or "N,D"
+    params: dict[str, float]
+    cis: dict[str, tuple[float, float]]
+    level: float
+    n_points: int
+    residuals: np.ndarray
+    r2_log: float
+    on_bound: dict[str, bool]
+    converged: bool
+    method: str
+    replicates: np.ndarray | None = field(default=None, repr=False)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def theta(self) -> np.ndarray:
+        return np.array([self.params[k] for k in PARAMS[self.law]])
+
+    def _sizes(self, x: ArrayLike, d: ArrayLike | None) -> tuple[np.ndarray, np.ndarray | None]:
+        x = positive_finite(self.variable.split(",")[0], np.atleast_1d(x))
+        if self.law != "chinchilla":
+            if d is not None:
+                raise ValueError(f"D must be None for the 1-D law in {self.variable}")
+            return x, None
+        if d is None:
+            raise ValueError("D is needed to predict with the Chinchilla law L(N, D)")
+        d = positive_finite("D", np.atleast_1d(d))
+        same_length(N=x, D=d)
+        return x, d
+
+    def predict(self, x: ArrayLike, d: ArrayLike | None = None) -> np.ndarray:
+        """The fitted loss at sizes ``x`` (N, D or C; with ``d`` = D for the Chinchilla law)."""
+        x, d = self._sizes(x, d)
+        return np.exp(log_model(self.law, self.theta, x, d))
+
+    def prediction_interval(self, x: ArrayLike, level: float | None = None,
+                            d: ArrayLike | None = None, *, n_runs: int = 1,
+                            rng: int | np.random.Generator = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) for the mean loss of ``n_runs`` new runs at ``x`` (see bootstrap.py)."""
+        if self.replicates is None:
+            raise ValueError("prediction_interval needs a fit with bootstrap > 0")
+        x, d = self._sizes(x, d)
+        level = self.level if level is None else level
+        if not 0 < level < 1:
+            raise ValueError(f"level must lie in (0, 1), got {level!r}")
+        if n_runs < 1:
+            raise ValueError(f"n_runs must be >= 1, got {n_runs!r}")
+        log_pred = log_model(self.law, self.replicates, x, d)
+        return _bootstrap.prediction_interval(log_pred, self.residuals, len(self.params), level,
+                                              n_runs, np.random.default_rng(rng))
+
+    def table(self) -> str:
+        """A plain-text table: formula, parameters with CIs, diagnostics."""
+        formula = FORMULAS[self.law].format(x=self.variable)
+        pct = f"{100 * self.level:g}% CI"
+        lines = [f"{formula}   ({self.method})", f"  {'param':<6} {'value':>12}  {pct:>27}"]
+        for k, v in self.params.items():
+            lo, hi = self.cis.get(k, (float("nan"), float("nan")))
+            ci = f"[{lo:.5g}, {hi:.5g}]" if k in self.cis else "-"
+            flag = "  (on bound)" if self.on_bound.get(k) else ""
+            lines.append(f"  {k:<6} {v:>12.6g}  {ci:>27}{flag}")
+        rms = float(np.sqrt(np.mean(self.residuals**2)))
+        lines.append(f"  points {self.n_points}, R^2(log L) {self.r2_log:.5f}, rms log residual "
+                     f"{rms:.4g}, converged {self.converged}")
+        return "\n".join(lines)
+
+    summary = table
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (no replicates)."""
+        return json.loads(json.dumps({
+            "law": self.law, "variable": self.variable, "formula":
+            FORMULAS[self.law].format(x=self.variable), "params": self.params,
+            "cis": {k: list(v) for k, v in self.cis.items()}, "level": self.level,
+            "n_points": self.n_points, "residuals": self.residuals.tolist(),
+            "r2_log": self.r2_log, "on_bound": self.on_bound, "converged": self.converged,
+            "method": self.method, "bootstrap": 0 if self.replicates is None
+            else len(self.replicates), "diagnostics": self.diagnostics}, default=float))

@@ -1,0 +1,52 @@
+"""`refllm fit` on tiny records and CSV files."""
+
+import json
+
+import numpy as np
+
+from refllm.cli import main
+
+SIZES = np.geomspace(1e4, 1e6, 6)
+
+
+def _records(path):
+    gen = np.random.default_rng(0)
+    lines = [{"kind": "sweep", "preset": "cpu"}]
+    for n in SIZES:
+        for seed in (0, 1):
+            loss = (1.5 + 40 * n**-0.3) * np.exp(0.01 * gen.standard_normal())
+            lines.append({"kind": "run", "n_params_non_embedding": n, "n_params": n + 5e3,
+                          "tokens": 3e6 * (1 + seed), "flops": 6 * n * 3e6, "seed": seed,
+                          "final_val_loss": loss, "status": "ok"})
+    lines.append({"kind": "run", "status": "diverged", "final_val_loss": None, "seed": 2})
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    return path
+
+
+def test_fit_prints_the_law_with_intervals_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "fit.json"
+    assert main(["fit", str(_records(tmp_path / "r.jsonl")), "--bootstrap", "200",
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "L(N) = E + A * N^-alpha" in text and "90% CI" in text
+    assert "skipped 1 run(s) with status 'diverged'" in text
+    data = json.loads(out.read_text())
+    assert data["n_points"] == 12 and data["diagnostics"]["clustered_bootstrap"]
+    assert 0.1 < data["params"]["alpha"] < 0.6
+
+
+def test_fit_reads_a_users_csv_and_the_chinchilla_law(tmp_path, capsys):
+    csv = tmp_path / "runs.csv"
+    n, d = np.repeat(SIZES, 3), np.tile([1e8, 1e9, 1e10], 6)
+    loss = 1.69 + 406.4 / n**0.34 + 410.7 / d**0.28
+    csv.write_text("N,D,loss\n" + "".join(f"{a},{b},{c}\n" for a, b, c in zip(n, d, loss)))
+    assert main(["fit", str(csv), "--law", "chinchilla", "--bootstrap", "0"]) == 0
+    assert "L(N, D) = E + A / N^alpha + B / D^beta" in capsys.readouterr().out
+
+
+def test_bad_input_is_a_usage_error_with_the_reason(tmp_path, capsys):
+    csv = tmp_path / "bad.csv"
+    csv.write_text("N,loss\n1000,2.0\n2000,-1\n4000,1.5\n8000,1.4\n")
+    assert main(["fit", str(csv)]) == 2
+    assert "non-positive loss" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path / "missing.jsonl")]) == 2
