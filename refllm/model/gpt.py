@@ -29,6 +29,7 @@ c_attn is one fused projection of width (h + 2 g) d: the q, then the k, then the
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -105,7 +106,8 @@ class GPT(nn.Module):
         if not isinstance(config, GPTConfig):
             raise TypeError(f"config must be a GPTConfig, got {describe(config)}")
         self.config = config
-        parts = dict(wte=nn.Embedding(config.vocab_size, config.d_model))
+        wte = nn.Embedding(config.vocab_size, config.d_model)
+        parts: dict[str, nn.Module] = dict(wte=wte)
         if config.positions == "learned":
             parts["wpe"] = nn.Embedding(config.n_ctx, config.d_model)
         self.transformer = nn.ModuleDict(dict(
@@ -114,7 +116,7 @@ class GPT(nn.Module):
             ln_f=nn.LayerNorm(config.d_model, eps=config.layer_norm_eps, bias=config.bias)))
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_embeddings:
-            self.lm_head.weight = self.transformer.wte.weight
+            self.lm_head.weight = wte.weight
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -143,16 +145,17 @@ class GPT(nn.Module):
         step = plan_step(idx, attention_mask, cache, position_ids, self.config.n_ctx)
         if cache is not None:
             commit(cache, step)
-        x = self.transformer.wte(idx)  # (b t c)
+        tr: Any = self.transformer  # a ModuleDict: typed loosely for mypy
+        x = tr.wte(idx)  # (b t c)
         rope: Rope = None
         if self.config.positions == "learned":
-            x = x + self.transformer.wpe(step.positions)
+            x = x + tr.wpe(step.positions)
         else:
             rope = rope_angles(step.positions, self.config.d_head, self.config.rope_base, x.dtype)
-        x = self.transformer.drop(x)
-        for layer, block in enumerate(self.transformer.h):
+        x = tr.drop(x)
+        for layer, block in enumerate(tr.h):
             x = block(x, rope, step.allowed, cache, layer)
-        return self.lm_head(self.transformer.ln_f(x))  # (b t v)
+        return self.lm_head(tr.ln_f(x))  # (b t v)
 
 
 def check_idx(idx: object, vocab_size: int, name: str = "idx") -> None:
