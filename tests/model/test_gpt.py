@@ -103,3 +103,18 @@ def test_bad_masks_positions_and_caches_raise_errors_naming_them(kwargs, error, 
 def test_gpt_wants_a_gpt_config():
     with pytest.raises(TypeError, match="config must be a GPTConfig"):
         GPT(CFG.to_dict())
+
+
+@given(configs(dropout=True), st.integers(0, 2**31))
+def test_dropout_acts_in_training_only_and_gradients_flow(config, seed):
+    model = build(config)
+    idx = torch.randint(0, config.vocab_size, (2, config.n_ctx),
+                        generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(model(idx), model(idx))  # eval: deterministic
+    model.train()
+    torch.manual_seed(seed)
+    logits = model(idx)
+    logits.square().mean().backward()
+    assert all(p.grad is not None and p.grad.isfinite().all() for p in model.parameters())
+    if config.dropout == 0:
+        assert_close(logits, model.eval()(idx))
