@@ -135,3 +135,27 @@ def test_the_reference_and_fused_attention_train_alike(tiny_config, markov_data,
 def test_out_dir_may_be_a_string(tiny_config, markov_data, tmp_path):
     result = _run(tiny_config(max_steps=1, warmup_steps=0), str(tmp_path / "s"), markov_data)
     assert isinstance(result.records_path, pathlib.Path) and result.records_path.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusals")
+@pytest.mark.parametrize("changes, message", [
+    ({"autocast": "bf16", "device": "cpu"}, "autocast='bf16' needs a CUDA device"),
+    ({"device": "cuda"}, "device='cuda' but torch.cuda.is_available"),
+])
+def test_cuda_only_settings_are_refused_on_the_cpu(tiny_config, markov_data, tmp_path, changes,
+                                                   message):
+    with pytest.raises(ValueError, match=message):
+        _run(tiny_config(**changes), tmp_path, markov_data)
+
+
+def test_the_progress_bar_shows_loss_and_tokens_per_second(tiny_config, markov_data, tmp_path,
+                                                           monkeypatch):
+    shown = []
+    import refllm.train.progress as progress
+
+    monkeypatch.setattr(progress.Progress, "update",
+                        lambda self, step, loss, rate: shown.append((step, loss, rate)))
+    result = train(tiny_config(max_steps=4, log_interval=2), tmp_path, data=markov_data)
+    assert [s for s, _, _ in shown] == [2, 4]
+    assert [x for _, x, _ in shown] == [x for _, x in result.train_losses]
+    assert all(rate > 0 for _, _, rate in shown)
