@@ -4,6 +4,7 @@ from refllm.testing.checks import (
     OracleFailure,
     Report,
     check_cross_entropy,
+    check_kv_cache,
     check_mse,
     check_multihead_attention,
     check_optimizer,
@@ -15,4 +16,5 @@ from refllm.testing.tolerances import Tolerance, tolerance
 
 __all__ = ["assert_close", "load_profile", "register_profiles", "Tolerance", "tolerance",
            "OracleFailure", "Report", "check_sdpa", "check_cross_entropy", "check_mse",
+           "check_kv_cache",
            "check_multihead_attention", "check_optimizer"]

@@ -12,6 +12,7 @@ and returns a `Report` (or raises `OracleFailure` holding it)::
 
 from collections.abc import Callable
 
+from refllm.testing.checks.kv_cache import check_kv_cache
 from refllm.testing.checks.losses import (
     CROSS_ENTROPY_FEATURES,
     check_cross_entropy,
@@ -48,6 +49,7 @@ __all__ = [
     "Report",
     "Verdict",
     "check_cross_entropy",
+    "check_kv_cache",
     "check_mse",
     "check_multihead_attention",
     "check_optimizer",
