@@ -1,0 +1,118 @@
+"""How long a sweep will take, measured before it starts, and the refusal of one that cannot fit.
+
+For every width of the ladder the real training loop (`refllm.train.train`) runs twice on the
+sweep's own data and device, for k1 and k2 steps (1-step validation slice, no records kept); the
+time of one step is
+
+    step_s = (t(k2) - t(k1)) / (k2 - k1)
+
+which cancels the fixed costs (building the model, the first-call warm-up of torch or CUDA). A run
+of S steps with a validation slice of V tokens then takes about
+
+    run_s = S * step_s + (V / (batch_size * seq_len)) * step_s / 3
+
+(evaluation is a forward pass only: about a third of a training step per token; Kaplan et al.
+2020, §2.1, C = 6 N per token for training against 2 N for the forward pass). The runs are packed
+onto the workers longest first (LPT scheduling, Graham 1969), whose makespan is the estimate. On a
+loaded machine the timing steps are slowed as the runs will be, so the estimate follows the load.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+K1, K2 = 2, 6
+
+
+class BudgetError(RuntimeError):
+    """The sweep would not finish within its preset's budget (``--force`` runs it anyway)."""
+
+
+@dataclass
+class Estimate:
+    """Seconds per step for each width, per run, and the makespan over the workers."""
+
+    step_s: dict[int, float]
+    run_s: dict[str, float]            # run_id -> seconds
+    wall_s: float                      # makespan of the remaining runs on the workers
+    workers: int
+    measured_s: float                  # time spent measuring
+    per_worker: list[float] = field(default_factory=list)
+
+    def describe(self) -> str:
+        steps = ", ".join(f"d{d} {1e3 * s:.0f} ms" for d, s in sorted(self.step_s.items()))
+        return (f"estimated {self.wall_s:.0f} s wall for {len(self.run_s)} runs on "
+                f"{self.workers} worker(s) (time per training step: {steps})")
+
+
+def time_step(config: Any, data: Any, k1: int = K1, k2: int = K2) -> float:
+    """Seconds per optimizer step of ``config`` on ``data`` (the real loop, k2 - k1 steps)."""
+    from refllm.train import train
+
+    times = []
+    for k in (k1, k2):
+        c = config.replace(max_steps=k, warmup_steps=0, eval_tokens=config.seq_len,
+                           log_interval=k, eval_interval=0, checkpoint_interval=0,
+                           checkpoint_final=False)
+        with tempfile.TemporaryDirectory(prefix="refllm-timing-") as tmp:
+            start = time.perf_counter()
+            train(c, tmp, progress=False, data=data)
+            times.append(time.perf_counter() - start)
+    return max(times[1] - times[0], 1e-9) / (k2 - k1)
+
+
+def lpt_makespan(durations: list[float], workers: int) -> list[float]:
+    """Load of each worker when jobs are handed out longest first to the least loaded worker."""
+    loads = [0.0] * workers
+    for d in sorted(durations, reverse=True):
+        loads[loads.index(min(loads))] += d
+    return loads
+
+
+def estimate(runs: list[Any], data: Any, workers: int) -> Estimate:
+    """Time every width of ``runs`` (objects with ``.d_model``, ``.run_id``, ``.config``)."""
+    import torch
+
+    start = time.perf_counter()
+    threads = torch.get_num_threads()
+    if runs and runs[0].config.device != "cuda":
+        torch.set_num_threads(1)  # as in a worker
+    try:
+        by_width = {r.d_model: r.config for r in runs}
+        step_s = {d: time_step(c, data) for d, c in sorted(by_width.items())}
+    finally:
+        torch.set_num_threads(threads)
+    cores = os.cpu_count() or 1
+    oversubscribed = max(1.0, workers / cores) if runs and runs[0].config.device != "cuda" else 1.0
+    run_s = {}
+    for r in runs:
+        c, s = r.config, step_s[r.d_model] * oversubscribed
+        eval_steps = math.ceil(c.eval_tokens / (c.batch_size * c.seq_len))
+        run_s[r.run_id] = c.max_steps * s + eval_steps * s / 3
+    loads = lpt_makespan(list(run_s.values()), workers)
+    return Estimate(step_s=step_s, run_s=run_s, wall_s=max(loads, default=0.0), workers=workers,
+                    measured_s=time.perf_counter() - start, per_worker=loads)
+
+
+def check_budget(est: Estimate, budget_s: float, spent_s: float, *, force: bool,
+                 preset: str) -> None:
+    """Raise `BudgetError` (with the estimate) when spent + estimate exceeds the budget."""
+    total = spent_s + est.wall_s
+    if total > budget_s and not force:
+        raise BudgetError(
+            f"preset {preset!r} cannot finish within its budget of {budget_s:.0f} s here: "
+            f"{est.describe()}, plus {spent_s:.0f} s to load the data and time the steps, "
+            f"{total:.0f} s in all (load average {_loadavg()}). Run it on a less loaded machine, "
+            f"share it between machines (--shard i/n), or pass --force to run it anyway.")
+
+
+def _loadavg() -> str:
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"

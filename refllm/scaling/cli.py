@@ -1,0 +1,111 @@
+"""Train a ladder of GPT sizes, fit the scaling law L(N) = E + A N^-alpha, and judge it.
+
+The `cpu` preset (about 5 minutes on 2 idle cores) trains 6 widths of a 2-layer GPT (6.6k to 224k
+non-embedding parameters) on 2 million bytes of Python's standard library each, two seeds in two
+parallel processes, then fits the law to the 5 smaller sizes and checks that it predicts the
+largest one. The `h200` preset does the same with 7 larger sizes on one GPU (about 8 minutes).
+
+  $ refllm scaling --preset cpu                       # results in results/scaling-cpu/
+  $ refllm scaling --preset cpu --report-only         # rebuild the table and plots from records
+  $ refllm scaling --preset my_ladder.json            # your own preset (keys of Preset)
+  $ refllm scaling --preset h200 --shard 0/4          # one of 4 machines (or a Slurm job array)
+
+Before training it times a few steps of every size and refuses, with its estimate, a preset that
+cannot finish within its budget here (--force runs it anyway). Every finished run is appended at
+once to DIR/records.jsonl; running the same command again skips the finished runs, so an
+interrupted sweep (Ctrl-C, a crash, a time limit) continues where it stopped.
+
+Output folder (--out, default results/scaling-<preset>): records.jsonl, summary.json,
+loss_vs_params.png (log-log, with the fit's band and the held-out size), residuals.png, runs/.
+
+Exit status: 0 when the verdict passes (or, with --shard, when this shard's runs are done), 1 when
+it fails, 2 on a usage error or when the sweep would not fit its budget.
+See docs/scaling.md for the recipe, the fit and the verdict's rules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="cpu",
+                        help="cpu, h200, or a JSON file of Preset keys (default: cpu)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="output folder (default: results/scaling-<preset name>)")
+    parser.add_argument("--shard", metavar="i/n",
+                        help="run only shard i of n (0 <= i < n); default: Slurm's array "
+                             "variables when set, else every run")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="parallel training processes (default: the preset's)")
+    parser.add_argument("--force", action="store_true",
+                        help="run even when the estimate exceeds the preset's budget")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: rebuild the report from DIR/records.jsonl")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def load_preset(text: str):
+    from refllm.scaling.presets import PRESETS, Preset
+
+    path = pathlib.Path(text)
+    if text in PRESETS:
+        return PRESETS[text]
+    if path.suffix == ".json" and path.is_file():
+        d = json.loads(path.read_text())
+        for key in ("widths", "seeds"):
+            if isinstance(d.get(key), list):
+                d[key] = tuple(d[key])
+        try:
+            return Preset(**d)
+        except TypeError as exc:
+            raise ValueError(f"--preset {text!r}: {exc}") from None
+    raise ValueError(f"--preset must be one of {sorted(PRESETS)} or a JSON file, got {text!r}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from refllm.scaling import sweep as sw
+    from refllm.scaling.budget import BudgetError
+
+    start = time.perf_counter()
+    preset = load_preset(args.preset)
+    out = pathlib.Path(args.out or f"results/scaling-{preset.name}")
+    shard = sw.parse_shard(args.shard) if args.shard else sw.shard_from_env()
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if not args.report_only:
+        where = f", shard {shard[0]}/{shard[1]}" if shard else ""
+        print(f"refllm scaling: preset {preset.name!r}{where} into {out}/", flush=True)
+        try:
+            result = sw.sweep(preset, out, shard=shard, workers=args.workers, force=args.force,
+                              progress=not args.no_progress,
+                              log=lambda line: print(line, flush=True))
+        except BudgetError as exc:
+            print(f"refllm scaling: refused: {exc}", file=sys.stderr)
+            return 2
+        print(f"  trained {len(result.records)} run(s), skipped {len(result.skipped)} finished "
+              f"in {result.wall_s:.0f} s", flush=True)
+    return _report(preset, out, shard, start)
+
+
+def _report(preset, out: pathlib.Path, shard, start: float) -> int:
+    from refllm.scaling import sweep as sw
+    from refllm.scaling.report import build_report, write_report
+
+    planned = {r.run_id for r in sw.plan(preset)}
+    done = sw.finished(out)
+    runs = [rec for rid, rec in done.items() if rid in planned]
+    if len(runs) < len(planned):
+        print(f"\n{len(runs)} of the {len(planned)} runs of preset {preset.name!r} are in "
+              f"{out / sw.RECORDS}; the verdict waits for the rest (other shards, or a rerun).")
+        return 0 if shard else 1
+    report = build_report(runs, verdict_preset=preset.verdict)
+    files = write_report(report, out, runs)
+    print("\n" + report.text())
+    shown = ", ".join(str(f) for f in [out / sw.RECORDS, *files])
+    print(f"\nresults: {shown}\n(wall time of this command: {time.perf_counter() - start:.0f} s)")
+    return 0 if report.passed else 1

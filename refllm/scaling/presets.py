@@ -1,0 +1,146 @@
+"""Sweep presets: a ladder of model widths trained with one recipe, and the budget it must meet.
+
+A preset fixes everything but the width ``d`` (= d_model) and the seed. For width d:
+
+    n_head(d) = max(min_heads, d // head_width)
+    lr(d)     = base_lr * sqrt(base_width / d)          (a per-width rule, measured: see below)
+    steps     = tokens // (batch_size * seq_len)        (the SAME token budget for every size)
+    warmup    = round(warmup_fraction * steps),  cosine from lr(d) down to min_lr_fraction * lr(d)
+
+Non-embedding parameters with tied embeddings and learned positions (Kaplan et al. 2020, Table 1,
+plus biases and LayerNorms): N = 12 d^2 L + 13 d L + 2 d.
+
+Why a fixed token budget and not a fixed tokens-per-parameter ratio: at this scale (6.6k-224k
+parameters, 2 cores) ladders with D = 10 N or a fixed number of steps starve the small models and
+bend away from a power law (R^2 0.95-0.97, held-out errors 7-18%, measured while planning issue 11);
+a fixed D for every size gives a clean law in N at that D (Kaplan's L(N) at fixed, ample D).
+
+Why lr ~ 1/sqrt(d) rather than muP: with two layers and widths 16-96, one swept base lr with the
+1/sqrt(width) rule sat near the per-width optimum at every size in the lead's measurements
+(/tmp/recipe.md, recipe r1); muP (Yang et al. 2022) would also rescale the output logits and the
+init, i.e. change the model, which the reference GPT keeps GPT-2-standard.
+
+The ``h200`` preset has not been run yet (no GPU in the session that wrote it): its sizes, token
+budget and budget are estimates, and the sweep times a few steps of every size before it starts
+and refuses a preset that cannot finish within ``budget_s``.
+
+>>> p = PRESETS["cpu"]
+>>> [p.n_head(d) for d in p.widths], p.steps, round(p.lr(32), 6)
+([2, 2, 2, 3, 4, 6], 976, 0.004)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from refllm._validation import require_int, require_real
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A ladder of widths at fixed depth, one training recipe, a wall-clock budget."""
+
+    name: str
+    widths: tuple[int, ...]            # d_model of each size
+    n_layer: int
+    seq_len: int
+    batch_size: int                    # sequences per optimizer step
+    tokens: int                        # training tokens per run, the same for every size
+    base_lr: float                     # peak lr at width base_width
+    base_width: int
+    head_width: int = 16               # n_head = max(min_heads, d // head_width)
+    min_heads: int = 2
+    warmup_fraction: float = 0.05
+    min_lr_fraction: float = 0.1       # the cosine ends at this fraction of the peak
+    weight_decay: float = 0.1          # 2-D weights only
+    grad_clip: float = 1.0
+    seeds: tuple[int, ...] = (0, 1)
+    data: str = "stdlib"               # a refllm.data.load_tokens source
+    tokenizer: str = "bytes"
+    max_bytes: int | None = 8_000_000
+    val_fraction: float = 0.05
+    eval_tokens: int = 131_072         # the fixed validation slice shared by every run
+    device: str = "cpu"
+    autocast: str = "none"             # "bf16" on CUDA
+    attention: str = "fused"           # GPTConfig.attention: "fused" SDPA or "reference"
+    workers: int = 2                   # parallel processes (one thread each on CPU)
+    budget_s: float = 300.0            # wall-clock budget of the whole sweep
+    verdict: str = "cpu"               # thresholds of refllm.scaling.verdict: "cpu" | "gpu"
+
+    def __post_init__(self) -> None:
+        if not self.widths or len(set(self.widths)) != len(self.widths):
+            raise ValueError(f"widths must be distinct, got {self.widths!r}")
+        for d in self.widths:
+            require_int("widths[i]", d, low=1)
+        for name in ("n_layer", "seq_len", "batch_size", "tokens", "base_width", "head_width",
+                     "min_heads", "eval_tokens", "workers"):
+            require_int(name, getattr(self, name), low=1)
+        require_real("base_lr", self.base_lr, low=0.0, low_open=True)
+        require_real("warmup_fraction", self.warmup_fraction, low=0.0, high=1.0, high_open=True)
+        require_real("min_lr_fraction", self.min_lr_fraction, low=0.0, high=1.0)
+        require_real("budget_s", self.budget_s, low=0.0, low_open=True)
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {self.seeds!r}")
+        if self.verdict not in ("cpu", "gpu"):
+            raise ValueError(f"verdict must be 'cpu' or 'gpu', got {self.verdict!r}")
+        if self.steps < 2:
+            raise ValueError(f"tokens={self.tokens} gives {self.steps} steps of batch_size x "
+                             f"seq_len = {self.batch_size * self.seq_len} tokens; need >= 2")
+        for d in self.widths:
+            if d % self.n_head(d):
+                raise ValueError(f"width {d} is not divisible by its n_head {self.n_head(d)}")
+
+    @property
+    def steps(self) -> int:
+        return self.tokens // (self.batch_size * self.seq_len)
+
+    def n_head(self, d: int) -> int:
+        return max(self.min_heads, d // self.head_width)
+
+    def lr(self, d: int) -> float:
+        return self.base_lr * math.sqrt(self.base_width / d)
+
+    def train_config(self, d: int, seed: int):
+        """The `refllm.train.TrainConfig` of width ``d`` and ``seed``."""
+        from refllm.train import TrainConfig
+
+        steps, lr = self.steps, self.lr(d)
+        model = {"n_layer": self.n_layer, "n_head": self.n_head(d), "d_model": d,
+                 "attention": self.attention}
+        return TrainConfig(
+            model=model, data=self.data, tokenizer=self.tokenizer, max_bytes=self.max_bytes,
+            val_fraction=self.val_fraction, batch_size=self.batch_size, seq_len=self.seq_len,
+            max_steps=steps, lr=lr, min_lr=lr * self.min_lr_fraction,
+            warmup_steps=min(round(self.warmup_fraction * steps), steps - 1),
+            weight_decay=self.weight_decay, grad_clip=self.grad_clip,
+            eval_tokens=self.eval_tokens, seed=seed, device=self.device, autocast=self.autocast,
+            log_interval=max(1, steps // 50), checkpoint_final=False)
+
+    def replace(self, **changes) -> Preset:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, Preset] = {
+    # recipe r1 of /tmp/recipe.md: 6 sizes, 6.6k -> 224k non-embedding parameters (1.53 decades)
+    "cpu": Preset(name="cpu", widths=(16, 24, 32, 48, 64, 96), n_layer=2, seq_len=64,
+                  batch_size=32, tokens=2_000_000, base_lr=4e-3, base_width=32,
+                  budget_s=300.0, verdict="cpu"),
+    # an estimate, not yet run: 7 sizes, 0.79M -> 50M non-embedding parameters (1.80 decades),
+    # 4 layers, 30M tokens per run, bf16 autocast and fused SDPA on one H200
+    "h200": Preset(name="h200", widths=(128, 192, 256, 384, 512, 768, 1024), n_layer=4,
+                   seq_len=256, batch_size=128, tokens=30_000_000, base_lr=2e-3,
+                   base_width=256, head_width=64, min_heads=2, max_bytes=64_000_000,
+                   eval_tokens=1_048_576, device="cuda", autocast="bf16", workers=2,
+                   budget_s=480.0, verdict="gpu"),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
+    return PRESETS[name]

@@ -1,0 +1,245 @@
+"""The sweep: train every (width, seed) of a preset, appending one record per finished run.
+
+Layout of the output folder ``out``:
+
+    out/records.jsonl          one "run" record per finished run (the training layer's run record,
+                               plus run_id, preset, d_model and the load average), appended under
+                               an exclusive lock (fcntl.flock) and fsync'd the moment a run ends
+    out/runs/<run_id>/         that run's own records (refllm.train)
+
+A run is named by ``run_id = <preset>-d<width>-s<seed>-<hash>``, the hash being the SHA-256 of its
+full `TrainConfig` (sorted-key JSON): a rerun skips every run_id already in ``records.jsonl``, so a
+crash or Ctrl-C loses only the runs in flight, and a changed recipe never reuses an old result.
+
+Sharing a ladder between machines: ``shard=(i, n)`` trains the runs of shard i
+(`refllm.scaling.shard`). All shards may append to one ``records.jsonl`` on a shared file system
+(flock), or write to their own folders (then concatenate the records files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import pathlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from refllm.scaling.presets import Preset
+from refllm.scaling.shard import parse_shard, shard_from_env, shard_runs
+
+RECORDS = "records.jsonl"
+__all__ = ["Run", "plan", "sweep", "parse_shard", "shard_from_env", "shard_runs", "RECORDS"]
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    preset: str
+    d_model: int
+    seed: int
+    config: Any          # refllm.train.TrainConfig
+    flops: float         # training FLOPs (3 x Kaplan forward FLOPs x tokens): the cost for sharding
+
+
+def config_hash(config: Any) -> str:
+    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def plan(preset: Preset) -> list[Run]:
+    """Every run of ``preset``, by width then seed."""
+    from refllm.model import GPTConfig, flops_per_token
+
+    runs = []
+    for d in preset.widths:
+        for seed in preset.seeds:
+            c = preset.train_config(d, seed)
+            per_token = flops_per_token(GPTConfig.from_dict(c.model_dict(256)), method="kaplan")
+            run_id = f"{preset.name}-d{d}-s{seed}-{config_hash(c)[:10]}"
+            runs.append(Run(run_id, preset.name, d, seed, c, 3.0 * per_token * c.tokens))
+    return runs
+
+
+def append_locked(path: pathlib.Path, record: dict[str, Any]) -> None:
+    """Append one record under an exclusive flock (safe across processes and machines)."""
+    from refllm.train import append_record
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        append_record(path, record)  # one write of the whole line, then fsync
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def finished(out: pathlib.Path) -> dict[str, dict]:
+    """run_id -> record of every run already in ``out/records.jsonl``."""
+    from refllm.train import read_records
+
+    path = out / RECORDS
+    if not path.exists():
+        return {}
+    return {r["run_id"]: r for r in read_records(path, kind="run") if "run_id" in r}
+
+
+_DATA: dict[tuple, Any] = {}
+
+
+def load_data(config: Any) -> Any:
+    """The TokenData of ``config``, loaded once per process."""
+    key = (config.data, config.tokenizer, config.val_fraction, config.max_bytes)
+    if key not in _DATA:
+        from refllm.data import load_tokens
+
+        _DATA[key] = load_tokens(config.data, tokenizer=config.tokenizer,
+                                 val_fraction=config.val_fraction, max_bytes=config.max_bytes)
+    return _DATA[key]
+
+
+def train_one(run: Run, out: pathlib.Path) -> dict[str, Any]:
+    """Train ``run`` (resuming its folder), append its record to ``out/records.jsonl``."""
+    from refllm.train import finished_runs, train
+
+    run_dir = out / "runs" / run.run_id
+    done = finished_runs(run_dir) if run_dir.exists() else []
+    if done:  # trained before a crash that came before the sweep's record
+        result_record = done[-1]
+    else:
+        result_record = train(run.config, run_dir, resume=True, progress=False,
+                              data=load_data(run.config)).record
+    keep = {k: v for k, v in result_record.items() if k != "time"}
+    record = {"kind": "run", **keep, "run_id": run.run_id, "preset": run.preset,
+              "d_model": run.d_model, "loadavg": _loadavg(), "pid": os.getpid()}
+    append_locked(out / RECORDS, record)
+    return record
+
+
+def _loadavg() -> list[float] | None:
+    with contextlib.suppress(OSError, AttributeError):
+        return [round(x, 2) for x in os.getloadavg()]
+    return None
+
+
+def _init_worker(data: dict) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    _DATA.update(data)
+
+
+def _worker(args: tuple[Run, pathlib.Path]) -> dict[str, Any]:
+    return train_one(*args)
+
+
+def execute(runs: list[Run], out: pathlib.Path, *, workers: int, order: dict[str, float],
+            on_record: Any = None) -> list[dict]:
+    """Train ``runs`` (longest first by ``order``) on ``workers`` processes; records as they end."""
+    runs = sorted(runs, key=lambda r: (-order.get(r.run_id, r.flops), r.run_id))
+    if workers <= 1 or len(runs) <= 1:
+        results = []
+        for r in runs:
+            results.append(train_one(r, out))
+            if on_record:
+                on_record(results[-1])
+        return results
+    import multiprocessing as mp
+
+    data = {k: v for k, v in _DATA.items()}
+    ctx = mp.get_context("spawn")
+    results = []
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(data,)) as pool:
+        try:
+            for rec in pool.imap_unordered(_worker, [(r, out) for r in runs]):
+                results.append(rec)
+                if on_record:
+                    on_record(rec)
+        except BaseException:
+            pool.terminate()
+            raise
+    return results
+
+
+@dataclass
+class SweepResult:
+    out: pathlib.Path
+    planned: list[Run]          # this shard's runs
+    skipped: list[str]          # run_ids already finished before this call
+    records: list[dict]         # the records of the runs trained by this call
+    estimate: Any               # refllm.scaling.budget.Estimate, or None when nothing was left
+    wall_s: float
+
+
+def sweep(preset: Preset, out: str | pathlib.Path, *, shard: tuple[int, int] | None = None,
+          workers: int | None = None, force: bool = False, progress: bool = True,
+          on_record: Any = None, log: Any = None) -> SweepResult:
+    """Run this shard's unfinished runs of ``preset`` into ``out`` (see the module docstring).
+
+    ``log``: called with a line of text (the estimate) before training starts. Before training
+    it times every width and raises `refllm.scaling.budget.BudgetError` when the
+    remaining runs would not finish within ``preset.budget_s`` (``force=True`` runs them anyway).
+    """
+    from refllm.scaling.budget import check_budget, estimate
+
+    start = time.perf_counter()
+    out = pathlib.Path(out)
+    workers = preset.workers if workers is None else workers
+    runs = plan(preset)
+    if shard is not None:
+        runs = shard_runs(runs, *shard)
+    done = finished(out)
+    todo = [r for r in runs if r.run_id not in done]
+    skipped = [r.run_id for r in runs if r.run_id in done]
+    if not todo:
+        return SweepResult(out, runs, skipped, [], None, time.perf_counter() - start)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_data(todo[0].config)
+    est = estimate(todo, data, min(workers, len(todo)))
+    check_budget(est, preset.budget_s, time.perf_counter() - start, force=force,
+                 preset=preset.name)
+    if log:
+        log(f"  {est.describe()}; budget {preset.budget_s:.0f} s")
+    with _Bar(len(todo), est, enabled=progress) as bar:
+        def record_done(rec: dict) -> None:
+            bar.done(rec)
+            if on_record:
+                on_record(rec)
+
+        records = execute(todo, out, workers=workers, order=est.run_s, on_record=record_done)
+    return SweepResult(out, runs, skipped, records, est, time.perf_counter() - start)
+
+
+class _Bar:
+    """tqdm of runs done; the postfix is the time left, the estimate rescaled by the pace so far."""
+
+    def __init__(self, total: int, est: Any, *, enabled: bool) -> None:
+        self.total, self.est, self.enabled, self.bar = total, est, enabled, None
+        self.left = sum(est.run_s.values())
+        self.start = time.perf_counter()
+
+    def __enter__(self) -> _Bar:
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, unit="run", disable=None, dynamic_ncols=True)
+            self.bar.set_postfix_str(f"~{self.est.wall_s:.0f} s left (estimate)")
+        return self
+
+    def done(self, rec: dict) -> None:
+        if self.bar is None:
+            return
+        self.left -= self.est.run_s.get(rec["run_id"], 0.0)
+        done_work = sum(self.est.run_s.values()) - self.left
+        pace = (time.perf_counter() - self.start) / max(done_work / self.est.workers, 1e-9)
+        self.bar.update(1)
+        self.bar.set_postfix_str(f"d{rec['d_model']} s{rec['seed']} "
+                                 f"{rec['final_val_loss']:.4f}; "
+                                 f"~{pace * self.left / self.est.workers:.0f} s left")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,75 @@
+"""`refllm scaling` end to end on a tiny preset given as a JSON file (Markov data, 5 widths)."""
+
+import json
+
+import pytest
+
+from refllm.cli import main
+from refllm.scaling import report as rp
+from refllm.scaling import sweep as sw
+from tests.scaling.tiny_preset import tiny_preset
+
+
+@pytest.fixture
+def preset_file(tmp_path):
+    p = tiny_preset(widths=(8, 12, 16, 24, 32), seeds=(0,), n_layer=1, head_width=8)
+    d = p.to_dict()
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(d))
+    return path, p
+
+
+def test_the_scaling_command_trains_judges_and_says_where_the_results_are(tmp_path, capsys,
+                                                                          preset_file):
+    path, preset = preset_file
+    out = tmp_path / "out"
+    args = ["scaling", "--preset", str(path), "--out", str(out), "--no-progress"]
+    status = main(args)
+    text = capsys.readouterr().out
+    summary = json.loads((out / rp.SUMMARY).read_text())
+    assert status == (0 if summary["verdict"]["passed"] else 1)
+    assert "trained 5 run(s), skipped 0" in text and f"results: {out / sw.RECORDS}" in text
+    assert "verdict (cpu preset)" in text and "held out" in text
+    for name in (sw.RECORDS, rp.LOGLOG, rp.RESIDUALS):
+        assert (out / name).stat().st_size > 0
+    assert main(args) == status  # a rerun trains nothing and reports the same verdict
+    assert "trained 0 run(s), skipped 5" in capsys.readouterr().out
+    assert main(args + ["--report-only"]) == status
+    assert len((out / sw.RECORDS).read_text().splitlines()) == 5
+
+
+def test_a_shard_runs_its_share_and_leaves_the_verdict_to_the_full_ladder(tmp_path, capsys,
+                                                                          preset_file):
+    path, preset = preset_file
+    out = tmp_path / "out"
+    assert main(["scaling", "--preset", str(path), "--out", str(out), "--shard", "1/3",
+                 "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    mine = sw.shard_runs(sw.plan(preset), 1, 3)
+    assert f"trained {len(mine)} run(s)" in text and "the verdict waits" in text
+    assert {json.loads(x)["run_id"] for x in (out / sw.RECORDS).read_text().splitlines()} \
+        == {r.run_id for r in mine}
+
+
+def test_the_command_refuses_a_preset_over_its_budget_with_status_2(tmp_path, capsys):
+    path = tmp_path / "slow.json"
+    path.write_text(json.dumps(tiny_preset(widths=(8,), seeds=(0,), budget_s=1e-3).to_dict()))
+    status = main(["scaling", "--preset", str(path), "--out", str(tmp_path / "o"),
+                   "--no-progress"])
+    err = capsys.readouterr().err
+    assert status == 2 and "refused" in err and "estimated" in err and "--force" in err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--preset", "tpu"], "--preset"), (["--shard", "3/3"], "--shard"),
+    (["--workers", "0"], "--workers"),
+])
+def test_usage_errors_exit_with_status_2_and_say_why(tmp_path, capsys, extra, message):
+    status = main(["scaling", "--out", str(tmp_path), "--report-only", *extra])
+    assert status == 2 and message in capsys.readouterr().err
+
+
+def test_report_only_without_records_says_so(tmp_path, capsys, preset_file):
+    path, _ = preset_file
+    assert main(["scaling", "--preset", str(path), "--out", str(tmp_path), "--report-only"]) == 1
+    assert "0 of the 5 runs" in capsys.readouterr().out

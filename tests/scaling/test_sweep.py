@@ -1,0 +1,172 @@
+"""The sweep: resumable records, deterministic shards (also from Slurm), refusal by budget."""
+
+import json
+import multiprocessing as mp
+import random
+
+import pytest
+
+from refllm.scaling import sweep as sw
+from refllm.scaling.budget import BudgetError, lpt_makespan
+from refllm.scaling.presets import PRESETS, Preset
+from tests.scaling.tiny_preset import tiny_preset
+
+
+class Interrupted(KeyboardInterrupt):
+    pass
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def quick_estimate(monkeypatch):
+    """Skip timing steps where the test is not about the estimate (10 ms a step, say)."""
+    from refllm.scaling import budget
+
+    monkeypatch.setattr(budget, "time_step", lambda config, data: 0.01)
+
+
+def test_a_rerun_after_an_interruption_trains_only_the_unfinished_runs(tmp_path, monkeypatch,
+                                                                        quick_estimate):
+    preset = tiny_preset(widths=(8, 12))
+
+    def stop(record):
+        raise Interrupted  # Ctrl-C right after the first run was recorded
+
+    with pytest.raises(Interrupted):
+        sw.sweep(preset, tmp_path, progress=False, on_record=stop)
+    first = _lines(tmp_path / sw.RECORDS)
+    assert len(first) == 1 and first[0]["status"] == "ok"
+
+    trained = []
+    real = sw.train_one
+    monkeypatch.setattr(sw, "train_one", lambda run, out: trained.append(run.run_id)
+                        or real(run, out))
+    result = sw.sweep(preset, tmp_path, progress=False)
+    assert first[0]["run_id"] not in trained
+    assert result.skipped == [first[0]["run_id"]]
+    records = _lines(tmp_path / sw.RECORDS)
+    assert sorted(r["run_id"] for r in records) == sorted(r.run_id for r in sw.plan(preset))
+    assert records[0] == first[0]  # the earlier record is untouched
+    again = sw.sweep(preset, tmp_path, progress=False)
+    assert again.records == [] and len(again.skipped) == len(records)
+
+
+def test_a_run_record_holds_what_the_report_and_a_reader_need(tmp_path, quick_estimate):
+    preset = tiny_preset(widths=(8,), seeds=(3,))
+    (rec,) = sw.sweep(preset, tmp_path, progress=False).records
+    for key in ("config", "n_params", "n_params_non_embedding", "tokens", "flops", "seed",
+                "final_val_loss", "train_losses", "val_losses", "time_s", "versions",
+                "hardware", "corpus", "status", "run_id", "d_model"):
+        assert key in rec, key
+    assert rec["seed"] == 3 and rec["tokens"] == preset.tokens
+    assert len(rec["corpus"]["sha256"]) == 64
+
+
+def test_the_run_id_names_the_whole_config():
+    preset = tiny_preset()
+    ids = [r.run_id for r in sw.plan(preset)]
+    assert ids == [r.run_id for r in sw.plan(tiny_preset())]
+    assert len(set(ids)) == len(ids)
+    changed = [r.run_id for r in sw.plan(preset.replace(base_lr=2e-2))]
+    assert not set(ids) & set(changed)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 12, 20])
+def test_the_shards_partition_the_runs_the_same_way_on_every_machine(count):
+    runs = sw.plan(PRESETS["cpu"])
+    shards = [sw.shard_runs(runs, i, count) for i in range(count)]
+    ids = [r.run_id for s in shards for r in s]
+    assert sorted(ids) == sorted(r.run_id for r in runs)  # every run once
+    shuffled = random.Random(count).sample(runs, len(runs))
+    assert [{r.run_id for r in sw.shard_runs(shuffled, i, count)} for i in range(count)] \
+        == [{r.run_id for r in s} for s in shards]  # the input's order does not matter
+
+
+def test_two_shards_of_the_cpu_preset_share_its_flops_evenly():
+    runs = sw.plan(PRESETS["cpu"])
+    loads = [sum(r.flops for r in sw.shard_runs(runs, i, 2)) for i in range(2)]
+    assert max(loads) / min(loads) < 1.05
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, None),
+    ({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "4"}, (2, 4)),
+    ({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "4", "SLURM_ARRAY_TASK_COUNT": "3"},
+     (1, 3)),
+    ({"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "3"},
+     (2, 3)),
+])
+def test_the_shard_comes_from_slurms_array_variables(env, expected):
+    assert sw.shard_from_env(env) == expected
+
+
+@pytest.mark.parametrize("env", [{"SLURM_ARRAY_TASK_ID": "1"},
+                                 {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "4"}])
+def test_incomplete_or_inconsistent_slurm_variables_are_an_error(env):
+    with pytest.raises(ValueError, match="SLURM|shard"):
+        sw.shard_from_env(env)
+
+
+@pytest.mark.parametrize("text", ["1", "2/2", "-1/3", "a/b", "1/0"])
+def test_a_bad_shard_is_an_error_that_shows_it(text):
+    with pytest.raises(ValueError, match="--shard"):
+        sw.parse_shard(text)
+
+
+def test_a_sweep_that_cannot_meet_its_budget_is_refused_with_the_estimate(tmp_path):
+    preset = tiny_preset(budget_s=1e-3)
+    with pytest.raises(BudgetError, match=r"estimated \d+ s wall for 6 runs.*--force"):
+        sw.sweep(preset, tmp_path, progress=False)
+    assert not (tmp_path / sw.RECORDS).exists()  # nothing trained
+
+
+def test_force_runs_a_sweep_beyond_its_budget(tmp_path):
+    preset = tiny_preset(budget_s=1e-3, widths=(8,), seeds=(0,))
+    result = sw.sweep(preset, tmp_path, progress=False, force=True)
+    assert len(result.records) == 1 and result.estimate.wall_s > 1e-3
+
+
+def test_longest_first_packing_of_runs_onto_workers():
+    assert lpt_makespan([3, 3, 2, 2, 2], 2) == [7, 5]
+    assert lpt_makespan([1, 1], 4) == [1, 1, 0, 0]
+
+
+def _append_many(path, worker):
+    for i in range(40):
+        sw.append_locked(path, {"kind": "run", "worker": worker, "i": i, "pad": "x" * 5000})
+
+
+def test_records_appended_by_concurrent_processes_stay_whole(tmp_path):
+    path = tmp_path / sw.RECORDS
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_append_many, args=(path, w)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    records = _lines(path)  # every line parses
+    assert sorted((r["worker"], r["i"]) for r in records) == \
+        [(w, i) for w in range(3) for i in range(40)]
+
+
+def test_a_preset_is_checked_when_made():
+    with pytest.raises(ValueError, match="widths"):
+        tiny_preset(widths=(8, 8))
+    with pytest.raises(ValueError, match="n_head"):
+        tiny_preset(widths=(12,), head_width=8, min_heads=5)
+    with pytest.raises(ValueError, match="verdict"):
+        tiny_preset(verdict="tpu")
+    assert isinstance(PRESETS["h200"], Preset)
+
+
+def test_the_cpu_preset_spans_the_issues_ladder():
+    from refllm.model import GPTConfig, parameter_count
+
+    p = PRESETS["cpu"]
+    n = [parameter_count(GPTConfig.from_dict(p.train_config(d, 0).model_dict(256)),
+                         non_embedding=True) for d in p.widths]
+    assert len(n) >= 6 and n[-1] / n[0] >= 10**1.5
+    assert n[0] == 12 * 16**2 * 2 + 13 * 16 * 2 + 2 * 16  # N = 12 d^2 L + 13 d L + 2 d
