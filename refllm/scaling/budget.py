@@ -13,8 +13,18 @@ of S steps with a validation slice of V tokens then takes about
 
 (evaluation is a forward pass only: about a third of a training step per token; Kaplan et al.
 2020, §2.1, C = 6 N per token for training against 2 N for the forward pass). The runs are packed
-onto the workers longest first (LPT scheduling, Graham 1969), whose makespan is the estimate. On a
-loaded machine the timing steps are slowed as the runs will be, so the estimate follows the load.
+onto the workers longest first (LPT scheduling, Graham 1969), whose makespan is the estimate.
+
+On a CPU shared with other work, a few timed steps are NOT slowed as much as the runs will be (the
+scheduler favours a process that has just woken up): on 2 cores at a load average of 5-8, d96
+timed 97 ms a step and ran at 418 ms. So on the CPU every step time is scaled by the share of a
+core each of the W workers will get among the load already there (the 1-minute load average l on
+c cores):
+
+    slowdown = max(1, (l + W) / c)
+
+which, at the load of 7.0 when that sweep started, turns its 257 s estimate into about 1160 s,
+against the 1075 s it took (docs/scaling.md, results); on an idle machine the factor is about 1.
 """
 
 from __future__ import annotations
@@ -43,11 +53,15 @@ class Estimate:
     workers: int
     measured_s: float                  # time spent measuring
     per_worker: list[float] = field(default_factory=list)
+    load: float | None = None          # 1-minute load average when estimated
+    slowdown: float = 1.0              # the step times' factor for the load (CPU)
 
     def describe(self) -> str:
         steps = ", ".join(f"d{d} {1e3 * s:.0f} ms" for d, s in sorted(self.step_s.items()))
+        load = "" if self.slowdown == 1.0 else (
+            f", x{self.slowdown:.1f} for a load average of {self.load:.1f} on this CPU")
         return (f"estimated {self.wall_s:.0f} s wall for {len(self.run_s)} runs on "
-                f"{self.workers} worker(s) (time per training step: {steps})")
+                f"{self.workers} worker(s) (time per training step: {steps}{load})")
 
 
 def time_step(config: Any, data: Any, k1: int = K1, k2: int = K2) -> float:
@@ -63,7 +77,9 @@ def time_step(config: Any, data: Any, k1: int = K1, k2: int = K2) -> float:
             start = time.perf_counter()
             train(c, tmp, progress=False, data=data)
             times.append(time.perf_counter() - start)
-    return max(times[1] - times[0], 1e-9) / (k2 - k1)
+    if times[1] <= times[0]:  # noise on a busy machine: fall back to the upper bound t(k2) / k2
+        return times[1] / k2
+    return (times[1] - times[0]) / (k2 - k1)
 
 
 def lpt_makespan(durations: list[float], workers: int) -> list[float]:
@@ -74,34 +90,47 @@ def lpt_makespan(durations: list[float], workers: int) -> list[float]:
     return loads
 
 
-def estimate(runs: list[Any], data: Any, workers: int) -> Estimate:
-    """Time every width of ``runs`` (objects with ``.d_model``, ``.run_id``, ``.config``)."""
+def slowdown(workers: int, load: float | None, cores: int) -> float:
+    """How much slower than timed a CPU run gets: max(1, (load + workers) / cores)."""
+    return max(1.0, ((load or 0.0) + workers) / cores)
+
+
+def estimate(runs: list[Any], data: Any, workers: int, *, load: float | None = None) -> Estimate:
+    """Time every width of ``runs`` (objects with ``.d_model``, ``.run_id``, ``.config``).
+
+    ``load``: the 1-minute load average before the sweep (default: the machine's, now)."""
     import torch
 
     start = time.perf_counter()
+    on_cpu = bool(runs) and runs[0].config.device != "cuda"
+    if load is None:
+        load = _load1()
     threads = torch.get_num_threads()
-    if runs and runs[0].config.device != "cuda":
+    if on_cpu:
         torch.set_num_threads(1)  # as in a worker
     try:
         by_width = {r.d_model: r.config for r in runs}
+        if by_width:  # the first training of a process pays one-time costs: not a step's
+            time_step(by_width[min(by_width)], data, 1, 2)
         step_s = {d: time_step(c, data) for d, c in sorted(by_width.items())}
     finally:
         torch.set_num_threads(threads)
-    cores = os.cpu_count() or 1
-    oversubscribed = max(1.0, workers / cores) if runs and runs[0].config.device != "cuda" else 1.0
+    factor = slowdown(workers, load, os.cpu_count() or 1) if on_cpu else 1.0
     run_s = {}
     for r in runs:
-        c, s = r.config, step_s[r.d_model] * oversubscribed
+        c, s = r.config, step_s[r.d_model] * factor
         eval_steps = math.ceil(c.eval_tokens / (c.batch_size * c.seq_len))
         run_s[r.run_id] = c.max_steps * s + eval_steps * s / 3
     loads = lpt_makespan(list(run_s.values()), workers)
     return Estimate(step_s=step_s, run_s=run_s, wall_s=max(loads, default=0.0), workers=workers,
-                    measured_s=time.perf_counter() - start, per_worker=loads)
+                    measured_s=time.perf_counter() - start, per_worker=loads, load=load,
+                    slowdown=factor)
 
 
 def check_budget(est: Estimate, budget_s: float, spent_s: float, *, force: bool,
-                 preset: str) -> None:
-    """Raise `BudgetError` (with the estimate) when spent + estimate exceeds the budget."""
+                 preset: str) -> float:
+    """Raise `BudgetError` (with the estimate) when spent + estimate exceeds the budget (unless
+    ``force``); return spent + estimate."""
     total = spent_s + est.wall_s
     if total > budget_s and not force:
         raise BudgetError(
@@ -109,6 +138,14 @@ def check_budget(est: Estimate, budget_s: float, spent_s: float, *, force: bool,
             f"{est.describe()}, plus {spent_s:.0f} s to load the data and time the steps, "
             f"{total:.0f} s in all (load average {_loadavg()}). Run it on a less loaded machine, "
             f"share it between machines (--shard i/n), or pass --force to run it anyway.")
+    return total
+
+
+def _load1() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
 
 
 def _loadavg() -> str:

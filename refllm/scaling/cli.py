@@ -103,7 +103,11 @@ def _report(preset, out: pathlib.Path, shard, start: float) -> int:
         print(f"\n{len(runs)} of the {len(planned)} runs of preset {preset.name!r} are in "
               f"{out / sw.RECORDS}; the verdict waits for the rest (other shards, or a rerun).")
         return 0 if shard else 1
-    report = build_report(runs, verdict_preset=preset.verdict)
+    from refllm.train import read_records
+
+    sweeps = [s for s in read_records(out / sw.RECORDS, kind="sweep")
+              if s.get("preset") == preset.name]
+    report = build_report(runs, verdict_preset=preset.verdict, sweeps=sweeps)
     files = write_report(report, out, runs)
     print("\n" + report.text())
     shown = ", ".join(str(f) for f in [out / sw.RECORDS, *files])

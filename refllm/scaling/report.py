@@ -101,8 +101,9 @@ class Report:
 
 
 def build_report(runs: list[dict], *, verdict_preset: str = "cpu", bootstrap: int = 1000,
-                 rng: int = 0) -> Report:
-    """Rows, verdict and JSON summary from run records (no files written)."""
+                 rng: int = 0, sweeps: list[dict] | None = None) -> Report:
+    """Rows, verdict and JSON summary from run records (no files written); ``sweeps``: the
+    "sweep" records (estimates and load at each start), copied into the summary."""
     from refllm.scaling.verdict import power_law_verdict
 
     if not runs:
@@ -118,7 +119,10 @@ def build_report(runs: list[dict], *, verdict_preset: str = "cpu", bootstrap: in
     else:
         note = (f"no verdict: it needs >= 5 sizes (4 fitted, 1 held out), the records hold "
                 f"{len(rows)}")
-    return Report(rows, verdict, _summary(runs, rows, verdict, note))
+    summary = _summary(runs, rows, verdict, note)
+    summary["sweeps"] = _jsonable([{k: v for k, v in s.items() if k != "preset_config"}
+                                   for s in sweeps or []])
+    return Report(rows, verdict, summary)
 
 
 def _summary(runs: list[dict], rows: list[dict], verdict: Any, note: str) -> dict[str, Any]:
@@ -147,6 +151,9 @@ def write_atomically(path: pathlib.Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as open() would make it, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -177,7 +184,10 @@ def write_report(report: Report, out: str | pathlib.Path, runs: list[dict]) -> l
 def report_from_records(path: str | pathlib.Path, out: str | pathlib.Path | None = None, *,
                         verdict_preset: str = "cpu", bootstrap: int = 1000) -> Report:
     """Read ``path``, judge, write the summary and plots beside it (or into ``out``)."""
+    from refllm.train import read_records
+
     runs = load_runs(path)
-    report = build_report(runs, verdict_preset=verdict_preset, bootstrap=bootstrap)
+    report = build_report(runs, verdict_preset=verdict_preset, bootstrap=bootstrap,
+                          sweeps=read_records(path, kind="sweep"))
     write_report(report, pathlib.Path(path).parent if out is None else out, runs)
     return report

@@ -4,7 +4,8 @@ Layout of the output folder ``out``:
 
     out/records.jsonl          one "run" record per finished run (the training layer's run record,
                                plus run_id, preset, d_model and the load average), appended under
-                               an exclusive lock (fcntl.flock) and fsync'd the moment a run ends
+                               an exclusive lock (fcntl.flock) and fsync'd the moment a run ends;
+                               one "sweep" record per start (preset, estimate, budget, load)
     out/runs/<run_id>/         that run's own records (refllm.train)
 
 A run is named by ``run_id = <preset>-d<width>-s<seed>-<hash>``, the hash being the SHA-256 of its
@@ -199,10 +200,17 @@ def sweep(preset: Preset, out: str | pathlib.Path, *, shard: tuple[int, int] | N
     out.mkdir(parents=True, exist_ok=True)
     data = load_data(todo[0].config)
     est = estimate(todo, data, min(workers, len(todo)))
-    check_budget(est, preset.budget_s, time.perf_counter() - start, force=force,
-                 preset=preset.name)
+    total = check_budget(est, preset.budget_s, time.perf_counter() - start, force=force,
+                         preset=preset.name)
     if log:
         log(f"  {est.describe()}; budget {preset.budget_s:.0f} s")
+    append_locked(out / RECORDS, {
+        "kind": "sweep", "preset": preset.name, "preset_config": preset.to_dict(),
+        "shard": list(shard) if shard else None, "workers": workers, "runs": len(todo),
+        "estimate_s": est.wall_s, "step_s": {str(d): v for d, v in est.step_s.items()},
+        "slowdown": est.slowdown,
+        "budget_s": preset.budget_s, "forced": total > preset.budget_s,
+        "loadavg": _loadavg()})
     with _Bar(len(todo), est, enabled=progress) as bar:
         def record_done(rec: dict) -> None:
             bar.done(rec)

@@ -10,6 +10,19 @@ from refllm.scaling import sweep as sw
 from tests.scaling.tiny_preset import tiny_preset
 
 
+def _runs(out):
+    lines = (out / sw.RECORDS).read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == "run"]
+
+
+@pytest.fixture
+def quick_estimate(monkeypatch):
+    """10 ms a step instead of timing every width (the refusal test below times for real)."""
+    from refllm.scaling import budget
+
+    monkeypatch.setattr(budget, "time_step", lambda config, data, *steps: 0.01)
+
+
 @pytest.fixture
 def preset_file(tmp_path):
     p = tiny_preset(widths=(8, 12, 16, 24, 32), seeds=(0,), n_layer=1, head_width=8)
@@ -20,7 +33,8 @@ def preset_file(tmp_path):
 
 
 def test_the_scaling_command_trains_judges_and_says_where_the_results_are(tmp_path, capsys,
-                                                                          preset_file):
+                                                                          preset_file,
+                                                                          quick_estimate):
     path, preset = preset_file
     out = tmp_path / "out"
     args = ["scaling", "--preset", str(path), "--out", str(out), "--no-progress"]
@@ -30,16 +44,18 @@ def test_the_scaling_command_trains_judges_and_says_where_the_results_are(tmp_pa
     assert status == (0 if summary["verdict"]["passed"] else 1)
     assert "trained 5 run(s), skipped 0" in text and f"results: {out / sw.RECORDS}" in text
     assert "verdict (cpu preset)" in text and "held out" in text
+    assert summary["sweeps"][0]["runs"] == 5 and summary["sweeps"][0]["estimate_s"] > 0
     for name in (sw.RECORDS, rp.LOGLOG, rp.RESIDUALS):
         assert (out / name).stat().st_size > 0
     assert main(args) == status  # a rerun trains nothing and reports the same verdict
     assert "trained 0 run(s), skipped 5" in capsys.readouterr().out
     assert main(args + ["--report-only"]) == status
-    assert len((out / sw.RECORDS).read_text().splitlines()) == 5
+    assert len(_runs(out)) == 5
 
 
 def test_a_shard_runs_its_share_and_leaves_the_verdict_to_the_full_ladder(tmp_path, capsys,
-                                                                          preset_file):
+                                                                          preset_file,
+                                                                          quick_estimate):
     path, preset = preset_file
     out = tmp_path / "out"
     assert main(["scaling", "--preset", str(path), "--out", str(out), "--shard", "1/3",
@@ -47,8 +63,7 @@ def test_a_shard_runs_its_share_and_leaves_the_verdict_to_the_full_ladder(tmp_pa
     text = capsys.readouterr().out
     mine = sw.shard_runs(sw.plan(preset), 1, 3)
     assert f"trained {len(mine)} run(s)" in text and "the verdict waits" in text
-    assert {json.loads(x)["run_id"] for x in (out / sw.RECORDS).read_text().splitlines()} \
-        == {r.run_id for r in mine}
+    assert {r["run_id"] for r in _runs(out)} == {r.run_id for r in mine}
 
 
 def test_the_command_refuses_a_preset_over_its_budget_with_status_2(tmp_path, capsys):

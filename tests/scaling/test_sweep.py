@@ -16,8 +16,9 @@ class Interrupted(KeyboardInterrupt):
     pass
 
 
-def _lines(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
+def _lines(path, kind="run"):
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return [r for r in records if kind is None or r["kind"] == kind]
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def quick_estimate(monkeypatch):
     """Skip timing steps where the test is not about the estimate (10 ms a step, say)."""
     from refllm.scaling import budget
 
-    monkeypatch.setattr(budget, "time_step", lambda config, data: 0.01)
+    monkeypatch.setattr(budget, "time_step", lambda config, data, *steps: 0.01)
 
 
 def test_a_rerun_after_an_interruption_trains_only_the_unfinished_runs(tmp_path, monkeypatch,
@@ -52,6 +53,8 @@ def test_a_rerun_after_an_interruption_trains_only_the_unfinished_runs(tmp_path,
     assert records[0] == first[0]  # the earlier record is untouched
     again = sw.sweep(preset, tmp_path, progress=False)
     assert again.records == [] and len(again.skipped) == len(records)
+    starts = _lines(tmp_path / sw.RECORDS, kind="sweep")  # one per start that trained
+    assert len(starts) == 2 and starts[1]["runs"] == len(records) - 1
 
 
 def test_a_run_record_holds_what_the_report_and_a_reader_need(tmp_path, quick_estimate):
@@ -124,9 +127,11 @@ def test_a_sweep_that_cannot_meet_its_budget_is_refused_with_the_estimate(tmp_pa
 
 
 def test_force_runs_a_sweep_beyond_its_budget(tmp_path):
-    preset = tiny_preset(budget_s=1e-3, widths=(8,), seeds=(0,))
+    preset = tiny_preset(budget_s=1e-9, widths=(8,), seeds=(0,))
     result = sw.sweep(preset, tmp_path, progress=False, force=True)
-    assert len(result.records) == 1 and result.estimate.wall_s > 1e-3
+    assert len(result.records) == 1 and result.estimate.wall_s > 0
+    (start,) = _lines(tmp_path / sw.RECORDS, kind="sweep")
+    assert start["forced"] is True and start["budget_s"] == 1e-9
 
 
 def test_longest_first_packing_of_runs_onto_workers():
@@ -147,7 +152,7 @@ def test_records_appended_by_concurrent_processes_stay_whole(tmp_path):
         p.start()
     for p in procs:
         p.join()
-    records = _lines(path)  # every line parses
+    records = _lines(path, kind=None)  # every line parses
     assert sorted((r["worker"], r["i"]) for r in records) == \
         [(w, i) for w in range(3) for i in range(40)]
 
@@ -170,3 +175,42 @@ def test_the_cpu_preset_spans_the_issues_ladder():
                          non_embedding=True) for d in p.widths]
     assert len(n) >= 6 and n[-1] / n[0] >= 10**1.5
     assert n[0] == 12 * 16**2 * 2 + 13 * 16 * 2 + 2 * 16  # N = 12 d^2 L + 13 d L + 2 d
+
+
+@pytest.mark.slow
+def test_a_killed_parallel_sweep_loses_only_the_runs_in_flight(tmp_path):
+    """The real thing: two spawned workers, SIGKILL of the whole process group, then a rerun."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    preset = tiny_preset(widths=(8, 12, 16, 24), tokens=16 * 8 * 200, workers=2)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(preset.to_dict()))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "refllm", "scaling", "--preset", str(path), "--out", str(out),
+           "--no-progress"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not ((out / sw.RECORDS).exists() and (out / sw.RECORDS).read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = {r["run_id"] for r in _lines(out / sw.RECORDS)}
+    assert 1 <= len(kept) < len(sw.plan(preset))
+    result = sw.sweep(preset, out, progress=False)
+    assert set(result.skipped) == kept
+    assert sorted(r["run_id"] for r in _lines(out / sw.RECORDS)) == \
+        sorted(r.run_id for r in sw.plan(preset))
+
+
+def test_the_estimate_scales_cpu_step_times_by_the_load_the_workers_will_share():
+    from refllm.scaling.budget import slowdown
+
+    assert slowdown(2, 0.0, 2) == 1.0  # an idle machine: as timed
+    assert slowdown(2, 6.0, 2) == 4.0  # the measured case: 97 ms timed, 418 ms run
+    assert slowdown(1, None, 16) == 1.0
