@@ -11,6 +11,12 @@ Hypothesis' final replay of the shrunk example.
 ``python -c``, under pytest and at any thread count (`hermetic_generation`), for a given version
 of Hypothesis and refllm's strategies. Without a seed the active profile decides (``ci``:
 derandomised, so also reproducible; ``dev``/``thorough``: random).
+
+``threads=`` is the number of intra-op threads (``torch.set_num_threads``) the reference and the
+target run at during the check, restored afterwards (also when the check raises). The default,
+`DEFAULT_THREADS` = 1, is the fastest on the oracle's small examples: a thread pool's start-up per
+op costs more than the op, and on a loaded machine a second thread waits for a core (measured in
+docs/oracle.md). ``threads=None`` leaves the caller's setting alone.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import hypothesis
+import torch
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 
+from refllm._validation import require_int
 from refllm.testing.checks.policy import Verdict
 from refllm.testing.checks.report import (
     Discrepancy,
@@ -62,6 +70,29 @@ class Spec(Protocol):
 
 class _Disagreement(AssertionError):
     pass
+
+
+DEFAULT_THREADS = 1
+"""Intra-op threads of a check unless the caller passes ``threads=`` (see the module docs)."""
+
+
+@contextlib.contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """Run the block at ``threads`` intra-op threads, then restore the caller's count.
+
+    ``None`` changes nothing. Raises `ValueError`/`TypeError` naming ``threads`` when it is not a
+    positive integer.
+    """
+    if threads is None:
+        yield
+        return
+    require_int("threads", threads, low=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resolve(target: Any) -> tuple[Any, str]:
@@ -115,8 +146,11 @@ def import_lines(name: str, alias: str = "fn") -> str:
 
 
 def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | None,
-        seed: int | None, raise_on_failure: bool, features: tuple[str, ...] = ()) -> Report:
-    """Search for a disagreement; return (or raise, as `OracleFailure`) the `Report`."""
+        seed: int | None, raise_on_failure: bool, features: tuple[str, ...] = (),
+        threads: int | None = DEFAULT_THREADS) -> Report:
+    """Search for a disagreement; return (or raise, as `OracleFailure`) the `Report`.
+
+    The search runs at ``threads`` intra-op threads (`intra_op_threads`)."""
     rows = {name: PropertyResult(name) for name in spec.properties}
     state: dict[str, Any] = {"examples": 0, "failing": None, "failed_once": False}
 
@@ -141,7 +175,7 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
     report = Report(op=spec.op, target=target, dtype=dtype, device=str(device), seed=seed,
                     features=tuple(features))
     try:
-        with hermetic_generation():
+        with intra_op_threads(threads), hermetic_generation():
             test()
     except _Disagreement:
         pass

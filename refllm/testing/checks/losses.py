@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from refllm.testing.case import Case
-from refllm.testing.checks._engine import resolve, run
+from refllm.testing.checks._engine import DEFAULT_THREADS, resolve, run
 from refllm.testing.checks._function import OVERFLOW, FunctionSpec
 from refllm.testing.checks.report import Report
 from refllm.testing.checks.sdpa import features_of
@@ -64,7 +64,8 @@ def check_cross_entropy(fn: Callable[..., Any] | str, *, dtype: torch.dtype = to
                         features: Iterable[str] | None = None,
                         reductions: Sequence[str] = REDUCTIONS, grads: bool = True,
                         seed: int | None = None, max_size: int = 6, naive: bool = False,
-                        raise_on_failure: bool = True) -> Report:
+                        raise_on_failure: bool = True,
+                        threads: int | None = DEFAULT_THREADS) -> Report:
     """Check ``fn`` (or ``"module:name"``) against refllm's cross-entropy.
 
     ``features``: which of :data:`CROSS_ENTROPY_FEATURES` to exercise (default: all; at least one
@@ -86,13 +87,14 @@ def check_cross_entropy(fn: Callable[..., Any] | str, *, dtype: torch.dtype = to
         naive=losses.cross_entropy_naive if naive else None, floors=cross_entropy_floors,
     )
     return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
-               seed=seed, raise_on_failure=raise_on_failure, features=chosen)
+               seed=seed, raise_on_failure=raise_on_failure, threads=threads, features=chosen)
 
 
 def check_mse(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float32,
               device: str = "cpu", examples: int | None = None,
               reductions: Sequence[str] = REDUCTIONS, grads: bool = True, seed: int | None = None,
-              max_size: int = 6, naive: bool = False, raise_on_failure: bool = True) -> Report:
+              max_size: int = 6, naive: bool = False, raise_on_failure: bool = True,
+              threads: int | None = DEFAULT_THREADS) -> Report:
     """Check ``fn`` (or ``"module:name"``) against refllm's mean squared error.
 
     Gradients are compared wrt both ``input`` and ``target``; ``reductions`` picks the reductions
@@ -110,4 +112,5 @@ def check_mse(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float3
         naive=losses.mse_loss_naive if naive else None,
     )
     return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
-               seed=seed, raise_on_failure=raise_on_failure, features=tuple(reductions))
+               seed=seed, raise_on_failure=raise_on_failure, threads=threads,
+               features=tuple(reductions))

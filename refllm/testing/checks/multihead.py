@@ -41,6 +41,7 @@ from hypothesis import strategies as st
 
 from refllm.testing.case import to_source
 from refllm.testing.checks._engine import (
+    DEFAULT_THREADS,
     Outcome,
     call_guarded,
     describe_exception,
@@ -254,7 +255,8 @@ def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
                               examples: int | None = None,
                               features: Iterable[str] | None = None, grads: bool = True,
                               seed: int | None = None, max_size: int = 6,
-                              raise_on_failure: bool = True) -> Report:
+                              raise_on_failure: bool = True,
+                              threads: int | None = DEFAULT_THREADS) -> Report:
     """Check a ``torch.nn.MultiheadAttention``-compatible class (or ``"module:Class"``).
 
     The class is constructed with the drawn constructor keywords plus ``dtype`` and ``device``,
@@ -279,7 +281,7 @@ def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
     if not grads:
         spec.properties = [p for p in spec.properties if not p.startswith("grad")]
     return run(spec, target=target or repr(cls), dtype=dtype, device=device, examples=examples,
-               seed=seed, raise_on_failure=raise_on_failure, features=chosen)
+               seed=seed, raise_on_failure=raise_on_failure, threads=threads, features=chosen)
 
 
 __all__ = ["DEFAULT_MULTIHEAD_FEATURES", "MULTIHEAD_FEATURES", "check_multihead_attention"]

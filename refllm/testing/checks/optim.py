@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from refllm.testing.case import to_source
 from refllm.testing.checks._engine import (
+    DEFAULT_THREADS,
     Outcome,
     call_guarded,
     describe_exception,
@@ -38,6 +39,7 @@ from refllm.testing.checks._engine import (
 from refllm.testing.checks.optim_error_bounds import optimizer_error_bounds
 from refllm.testing.checks.policy import LOW_PRECISION, Verdict, compare
 from refllm.testing.checks.report import Report
+from refllm.testing.tolerances import ERROR_BOUND_FACTOR, tolerance
 
 LIKES = ("gd", "sgd", "adam", "adamw")
 
@@ -131,6 +133,8 @@ def _judge_series(name: str, actual: list[list[Any]], expected: list[list[Any]],
     same-dtype trajectory of refllm's rule (see :mod:`refllm.testing.checks.policy`)."""
     if len(actual) != len(expected):
         return Outcome(name, False, f"{len(actual)} steps recorded, expected {len(expected)}")
+    if _all_within_bounds(actual, expected, dtype, bound):
+        return Outcome(name, True, verdict=Verdict(True))
     for k, (a_row, e_row) in enumerate(zip(actual, expected)):
         for i, (a, e) in enumerate(zip(a_row, e_row)):
             if a is None or e is None:
@@ -148,6 +152,41 @@ def _judge_series(name: str, actual: list[list[Any]], expected: list[list[Any]],
                                             f"{k + 1} of params[{i}] (index: step, param, "
                                             "element)", v)
     return Outcome(name, True, verdict=Verdict(True))
+
+
+def _all_within_bounds(actual: list[list[Any]], expected: list[list[Any]], dtype: torch.dtype,
+                       bound: Callable[[int, int], torch.Tensor | None]) -> bool:
+    """True when every element of the series passes `compare`'s elementwise rule at once.
+
+    A shortcut, not a second rule: one vectorised test over the whole trajectory instead of one
+    `compare` per step and parameter (which took half of a check's time). It answers True only
+    where every value on both sides is finite, the dtype is float32 or float64 and each element is
+    within ``atol + rtol |ref| + ERROR_BOUND_FACTOR * bound`` (bound 0 where none is modelled,
+    `compare`'s fixed rule); anything else goes through `compare`, which finds the first failure.
+    """
+    if dtype not in (torch.float32, torch.float64):
+        return False
+    tol = tolerance(dtype, "impl")
+    a_parts, e_parts, b_parts = [], [], []
+    for k, (a_row, e_row) in enumerate(zip(actual, expected)):
+        for i, (a, e) in enumerate(zip(a_row, e_row)):
+            if a is None or e is None:
+                continue
+            if a.shape != e.shape:
+                return False
+            b = bound(k, i)
+            a_parts.append(a.detach().to("cpu", torch.float64).reshape(-1))
+            e_parts.append(e.detach().to("cpu", torch.float64).reshape(-1))
+            b_parts.append(torch.zeros(e.numel(), dtype=torch.float64) if b is None else
+                           b.detach().to("cpu", torch.float64).expand(e.shape).reshape(-1))
+    if not a_parts:
+        return True
+    a, e, b = torch.cat(a_parts), torch.cat(e_parts), torch.cat(b_parts)
+    if not bool(torch.isfinite(a).all() and torch.isfinite(e).all()):
+        return False
+    allowed = tol.atol + tol.rtol * e.abs() + ERROR_BOUND_FACTOR * torch.nan_to_num(
+        b, nan=0.0, posinf=0.0)
+    return bool(((a - e).abs() <= allowed).all())
 
 
 SNIPPET = '''\
@@ -187,6 +226,7 @@ def check_optimizer(cls: Callable[..., torch.optim.Optimizer] | str, *, like: st
                     dtype: torch.dtype = torch.float32, device: str = "cpu",
                     examples: int | None = None, seed: int | None = None,
                     steps: tuple[int, int] = (1, 25), raise_on_failure: bool = True,
+                    threads: int | None = DEFAULT_THREADS,
                     **hyper: Any) -> Report:
     """Check an optimizer class (or ``"module:Class"``) against refllm's ``like`` update rule.
 
@@ -205,7 +245,7 @@ def check_optimizer(cls: Callable[..., torch.optim.Optimizer] | str, *, like: st
     spec = OptimizerSpec(op=f"optimizer (like {like})", cls=impl, target=target, like=like,
                          dtype=dtype, device=device, problems=problems)
     return run(spec, target=target or repr(impl), dtype=dtype, device=device, examples=examples,
-               seed=seed, raise_on_failure=raise_on_failure, features=(like,))
+               seed=seed, raise_on_failure=raise_on_failure, threads=threads, features=(like,))
 
 
 __all__ = ["LIKES", "check_optimizer", "to_source"]

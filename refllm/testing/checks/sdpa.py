@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from refllm.testing.case import Case
-from refllm.testing.checks._engine import resolve, run
+from refllm.testing.checks._engine import DEFAULT_THREADS, resolve, run
 from refllm.testing.checks._function import FunctionSpec
 from refllm.testing.checks.error_bounds import sdpa_error_bounds
 from refllm.testing.checks.report import Report
@@ -77,7 +77,8 @@ def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float
                device: str = "cpu", examples: int | None = None,
                features: Iterable[str] | None = None, grads: bool = True,
                seed: int | None = None, max_size: int = 6, naive: bool = False,
-               raise_on_failure: bool = True) -> Report:
+               raise_on_failure: bool = True,
+               threads: int | None = DEFAULT_THREADS) -> Report:
     """Check ``fn`` (or ``"module:name"``) against refllm's scaled dot-product attention.
 
     Parameters:
@@ -90,6 +91,8 @@ def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float
         naive: also cross-check refllm's fast reference against its naive one on small cases.
         raise_on_failure: raise `refllm.testing.OracleFailure` (an AssertionError holding the
             report) on a disagreement, instead of returning the failed report.
+        threads: intra-op threads the reference and ``fn`` run at during the check, restored
+            after (default 1, the fastest on these small examples; None: leave the caller's).
     """
     from refllm.ops import attention
     from refllm.testing.strategies.attention import sdpa_cases
@@ -109,4 +112,4 @@ def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float
         floors=sdpa_floors, error_bounds=sdpa_error_bounds,
     )
     return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
-               seed=seed, raise_on_failure=raise_on_failure, features=chosen)
+               seed=seed, raise_on_failure=raise_on_failure, threads=threads, features=chosen)
