@@ -186,6 +186,8 @@ def test_a_killed_parallel_sweep_loses_only_the_runs_in_flight(tmp_path):
     import sys
     import time
 
+    from refllm.train import read_records
+
     preset = tiny_preset(widths=(8, 12, 16, 24), tokens=16 * 8 * 200, workers=2)
     path = tmp_path / "p.json"
     path.write_text(json.dumps(preset.to_dict()))
@@ -195,7 +197,7 @@ def test_a_killed_parallel_sweep_loses_only_the_runs_in_flight(tmp_path):
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
-    while not ((out / sw.RECORDS).exists() and (out / sw.RECORDS).read_text()):
+    while not ((out / sw.RECORDS).exists() and read_records(out / sw.RECORDS, kind="run")):
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
