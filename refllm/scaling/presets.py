@@ -130,13 +130,13 @@ PRESETS: dict[str, Preset] = {
     "cpu": Preset(name="cpu", widths=(16, 24, 32, 48, 64, 96), n_layer=2, seq_len=64,
                   batch_size=32, tokens=2_000_000, base_lr=4e-3, base_width=32,
                   budget_s=300.0, verdict="cpu"),
-    # an estimate, not yet run: 7 sizes, 0.79M -> 50M non-embedding parameters (1.80 decades),
-    # 4 layers, 30M tokens per run, bf16 autocast and fused SDPA on one H200
-    "h200": Preset(name="h200", widths=(128, 192, 256, 384, 512, 768, 1024), n_layer=4,
-                   seq_len=256, batch_size=128, tokens=30_000_000, base_lr=2e-3,
-                   base_width=256, head_width=64, min_heads=2, max_bytes=64_000_000,
-                   eval_tokens=1_048_576, device="cuda", autocast="bf16", workers=2,
-                   budget_s=480.0, verdict="gpu"),
+    # an estimate, not yet run: 7 sizes, 0.20M -> 12.6M non-embedding parameters (1.81 decades),
+    # 4 layers, 10M tokens per run (under one pass over the 11.5M training bytes of the stdlib
+    # corpus: no repeated data), the cpu preset's lr rule, bf16 autocast, fused SDPA, one H200
+    "h200": Preset(name="h200", widths=(64, 96, 128, 192, 256, 384, 512), n_layer=4,
+                   seq_len=256, batch_size=64, tokens=10_000_000, base_lr=4e-3, base_width=32,
+                   head_width=32, min_heads=2, max_bytes=None, eval_tokens=524_288,
+                   device="cuda", autocast="bf16", workers=2, budget_s=480.0, verdict="gpu"),
 }
 
 

@@ -167,14 +167,16 @@ def test_a_preset_is_checked_when_made():
     assert isinstance(PRESETS["h200"], Preset)
 
 
-def test_the_cpu_preset_spans_the_issues_ladder():
+@pytest.mark.parametrize("name, sizes, decades", [("cpu", 6, 1.5), ("h200", 7, 1.75)])
+def test_the_presets_span_the_issues_ladders(name, sizes, decades):
     from refllm.model import GPTConfig, parameter_count
 
-    p = PRESETS["cpu"]
+    p = PRESETS[name]
     n = [parameter_count(GPTConfig.from_dict(p.train_config(d, 0).model_dict(256)),
                          non_embedding=True) for d in p.widths]
-    assert len(n) >= 6 and n[-1] / n[0] >= 10**1.5
-    assert n[0] == 12 * 16**2 * 2 + 13 * 16 * 2 + 2 * 16  # N = 12 d^2 L + 13 d L + 2 d
+    assert len(n) >= sizes and n[-1] / n[0] >= 10**decades
+    d, L = p.widths[0], p.n_layer
+    assert n[0] == 12 * d**2 * L + 13 * d * L + 2 * d  # N = 12 d^2 L + 13 d L + 2 d
 
 
 @pytest.mark.slow
