@@ -225,7 +225,8 @@ class _Bar:
     """tqdm of runs done; the postfix is the time left, the estimate rescaled by the pace so far."""
 
     def __init__(self, total: int, est: Any, *, enabled: bool) -> None:
-        self.total, self.est, self.enabled, self.bar = total, est, enabled, None
+        self.total, self.est, self.enabled = total, est, enabled
+        self.bar: Any = None
         self.left = sum(est.run_s.values())
         self.start = time.perf_counter()
 
