@@ -21,7 +21,7 @@ from typing import Any
 from refllm._validation import require_bool, require_int, require_real
 
 POSITIONS = ("learned", "rope")
-ATTENTIONS = ("fused", "reference")
+ATTENTIONS = ("fused", "reference", "flash")
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,9 @@ class GPTConfig:
     tie_embeddings: bool = True
     positions: str = "learned"  # "learned" | "rope"
     rope_base: float = 10000.0
-    attention: str = "fused"  # "fused" (torch F.scaled_dot_product_attention) | "reference"
+    # "fused" (torch F.scaled_dot_product_attention) | "reference" (refllm.ops SDPA) | "flash"
+    # (refllm.ops.flash_attention: tiled, O(t·d) memory; needs dropout=0)
+    attention: str = "fused"
     layer_norm_eps: float = 1e-5
     init_std: float = 0.02
 
@@ -65,6 +67,9 @@ class GPTConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+        if self.attention == "flash" and self.dropout != 0.0:
+            raise ValueError(f"attention='flash' has no attention dropout; dropout must be 0, got "
+                             f"{self.dropout!r} (use attention='reference' or 'fused')")
 
     def _check_shapes(self) -> None:
         if self.d_model % self.n_head:

@@ -14,6 +14,8 @@ each sub-block, as GPT-2 and nanoGPT).
 With positions="rope", q and k are rotated (refllm.model.rope) and there is no W_pe. With
 n_kv_head = g < n_head = h, head i reads the key/value head i // (h / g) (grouped-query attention,
 Ainslie et al. 2023). M is the causal mask and the padding mask (refllm.model.kv_cache).
+Attention runs on PyTorch's fused SDPA (attention="fused"), refllm's SDPA ("reference") or
+refllm's tiled FlashAttention-2 reference with O(t·d) memory ("flash", refllm.ops.flash_attention).
 
 Initialisation as GPT-2 / nanoGPT: every weight ~ N(0, init_std^2), biases 0, LayerNorm (1, 0);
 the projections that write into the residual stream (attn.c_proj, mlp.c_proj) get std
@@ -64,8 +66,8 @@ class CausalSelfAttention(nn.Module):
             q, k = rotate(q, *rope), rotate(k, *rope)
         if cache is not None:
             k, v = cache.append(layer, k, v)  # (b g s d): all keys so far
-        sdpa = F.scaled_dot_product_attention if self.backend == "fused" else \
-            refllm.ops.scaled_dot_product_attention
+        sdpa = {"fused": F.scaled_dot_product_attention, "flash": refllm.ops.flash_attention,
+                "reference": refllm.ops.scaled_dot_product_attention}[self.backend]
         y = sdpa(q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0,
                  is_causal=allowed is None, enable_gqa=self.g != self.h)  # (b h t e)
         return self.resid_dropout(self.c_proj(rearrange(y, "b h t e -> b t (h e)")))

@@ -15,6 +15,10 @@ Initialisation, as PyTorch and in PyTorch's order (so one seed gives PyTorch's p
 (Glorot and Bengio 2010), ``in_proj_bias`` and ``out_proj.bias`` zeros, ``bias_k``/``bias_v``
 Xavier-normal.
 
+``backend="flash"`` (an addition to PyTorch's constructor) runs the heads through the tiled
+`refllm.ops.flash_attention` (O(t·d) memory); it has no attention dropout and no weights, so it
+needs ``dropout=0`` and ``need_weights=False`` in ``forward``.
+
 Dropout on the attention weights happens in training mode only, with probability ``dropout``,
 drawing from ``self.generator`` (a ``torch.Generator`` or None for the global one).
 
@@ -36,7 +40,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from refllm.ops.multihead import multi_head_attention
+from refllm.ops.multihead import BACKENDS, multi_head_attention
 
 
 class MultiheadAttention(nn.Module):
@@ -48,7 +52,7 @@ class MultiheadAttention(nn.Module):
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  add_bias_kv: bool = False, add_zero_attn: bool = False, kdim: int | None = None,
                  vdim: int | None = None, batch_first: bool = False, device=None,
-                 dtype=None) -> None:
+                 dtype=None, backend: str = "fast") -> None:
         if embed_dim <= 0 or num_heads <= 0:
             raise ValueError(f"embed_dim and num_heads must be greater than 0, got "
                              f"embed_dim={embed_dim} and num_heads={num_heads}")
@@ -57,7 +61,13 @@ class MultiheadAttention(nn.Module):
                              f"({num_heads})")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "flash" and dropout != 0.0:
+            raise ValueError(f"backend='flash' has no attention dropout; dropout must be 0, got "
+                             f"{dropout!r}")
         super().__init__()
+        self.backend = backend
         factory = {"device": device, "dtype": dtype}
         self.embed_dim, self.num_heads, self.dropout = embed_dim, num_heads, dropout
         self.kdim = kdim if kdim is not None else embed_dim
@@ -116,11 +126,12 @@ class MultiheadAttention(nn.Module):
             key_padding_mask=key_padding_mask, attn_mask=attn_mask, need_weights=need_weights,
             average_attn_weights=average_attn_weights, is_causal=is_causal,
             dropout_p=self.dropout if self.training else 0.0, generator=self.generator,
-            batch_first=self.batch_first)
+            batch_first=self.batch_first, backend=self.backend)
 
     def extra_repr(self) -> str:
         return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, "
-                f"dropout={self.dropout}, batch_first={self.batch_first}")
+                f"dropout={self.dropout}, batch_first={self.batch_first}"
+                + ("" if self.backend == "fast" else f", backend={self.backend!r}"))
 
 
 __all__ = ["MultiheadAttention"]

@@ -6,6 +6,7 @@ from refllm.ops.attention import (
     scaled_dot_product_attention_with_weights,
     scaled_dot_product_attention_with_weights_naive,
 )
+from refllm.ops.flash_attention import flash_attention
 from refllm.ops.losses import (
     cross_entropy,
     cross_entropy_grad,
@@ -29,6 +30,7 @@ from refllm.ops.softmax import (
 __all__ = [
     "scaled_dot_product_attention", "scaled_dot_product_attention_naive",
     "scaled_dot_product_attention_with_weights", "scaled_dot_product_attention_with_weights_naive",
+    "flash_attention",
     "cross_entropy", "cross_entropy_naive", "cross_entropy_grad", "cross_entropy_grad_naive",
     "mse_loss", "mse_loss_naive", "multi_head_attention", "multi_head_attention_naive",
     "gd", "gd_naive", "sgd", "sgd_naive", "adam", "adam_naive", "adamw", "adamw_naive",

@@ -33,8 +33,9 @@ from jaxtyping import Float
 from torch import Tensor
 
 from refllm.ops._attention_args import causal_offset, check_sdpa_args
+from refllm.ops._attention_softmax import masked_softmax
 from refllm.ops._dropout import apply_keep_mask, draw_keep_mask
-from refllm.ops.softmax import softmax, softmax_naive
+from refllm.ops.softmax import softmax_naive
 
 NEG_INF = float("-inf")
 
@@ -122,15 +123,15 @@ def scaled_dot_product_attention_with_weights(
         key = repeat(key, "... g s d -> ... (g r) s d", r=a.r)
         value = repeat(value, "... g s e -> ... (g r) s e", r=a.r)
     scores = einsum(query * a.scale, key, "... t d, ... s d -> ... t s")
+    allowed = None  # bool, broadcast to scores; False -> -inf (masked inside the softmax)
     if is_causal:
         offset = causal_offset(a.t, a.s, causal_alignment)
         allowed = torch.ones(a.t, a.s, dtype=torch.bool, device=query.device).tril(offset)
-        scores = scores.masked_fill(~allowed, NEG_INF)
     elif attn_mask is not None and attn_mask.dtype == torch.bool:
-        scores = scores.masked_fill(~attn_mask, NEG_INF)
+        allowed = attn_mask
     elif attn_mask is not None:
         scores = scores + attn_mask
-    probs = softmax(scores, dim=-1)
+    probs = masked_softmax(scores, allowed)  # softmax(scores masked), one (t, s) matrix kept
     keep = draw_keep_mask(tuple(scores.shape), float(dropout_p), generator=generator,
                           device=query.device)
     probs = apply_keep_mask(probs, keep, dropout_p)

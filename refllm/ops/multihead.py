@@ -47,6 +47,7 @@ from refllm.ops.attention import (
     scaled_dot_product_attention,
     scaled_dot_product_attention_with_weights,
 )
+from refllm.ops.flash_attention import flash_attention
 
 NEG_INF = float("-inf")
 
@@ -151,6 +152,17 @@ def multi_head_attention_naive(
 
 # ------------------------------------------------------------------------------------------ fast
 
+BACKENDS = ("fast", "flash")
+
+
+def _check_backend(backend: object, need_weights: bool) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "flash" and need_weights:
+        raise ValueError("backend='flash' computes no attention weights; pass need_weights=False "
+                         "(or use backend='fast')")
+
+
 
 def _sdpa_mask(a: MhaArgs, n_extra: int) -> Tensor | None:
     """Both masks as one SDPA mask (b or 1, h or 1, t, s + n_extra); extra keys take part."""
@@ -182,9 +194,13 @@ def multi_head_attention(
     out_proj_bias: Tensor | None = None, key_padding_mask: Tensor | None = None,
     attn_mask: Tensor | None = None, need_weights: bool = True, average_attn_weights: bool = True,
     is_causal: bool = False, dropout_p: float = 0.0, generator: torch.Generator | None = None,
-    batch_first: bool = False,
+    batch_first: bool = False, backend: str = "fast",
 ) -> tuple[Float[Tensor, "... t c"], Float[Tensor, "... t s"] | None]:
     """Multi-head attention, vectorised with einops on refllm's fast SDPA (see the module docs).
+
+    ``backend="flash"`` runs the heads through `refllm.ops.flash_attention` (tiled, O(t·d)
+    memory) instead; it returns no weights, so it needs ``need_weights=False`` and
+    ``dropout_p=0``.
 
     Shapes: query (t, b, c) [(b, t, c) if batch_first; (t, c) unbatched], key (s, b, kdim), value
     (s, b, vdim); returns the output shaped as query and the weights (b, t, s') averaged or
@@ -204,6 +220,7 @@ def multi_head_attention(
     a = check_mha_args(query, key, value, num_heads, weights, key_padding_mask, attn_mask,
                        is_causal, dropout_p, generator, batch_first, need_weights,
                        average_attn_weights, add_zero_attn)
+    _check_backend(backend, need_weights)
     b = a.query.shape[0]
     q = einsum(a.query, a.w_q, "b t c, o c -> b t o")  # o = h d
     k = einsum(a.key, a.w_k, "b s c, o c -> b s o")
@@ -219,7 +236,9 @@ def multi_head_attention(
         v = torch.cat([v, v.new_zeros(*v.shape[:2], 1, v.shape[-1])], dim=2)
     mask = _sdpa_mask(a, k.shape[2] - a.key.shape[1])
     sdpa_args = (q, k, v, mask, float(dropout_p))
-    if need_weights:
+    if backend == "flash":
+        out, probs = flash_attention(*sdpa_args), None
+    elif need_weights:
         out, probs = scaled_dot_product_attention_with_weights(*sdpa_args, generator=generator)
     else:
         out, probs = scaled_dot_product_attention(*sdpa_args, generator=generator), None
