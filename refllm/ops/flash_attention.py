@@ -32,6 +32,8 @@ Deviation (from refllm's SDPA): ``dropout_p`` must be 0 (ValueError otherwise); 
 accepted and unused. The backward is not itself differentiable (no double backward; PyTorch's
 flash kernel has none either). Fully masked rows give zeros and zero gradients (L = -inf), as in
 refllm's SDPA. An additive float ``attn_mask`` that requires grad gets dS summed to its shape.
+Deviation (from FlashAttention's kernels): the running sums accumulate in the inputs' dtype (the
+CUDA kernels use float32 accumulators for bfloat16/float16).
 """
 
 from __future__ import annotations
