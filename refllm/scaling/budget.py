@@ -15,16 +15,18 @@ of S steps with a validation slice of V tokens then takes about
 2020, §2.1, C = 6 N per token for training against 2 N for the forward pass). The runs are packed
 onto the workers longest first (LPT scheduling, Graham 1969), whose makespan is the estimate.
 
-On a CPU shared with other work, a few timed steps are NOT slowed as much as the runs will be (the
-scheduler favours a process that has just woken up): on 2 cores at a load average of 5-8, d96
-timed 97 ms a step and ran at 418 ms. So on the CPU every step time is scaled by the share of a
-core each of the W workers will get among the load already there (the 1-minute load average l on
-c cores):
+On a CPU shared with other work, the wall time of a few steps says little about a long run: the
+scheduler may favour a process that has just woken up (on 2 cores at a load average of 5-8, d96
+timed 97 ms a step in wall time and ran at 418 ms), or a burst of other work may slow the few
+timed steps tenfold. So on the CPU a step is timed in this process's CPU seconds (the work, which
+the load does not change), and scaled by the share of a core each of the W workers will get among
+the load already there (the 1-minute load average l on c cores):
 
     slowdown = max(1, (l + W) / c)
 
-which, at the load of 7.0 when that sweep started, turns its 257 s estimate into about 1160 s,
-against the 1075 s it took (docs/scaling.md, results); on an idle machine the factor is about 1.
+On an idle machine the factor is about 1. Measured on 2 cores: the cpu preset's steps cost 16 ms
+(d16) to 61 ms (d96) of CPU time, 185 s of work for the ladder on 2 workers (an idle run takes
+about 210 s); at a load of 6.9 the estimate is 812 s, and a sweep at loads of 5.3-8.3 took 1075 s.
 """
 
 from __future__ import annotations
@@ -65,18 +67,21 @@ class Estimate:
 
 
 def time_step(config: Any, data: Any, k1: int = K1, k2: int = K2) -> float:
-    """Seconds per optimizer step of ``config`` on ``data`` (the real loop, k2 - k1 steps)."""
+    """Seconds per optimizer step of ``config`` on ``data`` (the real loop, k2 - k1 steps): CPU
+    seconds of this process on the CPU (what a step costs, whatever else runs), wall seconds on
+    CUDA (where the work is not this process's CPU time)."""
     from refllm.train import train
 
+    clock = time.perf_counter if config.device == "cuda" else time.process_time
     times = []
     for k in (k1, k2):
         c = config.replace(max_steps=k, warmup_steps=0, eval_tokens=config.seq_len,
                            log_interval=k, eval_interval=0, checkpoint_interval=0,
                            checkpoint_final=False)
         with tempfile.TemporaryDirectory(prefix="refllm-timing-") as tmp:
-            start = time.perf_counter()
+            start = clock()
             train(c, tmp, progress=False, data=data)
-            times.append(time.perf_counter() - start)
+            times.append(clock() - start)
     if times[1] <= times[0]:  # noise on a busy machine: fall back to the upper bound t(k2) / k2
         return times[1] / k2
     return (times[1] - times[0]) / (k2 - k1)
