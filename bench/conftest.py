@@ -1,18 +1,26 @@
-"""Shared set-up for the benchmarks: fixed threads, and ratios against a baseline of the same run.
+"""Shared set-up for the benchmarks: fixed threads, and a table of ratios printed at the end.
 
-Each benchmark calls :func:`benchutil.role` to set its group to say whether it is the group's
-``baseline`` (PyTorch's op) or a ``candidate`` (refllm's), with an optional target ratio. At the end
-of the run a table gives, per group, median(candidate) / median(baseline) and whether it meets the
-target, with the thread count, device and load average recorded beside it; it is also written to
-``bench-ratios.json`` (or the path in ``REFLLM_BENCH_RATIOS``).
+Two kinds of rows (see ``benchutil``):
+
+- interleaved rows (``benchutil.compare`` / ``compare_memory``): candidate and baseline timed round
+  by round, alternating, in one process; the median per-round ratio with its IQR and min/max, the
+  one-thread CPU-time ratio, and peak-memory rows measured in subprocesses;
+- labelled rows (``benchutil.role``; BPE, training, scaling): median(candidate) /
+  median(baseline) of two pytest-benchmark entries of the same run.
+
+The table goes to the terminal summary (no ``-s`` needed) and, with the thread count, machine,
+date and load average, to ``bench-ratios.json`` (or the path in ``REFLLM_BENCH_RATIOS``).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
+import tempfile
 
+import benchutil
 import pytest
 import torch
 
@@ -25,9 +33,9 @@ def _fixed_threads():
     yield
 
 
-def _rows(session) -> list[dict]:
+def _labelled_rows(session) -> list[dict]:
     groups: dict[str, list] = {}
-    for bench in session.benchmarks:
+    for bench in getattr(session, "benchmarks", None) or []:
         if bench.has_error or not bench.stats:
             continue
         groups.setdefault(bench.group, []).append(bench)
@@ -42,7 +50,7 @@ def _rows(session) -> list[dict]:
                 ratio = b.stats.median / ref.stats.median
                 target = info.get("target_ratio")
                 rows.append({
-                    "group": group, "candidate": info.get("label", b.name),
+                    "kind": "labelled", "group": group, "candidate": info.get("label", b.name),
                     "baseline": ref.extra_info.get("label", ref.name),
                     "candidate_median_s": b.stats.median, "baseline_median_s": ref.stats.median,
                     "ratio": ratio, "target": target,
@@ -51,26 +59,72 @@ def _rows(session) -> list[dict]:
     return rows
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    session = getattr(config, "_benchmarksession", None)
-    if session is None or not getattr(session, "benchmarks", None):
-        return
-    rows = _rows(session)
-    if not rows:
-        return
-    env = {
-        "threads": torch.get_num_threads(), "device": "cpu", "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
+def _environment() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                       cpu)
+    except OSError:
+        pass
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "threads": THREADS, "device": "cpu", "cpu": cpu, "cores": os.cpu_count(),
+        "torch": torch.__version__, "python": platform.python_version(),
         "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
+
+
+def _verdict(row: dict) -> str:
+    if row.get("meets_target") is None:
+        return ""
+    limit = {"memory": f"<= {row.get('target_mib')} MiB",
+             "oracle": f">= {row['target']} examples/s"}.get(row["kind"], f"<= {row['target']}x")
+    return f"  target {limit}: {'met' if row['meets_target'] else 'MISSED'}"
+
+
+def format_row(row: dict) -> str:
+    """One line of the terminal table."""
+    head = f"{row['group']:<34} {row['candidate']:<16} / {row['baseline']:<16}"
+    if row["kind"] == "memory":
+        return (f"{head} peak +{row['candidate_peak_mib']:8.1f} / +{row['baseline_peak_mib']:8.1f}"
+                f" MiB{_verdict(row)}")
+    if row["kind"] == "oracle":
+        return (f"{row['candidate']:<52} threads={row['threads']} "
+                f"{row['examples_per_s']:7.1f} examples/s "
+                f"({row['examples_per_cpu_s']:.1f} per CPU s)"
+                f"{_verdict(row)}")
+    if row["kind"] == "labelled":
+        return f"{head} {row['ratio']:6.2f}x (two medians, not interleaved){_verdict(row)}"
+    return (f"{head} {row['ratio']:6.2f}x  IQR {row['ratio_q1']:.2f}-{row['ratio_q3']:.2f}"
+            f"  range {row['ratio_min']:.2f}-{row['ratio_max']:.2f}  cpu@1 "
+            f"{row['cpu1_ratio']:.2f}x{_verdict(row)}")
+
+
+def _write_atomically(path: str, payload: dict) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".bench-ratios-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    rows = benchutil.ROWS + _labelled_rows(getattr(config, "_benchmarksession", None))
+    if not rows:
+        return
+    env = _environment()
     tr = terminalreporter
-    tr.section("refllm ratios (candidate median / baseline median, same run)")
+    tr.section("refllm ratios: candidate / baseline, same process")
     tr.line(f"env: {env}")
-    for r in rows:
-        verdict = "" if r["target"] is None else (
-            f"  target <= {r['target']}: {'met' if r['meets_target'] else 'MISSED'}")
-        tr.line(f"{r['group']:<40} {r['candidate']:<28} / {r['baseline']:<28} "
-                f"= {r['ratio']:6.2f}x{verdict}")
+    tr.line("time rows: median of per-round ratios (interleaved, alternating order), IQR, "
+            "min-max; cpu@1 = CPU-time ratio at one thread")
+    for row in rows:
+        tr.line(format_row(row))
     path = os.environ.get("REFLLM_BENCH_RATIOS", "bench-ratios.json")
-    with open(path, "w") as f:
-        json.dump({"env": env, "rows": rows}, f, indent=2)
+    _write_atomically(path, {"env": env, "rows": rows})
+    tr.line(f"written to {path}")
