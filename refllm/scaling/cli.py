@@ -1,13 +1,15 @@
 """Train a ladder of GPT sizes, fit the scaling law L(N) = E + A N^-alpha, and judge it.
 
-The `cpu` preset (about 5 minutes on 2 idle cores) trains 6 widths of a 2-layer GPT (6.6k to 224k
-non-embedding parameters) on 2 million bytes of Python's standard library each, two seeds in two
-parallel processes, then fits the law to the 5 smaller sizes and checks that it predicts the
-largest one. The `h200` preset does the same with 7 larger sizes on one GPU (about 8 minutes).
+The `cpu` preset (about 4 minutes on 2 idle cores, more on a busy machine) trains 6 widths of a
+2-layer GPT (6.6k to 224k non-embedding parameters) on 2 million bytes of Python's standard
+library each, two seeds in two parallel processes, then fits the law to the 5 smaller sizes
+and checks that it predicts the largest one. The `h200` preset does the same with 7 larger sizes
+on one GPU (budget 8 minutes).
 
   $ refllm scaling --preset cpu                       # results in results/scaling-cpu/
   $ refllm scaling --preset cpu --report-only         # rebuild the table and plots from records
-  $ refllm scaling --preset my_ladder.json            # your own preset (keys of Preset)
+  $ refllm scaling --preset my_ladder.json            # your own ladder: a JSON object of
+                                                      # refllm.scaling.presets.Preset keys
   $ refllm scaling --preset h200 --shard 0/4          # one of 4 machines (or a Slurm job array)
 
 Before training it times a few steps of every size and refuses, with its estimate, a preset that
