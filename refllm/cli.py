@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--features", default=None,
                        help="comma-separated features to exercise (default: all)")
     check.add_argument("--seed", type=int, default=None)
+    check.add_argument("--threads", type=int, default=1,
+                       help="intra-op threads during the check (default 1: the fastest on its "
+                            "small examples)")
     check.add_argument("--like", default="adamw", choices=["gd", "sgd", "adam", "adamw"],
                        help="for optimizer: the torch.optim class it imitates")
     demo = sub.add_parser("demo", help="check PyTorch's own ops against refllm (float32)")
@@ -110,7 +113,7 @@ def _check(args: argparse.Namespace) -> int:
     dtype = parse_dtype(args.dtype)
     load(args.target)  # fail early, with the reason, when the target cannot be imported
     kwargs: dict[str, Any] = dict(dtype=dtype, device=args.device, examples=args.examples,
-                                  seed=args.seed, raise_on_failure=False)
+                                  seed=args.seed, raise_on_failure=False, threads=args.threads)
     if args.op == "optimizer":
         kwargs["like"] = args.like
     elif args.features is not None:

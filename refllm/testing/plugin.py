@@ -69,6 +69,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--refllm-examples", default=None, type=int,
                     help="examples per check (default: the active Hypothesis profile)")
     group.addoption("--refllm-seed", default=None, type=int, help="seed of the search")
+    group.addoption("--refllm-threads", default=1, type=int,
+                    help="intra-op threads during a check (default 1: the fastest on its small "
+                         "examples; the caller's setting is restored after)")
 
 
 class Oracle:
@@ -82,6 +85,7 @@ class Oracle:
         self.device = config.getoption("--refllm-device")
         self.examples = config.getoption("--refllm-examples")
         self.seed = config.getoption("--refllm-seed")
+        self.threads = config.getoption("--refllm-threads")
 
     def _check(self, op: str, target: Any, **kwargs: Any) -> Any:
         from refllm.testing.checks import CHECKS
@@ -93,7 +97,8 @@ class Oracle:
             dtype = parse_dtype(kwargs.pop("dtype", self.dtype_name))
         except ValueError as exc:
             raise pytest.UsageError(f"--refllm-dtype: {exc}") from None
-        options = dict(dtype=dtype, device=self.device, examples=self.examples, seed=self.seed)
+        options = dict(dtype=dtype, device=self.device, examples=self.examples, seed=self.seed,
+                       threads=self.threads)
         options.update(kwargs)
         return CHECKS[op](target, **options)
 

@@ -34,6 +34,7 @@ import torch
 from hypothesis import strategies as st
 
 from refllm.testing.checks._engine import (
+    DEFAULT_THREADS,
     Outcome,
     call_guarded,
     describe_exception,
@@ -154,7 +155,8 @@ def check_kv_cache(model_or_step_fn: Any, *, forward: ForwardFn | None = None,
                    new_cache: Callable[[], Any] | None = None,
                    dtype: torch.dtype = torch.float64, device: str = "cpu",
                    examples: int | None = None, seed: int | None = None,
-                   max_len: int = MAX_LEN, raise_on_failure: bool = True) -> Report:
+                   max_len: int = MAX_LEN, raise_on_failure: bool = True,
+                   threads: int | None = DEFAULT_THREADS) -> Report:
     """Check that cached incremental decoding gives the full forward's logits.
 
     ``model_or_step_fn``: a refllm GPT (or any module with ``forward(ids, *, attention_mask,
@@ -181,7 +183,8 @@ def check_kv_cache(model_or_step_fn: Any, *, forward: ForwardFn | None = None,
     spec = KVCacheSpec(op="kv_cache", decoder=decoder, reference=reference, target=name,
                        dtype=dtype, device=device, max_len=max_len)
     return run(spec, target=name or decoder.name or repr(model_or_step_fn), dtype=dtype,
-               device=device, examples=examples, seed=seed, raise_on_failure=raise_on_failure)
+               device=device, examples=examples, seed=seed, raise_on_failure=raise_on_failure,
+               threads=threads)
 
 
 __all__ = ["check_kv_cache", "KVCacheSpec", "PROPERTIES", "Verdict"]
