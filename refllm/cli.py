@@ -74,12 +74,7 @@ SUBCOMMANDS = [
 def _add_subcommand(sub: Any, name: str, module: str, help_text: str) -> None:
     import importlib
 
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:  # a layer not yet built (removed once all three exist)
-        if exc.name is not None and module.startswith(exc.name):
-            return
-        raise
+    mod = importlib.import_module(module)
     parser = sub.add_parser(name, help=help_text, description=mod.__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     mod.add_arguments(parser)

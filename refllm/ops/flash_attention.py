@@ -179,7 +179,7 @@ class _FlashAttention(torch.autograd.Function):
                  torch.zeros_like(mask) if wants_dmask else None)
         tensors = (q * p.scale, k, v, mask, grad_out, lse, delta)
         for i0, i1 in p.query_tiles():
-            _backward_rows(p, tensors, grads, i0, i1)
+            _backward_rows(p, tensors, grads, i0, i1)  # type: ignore[arg-type]  # None: no mask
         return *grads, None
 
 

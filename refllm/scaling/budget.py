@@ -20,11 +20,15 @@ scheduler may favour a process that has just woken up (on 2 cores at a load aver
 timed 97 ms a step in wall time and ran at 418 ms), or a burst of other work may slow the few
 timed steps tenfold. So on the CPU a step is timed in this process's CPU seconds (the work, which
 the load does not change), and scaled by the share of a core each of the W workers will get among
-the load already there (the 1-minute load average l on c cores):
+the other work already there (l runnable tasks besides this one, on c cores):
 
     slowdown = max(1, (l + W) / c)
 
-On an idle machine the factor is about 1. Measured on 2 cores: the cpu preset's steps cost 16 ms
+l is the median of the kernel's instantaneous count of runnable tasks (/proc/loadavg, fourth
+field), sampled while the steps are timed, less this process; the 1-minute load average is the
+fallback where /proc is missing. The average lags: just after ``pip install`` it still reads
+about 1 on an idle machine, which alone would add 50% to the estimate on 2 cores.
+On an idle machine the factor is 1. Measured on 2 cores: the cpu preset's steps cost 16 ms
 (d16) to 61 ms (d96) of CPU time, 185 s of work for the ladder on 2 workers (an idle run takes
 about 210 s); at a load of 6.9 the estimate is 812 s, and a sweep at loads of 5.3-8.3 took 1075 s.
 """
@@ -55,13 +59,13 @@ class Estimate:
     workers: int
     measured_s: float                  # time spent measuring
     per_worker: list[float] = field(default_factory=list)
-    load: float | None = None          # 1-minute load average when estimated
+    load: float | None = None          # other runnable tasks when estimated (see the docstring)
     slowdown: float = 1.0              # the step times' factor for the load (CPU)
 
     def describe(self) -> str:
         steps = ", ".join(f"d{d} {1e3 * s:.0f} ms" for d, s in sorted(self.step_s.items()))
         load = "" if self.slowdown == 1.0 else (
-            f", x{self.slowdown:.1f} for a load average of {self.load:.1f} on this CPU")
+            f", x{self.slowdown:.1f} for {self.load:.0f} other runnable task(s) on this CPU")
         return (f"estimated {self.wall_s:.0f} s wall for {len(self.run_s)} runs on "
                 f"{self.workers} worker(s) (time per training step: {steps}{load})")
 
@@ -103,13 +107,13 @@ def slowdown(workers: int, load: float | None, cores: int) -> float:
 def estimate(runs: list[Any], data: Any, workers: int, *, load: float | None = None) -> Estimate:
     """Time every width of ``runs`` (objects with ``.d_model``, ``.run_id``, ``.config``).
 
-    ``load``: the 1-minute load average before the sweep (default: the machine's, now)."""
+    ``load``: the other work on the machine, in runnable tasks (default: measured while timing,
+    see the module docstring)."""
     import torch
 
     start = time.perf_counter()
     on_cpu = bool(runs) and runs[0].config.device != "cuda"
-    if load is None:
-        load = _load1()
+    samples: list[float] = []
     threads = torch.get_num_threads()
     if on_cpu:
         torch.set_num_threads(1)  # as in a worker
@@ -117,9 +121,16 @@ def estimate(runs: list[Any], data: Any, workers: int, *, load: float | None = N
         by_width = {r.d_model: r.config for r in runs}
         if by_width:  # the first training of a process pays one-time costs: not a step's
             time_step(by_width[min(by_width)], data, 1, 2)
-        step_s = {d: time_step(c, data) for d, c in sorted(by_width.items())}
+        step_s = {}
+        for d, c in sorted(by_width.items()):
+            samples.append(_runnable_others())
+            step_s[d] = time_step(c, data)
+            samples.append(_runnable_others())
     finally:
         torch.set_num_threads(threads)
+    if load is None:
+        known = sorted(x for x in samples if not math.isnan(x))
+        load = known[len(known) // 2] if known else _load1()
     factor = slowdown(workers, load, os.cpu_count() or 1) if on_cpu else 1.0
     run_s = {}
     for r in runs:
@@ -144,6 +155,16 @@ def check_budget(est: Estimate, budget_s: float, spent_s: float, *, force: bool,
             f"{total:.0f} s in all (load average {_loadavg()}). Run it on a less loaded machine, "
             f"share it between machines (--shard i/n), or pass --force to run it anyway.")
     return total
+
+
+def _runnable_others() -> float:
+    """Runnable tasks on the machine now, besides this process (nan when /proc is missing)."""
+    try:
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return math.nan
+    return float(max(0, running - 1))
 
 
 def _load1() -> float | None:

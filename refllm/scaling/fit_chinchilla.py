@@ -39,7 +39,9 @@ from refllm.scaling.result import PARAMS, FitResult, log_model
 
 HUBER_DELTA = 1e-3
 TOL = {"ftol": 1e-15, "gtol": 1e-12, "maxiter": 20000, "maxfun": 50000}
-BOUNDS = [(-30.0, None), (None, None), (None, None), (0.0, 5.0), (0.0, 5.0)]  # e, a, b, alpha, beta
+E_LOWER = -30.0  # log E >= -30: E can reach (numerically) zero
+# e, a, b, alpha, beta
+BOUNDS = [(E_LOWER, None), (None, None), (None, None), (0.0, 5.0), (0.0, 5.0)]
 HOFFMANN_GRID = np.array(list(itertools.product(
     np.arange(-1.0, 1.01, 0.5), np.arange(0.0, 26.0, 5.0), np.arange(0.0, 26.0, 5.0),
     np.arange(0.0, 2.01, 0.5), np.arange(0.0, 2.01, 0.5))))  # (e, a, b, alpha, beta): 4500 rows
@@ -120,7 +122,7 @@ def fit_chinchilla(N: ArrayLike, D: ArrayLike, L: ArrayLike, *, seeds: ArrayLike
     theta = _to_params(best, ref)
     params = dict(zip(PARAMS["chinchilla"], map(float, theta)))
     residuals = log_model("chinchilla", theta, n_, d_) - y
-    on_bound = {"E": bool(best[0] <= BOUNDS[0][0] + 1e-9), "A": False, "B": False,
+    on_bound = {"E": bool(best[0] <= E_LOWER + 1e-9), "A": False, "B": False,
                 "alpha": bool(best[3] <= 1e-9 or best[3] >= 5 - 1e-9),
                 "beta": bool(best[4] <= 1e-9 or best[4] >= 5 - 1e-9)}
     replicates, cis, rep_ok = None, {}, 1.0

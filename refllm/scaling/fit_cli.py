@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise ValueError(f"path: no such file {str(path)!r}")
     if path.suffix.lower() == ".csv":
-        cols, notes = read_csv(path), []
+        cols, notes = read_csv(path), list[str]()
     else:
         cols, notes = read_records(path, X_FIELD[args.x])
     loss = _numbers(cols, "loss", path)

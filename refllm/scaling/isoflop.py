@@ -63,7 +63,7 @@ def compute_optimal(fit: FitResult, C: ArrayLike) -> Allocation:
     if fit.replicates is not None:
         _, a, b, al, be = (fit.replicates[:, i, None] for i in range(5))
         with np.errstate(all="ignore"):  # a replicate with alpha = beta = 0 has no allocation
-            n_r, d_r = chinchilla_allocation(c, a, b, al, be)
+            n_r, d_r = chinchilla_allocation(c, a, b, al, be)  # type: ignore[arg-type]  # arrays
         q = [(1 - fit.level) / 2, (1 + fit.level) / 2]
         n_lo, n_hi = np.nanquantile(n_r, q, axis=0)
         d_lo, d_hi = np.nanquantile(d_r, q, axis=0)
@@ -128,7 +128,9 @@ def isoflop_fit(C: ArrayLike, N: ArrayLike, L: ArrayLike) -> IsoFLOPResult:
         sel = group == g
         budget = float(np.exp(np.mean(np.log(c[sel]))))
         x, lo = parabola_minimum(np.log(n[sel]), loss[sel], budget)
-        budgets.append(budget), x_opt.append(x), l_opt.append(lo)
+        budgets.append(budget)
+        x_opt.append(x)
+        l_opt.append(lo)
     if len(budgets) < 2:
         raise ValueError(f"C: N_opt ~ C^a needs >= 2 compute budgets, got {len(budgets)}")
     a, log_k = np.polyfit(np.log(budgets), x_opt, 1)

@@ -3,7 +3,7 @@
 A preset fixes everything but the width ``d`` (= d_model) and the seed. For width d:
 
     n_head(d) = max(min_heads, d // head_width)
-    lr(d)     = base_lr * sqrt(base_width / d)          (a per-width rule, measured: see below)
+    lr(d)     = base_lr * (base_width / d) ** lr_exponent   (lr_exponent 1: lr ~ 1/d; see below)
     steps     = tokens // (batch_size * seq_len)        (the SAME token budget for every size)
     warmup    = round(warmup_fraction * steps),  cosine from lr(d) down to min_lr_fraction * lr(d)
 
@@ -15,10 +15,22 @@ parameters, 2 cores) ladders with D = 10 N or a fixed number of steps starve the
 bend away from a power law (R^2 0.95-0.97, held-out errors 7-18%, measured while planning issue 11);
 a fixed D for every size gives a clean law in N at that D (Kaplan's L(N) at fixed, ample D).
 
-Why lr ~ 1/sqrt(d) rather than muP: with two layers and widths 16-96, one swept base lr with the
-1/sqrt(width) rule sat near the per-width optimum at every size in the lead's measurements
-(/tmp/recipe.md, recipe r1); muP (Yang et al. 2022) would also rescale the output logits and the
-init, i.e. change the model, which the reference GPT keeps GPT-2-standard.
+Why lr ~ 1/d: the peak learning rate of Adam on hidden weights should fall as 1/width for the
+update to stay of the same size as the width grows (muP, Yang et al. 2022, "Tensor Programs V",
+Table 3), and measurement here agrees: the cpu recipe (2 layers, 2M tokens, seed 0, run by a plain
+nanoGPT-style loop of the same model and data) with
+lr = 4e-3 * sqrt(32/d) times m (final validation loss, nats/token):
+
+    m        0.5     1       2       4       8
+    d = 16   2.344   2.239   2.105   2.082   2.069
+    d = 96   1.848   1.695   1.596   1.602   1.966
+
+The best lr is about 0.045 (or more) at d = 16 and 0.005-0.009 at d = 96: a ratio of about 6-8
+for a 6x width ratio, so lr ~ 1/d, not 1/sqrt(d). lr = 0.018 * 32/d gives 0.036 at d = 16 and
+0.006 at d = 96, near both optima; it lowered every size's loss by 5-7% against the 1/sqrt(d)
+rule and the fit lost its curvature (docs/scaling.md, Results). Only the learning rate follows
+muP here: the model keeps GPT-2's standard parametrisation (init and output logits), which is
+the reference.
 
 The ``h200`` preset has not been run yet (no GPU in the session that wrote it): its sizes, token
 budget and budget are estimates, and the sweep times a few steps of every size before it starts
@@ -26,13 +38,12 @@ and refuses a preset that cannot finish within ``budget_s``.
 
 >>> p = PRESETS["cpu"]
 >>> [p.n_head(d) for d in p.widths], p.steps, round(p.lr(32), 6)
-([2, 2, 2, 3, 4, 6], 976, 0.004)
+([2, 2, 2, 3, 4, 6], 976, 0.018)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 from refllm._validation import require_int, require_real
@@ -50,6 +61,7 @@ class Preset:
     tokens: int                        # training tokens per run, the same for every size
     base_lr: float                     # peak lr at width base_width
     base_width: int
+    lr_exponent: float = 1.0           # lr(d) = base_lr * (base_width / d) ** lr_exponent
     head_width: int = 16               # n_head = max(min_heads, d // head_width)
     min_heads: int = 2
     warmup_fraction: float = 0.05
@@ -78,6 +90,7 @@ class Preset:
                      "min_heads", "eval_tokens", "workers"):
             require_int(name, getattr(self, name), low=1)
         require_real("base_lr", self.base_lr, low=0.0, low_open=True)
+        require_real("lr_exponent", self.lr_exponent, low=0.0, high=2.0)
         require_real("warmup_fraction", self.warmup_fraction, low=0.0, high=1.0, high_open=True)
         require_real("min_lr_fraction", self.min_lr_fraction, low=0.0, high=1.0)
         require_real("budget_s", self.budget_s, low=0.0, low_open=True)
@@ -100,7 +113,7 @@ class Preset:
         return max(self.min_heads, d // self.head_width)
 
     def lr(self, d: int) -> float:
-        return self.base_lr * math.sqrt(self.base_width / d)
+        return self.base_lr * (self.base_width / d) ** self.lr_exponent
 
     def train_config(self, d: int, seed: int):
         """The `refllm.train.TrainConfig` of width ``d`` and ``seed``."""
@@ -126,15 +139,15 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    # recipe r1 of /tmp/recipe.md: 6 sizes, 6.6k -> 224k non-embedding parameters (1.53 decades)
+    # 6 sizes, 6.6k -> 224k non-embedding parameters (1.53 decades), lr ~ 1/d
     "cpu": Preset(name="cpu", widths=(16, 24, 32, 48, 64, 96), n_layer=2, seq_len=64,
-                  batch_size=32, tokens=2_000_000, base_lr=4e-3, base_width=32,
+                  batch_size=32, tokens=2_000_000, base_lr=0.018, base_width=32,
                   budget_s=300.0, verdict="cpu"),
     # an estimate, not yet run: 7 sizes, 0.20M -> 12.6M non-embedding parameters (1.81 decades),
     # 4 layers, 10M tokens per run (under one pass over the 11.5M training bytes of the stdlib
     # corpus: no repeated data), the cpu preset's lr rule, bf16 autocast, fused SDPA, one H200
     "h200": Preset(name="h200", widths=(64, 96, 128, 192, 256, 384, 512), n_layer=4,
-                   seq_len=256, batch_size=64, tokens=10_000_000, base_lr=4e-3, base_width=32,
+                   seq_len=256, batch_size=64, tokens=10_000_000, base_lr=0.018, base_width=32,
                    head_width=32, min_heads=2, max_bytes=None, eval_tokens=524_288,
                    device="cuda", autocast="bf16", workers=2, budget_s=480.0, verdict="gpu"),
 }

@@ -39,6 +39,8 @@ def log_model(law: str, theta: np.ndarray, x: np.ndarray, d: np.ndarray | None =
         if law == "saturating":
             return np.logaddexp(np.log(col[0]), np.log(col[1]) - col[2] * lx)
         if law == "chinchilla":
+            if d is None:
+                raise ValueError("d: the chinchilla law needs the data sizes D, got None")
             return chinchilla_log_loss(lx, np.log(d), np.log(col[0]), np.log(col[1]),
                                        np.log(col[2]), col[3], col[4])
     raise ValueError(f"law must be one of {sorted(PARAMS)}, got {law!r}")

@@ -41,18 +41,33 @@ def test_the_pure_power_law_is_recovered_exactly(alpha, log_a, k):
     assert fit.params["A"] == pytest.approx(np.exp(log_a), rel=1e-9)
 
 
-# alpha >= 0.2: with 1% noise a smaller alpha is so weakly determined that the rounding of log N
-# alone moves the optimum by ~1e-6 (Brent locates a flat minimum to ~sqrt(eps / S''))
-@given(saturating_laws(alpha_min=0.2), st.floats(-6.0, 6.0), st.integers(0, 2**32 - 1))
-def test_rescaling_n_by_c_changes_only_a_by_c_to_the_alpha(law, log10_c, seed):
+@given(saturating_laws(), st.floats(-6.0, 6.0))
+def test_rescaling_n_by_c_changes_only_a_by_c_to_the_alpha(law, log10_c):
+    n, e, a, alpha = law
+    loss, c = saturating_power_law(n, e, a, alpha), 10.0**log10_c
+    f1, f2 = fit_power_law(n, loss, bootstrap=0), fit_power_law(c * n, loss, bootstrap=0)
+    assert f2.params["E"] == pytest.approx(f1.params["E"], rel=1e-6, abs=1e-12)
+    assert f2.params["alpha"] == pytest.approx(f1.params["alpha"], rel=1e-6)
+    assert f2.params["A"] == pytest.approx(f1.params["A"] * c ** f1.params["alpha"], rel=1e-6)
+
+
+# With noise the optimum is flat in the direction where E and alpha trade off, and a minimiser
+# locates it only to ~sqrt(eps * SSE / SSE'') (measured: up to ~1e-6 relative in E when alpha is
+# small): the well-conditioned claim is that both fits are equally good, and the parameters agree
+# to what that flatness allows.
+@given(saturating_laws(), st.floats(-6.0, 6.0), st.integers(0, 2**32 - 1))
+def test_rescaling_noisy_n_by_c_gives_an_equally_good_fit_with_a_times_c_to_the_alpha(
+        law, log10_c, seed):
     n, e, a, alpha = law
     noisy = saturating_power_law(n, e, a, alpha) * np.exp(
         0.01 * np.random.default_rng(seed).standard_normal(len(n)))
     c = 10.0**log10_c
     f1, f2 = fit_power_law(n, noisy, bootstrap=0), fit_power_law(c * n, noisy, bootstrap=0)
-    assert f2.params["E"] == pytest.approx(f1.params["E"], rel=1e-6, abs=1e-12)
-    assert f2.params["alpha"] == pytest.approx(f1.params["alpha"], rel=1e-6)
-    assert f2.params["A"] == pytest.approx(f1.params["A"] * c ** f1.params["alpha"], rel=1e-6)
+    sse1, sse2 = (float(np.sum(f.residuals**2)) for f in (f1, f2))
+    assert sse2 == pytest.approx(sse1, rel=1e-9, abs=1e-18)
+    assert f2.params["E"] == pytest.approx(f1.params["E"], rel=1e-4, abs=1e-9)
+    assert f2.params["alpha"] == pytest.approx(f1.params["alpha"], rel=1e-4)
+    assert f2.params["A"] == pytest.approx(f1.params["A"] * c ** f1.params["alpha"], rel=1e-3)
 
 
 def test_the_vectorised_golden_section_agrees_with_scipys_brent():
