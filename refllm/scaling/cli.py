@@ -6,7 +6,7 @@ library each, two seeds in two parallel processes, then fits the law to the 5 sm
 and checks that it predicts the largest one. The `h200` preset does the same with 7 larger sizes
 on one GPU (budget 8 minutes).
 
-  $ refllm scaling --preset cpu                       # results in results/scaling-cpu/
+  $ refllm scaling --preset cpu                       # results in runs/scaling-cpu/
   $ refllm scaling --preset cpu --report-only         # rebuild the table and plots from records
   $ refllm scaling --preset my_ladder.json            # your own ladder: a JSON object of
                                                       # refllm.scaling.presets.Preset keys
@@ -17,7 +17,7 @@ cannot finish within its budget here (--force runs it anyway). Every finished ru
 once to DIR/records.jsonl; running the same command again skips the finished runs, so an
 interrupted sweep (Ctrl-C, a crash, a time limit) continues where it stopped.
 
-Output folder (--out, default results/scaling-<preset>): records.jsonl, summary.json,
+Output folder (--out, default runs/scaling-<preset>): records.jsonl, summary.json,
 loss_vs_params.png (log-log, with the fit's band and the held-out size), residuals.png, runs/.
 
 Exit status: 0 when the verdict passes (or, with --shard, when this shard's runs are done), 1 when
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="cpu",
                         help="cpu, h200, or a JSON file of Preset keys (default: cpu)")
     parser.add_argument("--out", metavar="DIR",
-                        help="output folder (default: results/scaling-<preset name>)")
+                        help="output folder (default: runs/scaling-<preset name>)")
     parser.add_argument("--shard", metavar="i/n",
                         help="run only shard i of n (0 <= i < n); default: Slurm's array "
                              "variables when set, else every run")
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     preset = load_preset(args.preset)
-    out = pathlib.Path(args.out or f"results/scaling-{preset.name}")
+    out = pathlib.Path(args.out or f"runs/scaling-{preset.name}")
     shard = sw.parse_shard(args.shard) if args.shard else sw.shard_from_env()
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
