@@ -12,8 +12,6 @@ extra resident memory of one call in a fresh subprocess.
 Each measurement is appended to :data:`ROWS`; ``bench/conftest.py`` prints the table in the
 terminal summary and writes it as JSON (``bench-ratios.json`` or ``$REFLLM_BENCH_RATIOS``).
 
-``role`` is the older labelling helper (ratio of two pytest-benchmark medians, not interleaved),
-still used by the BPE, training and scaling benchmarks.
 """
 
 from __future__ import annotations
@@ -34,15 +32,6 @@ ROWS: list[dict[str, Any]] = []
 """Every row measured in this run (time and memory), in order; read by ``conftest.py``."""
 
 BENCH_DIR = Path(__file__).resolve().parent
-
-
-def role(benchmark, group: str, name: str, *, baseline: bool = False,
-         target: float | None = None) -> None:
-    """Label a benchmark: its group, its role in the group and (candidates) the target ratio."""
-    benchmark.group = group
-    benchmark.extra_info.update(
-        {"label": name, "role": "baseline" if baseline else "candidate", "target_ratio": target}
-    )
 
 
 def _quartiles(xs: list[float]) -> tuple[float, float, float]:

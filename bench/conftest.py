@@ -1,12 +1,9 @@
 """Shared set-up for the benchmarks: fixed threads, and a table of ratios printed at the end.
 
-Two kinds of rows (see ``benchutil``):
-
-- interleaved rows (``benchutil.compare`` / ``compare_memory``): candidate and baseline timed round
-  by round, alternating, in one process; the median per-round ratio with its IQR and min/max, the
-  one-thread CPU-time ratio, and peak-memory rows measured in subprocesses;
-- labelled rows (``benchutil.role``; BPE, training, scaling): median(candidate) /
-  median(baseline) of two pytest-benchmark entries of the same run.
+Every row comes from ``benchutil`` (``compare`` / ``compare_memory``, and the oracle's rows):
+candidate and baseline timed round by round, alternating, in one process; the median per-round
+ratio with its IQR and min/max, the one-thread CPU-time ratio, and peak-memory rows measured in
+subprocesses. No ratio is taken between two separately timed pytest-benchmark entries.
 
 The table goes to the terminal summary (no ``-s`` needed) and, with the thread count, machine,
 date and load average, to ``bench-ratios.json`` (or the path in ``REFLLM_BENCH_RATIOS``).
@@ -31,32 +28,6 @@ THREADS = int(os.environ.get("REFLLM_BENCH_THREADS", "2"))
 def _fixed_threads():
     torch.set_num_threads(THREADS)
     yield
-
-
-def _labelled_rows(session) -> list[dict]:
-    groups: dict[str, list] = {}
-    for bench in getattr(session, "benchmarks", None) or []:
-        if bench.has_error or not bench.stats:
-            continue
-        groups.setdefault(bench.group, []).append(bench)
-    rows = []
-    for group, benches in sorted(groups.items(), key=lambda kv: str(kv[0])):
-        base = [b for b in benches if b.extra_info.get("role") == "baseline"]
-        for b in benches:
-            info = b.extra_info
-            if info.get("role") != "candidate":
-                continue
-            for ref in base:
-                ratio = b.stats.median / ref.stats.median
-                target = info.get("target_ratio")
-                rows.append({
-                    "kind": "labelled", "group": group, "candidate": info.get("label", b.name),
-                    "baseline": ref.extra_info.get("label", ref.name),
-                    "candidate_median_s": b.stats.median, "baseline_median_s": ref.stats.median,
-                    "ratio": ratio, "target": target,
-                    "meets_target": None if target is None else ratio <= target,
-                })
-    return rows
 
 
 def _environment() -> dict:
@@ -94,8 +65,6 @@ def format_row(row: dict) -> str:
                 f"{row['examples_per_s']:7.1f} examples/s "
                 f"({row['examples_per_cpu_s']:.1f} per CPU s)"
                 f"{_verdict(row)}")
-    if row["kind"] == "labelled":
-        return f"{head} {row['ratio']:6.2f}x (two medians, not interleaved){_verdict(row)}"
     return (f"{head} {row['ratio']:6.2f}x  IQR {row['ratio_q1']:.2f}-{row['ratio_q3']:.2f}"
             f"  range {row['ratio_min']:.2f}-{row['ratio_max']:.2f}  cpu@1 "
             f"{row['cpu1_ratio']:.2f}x{_verdict(row)}")
@@ -114,7 +83,7 @@ def _write_atomically(path: str, payload: dict) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    rows = benchutil.ROWS + _labelled_rows(getattr(config, "_benchmarksession", None))
+    rows = benchutil.ROWS
     if not rows:
         return
     env = _environment()
