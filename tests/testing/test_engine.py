@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from refllm.testing import OracleFailure, check_cross_entropy, check_sdpa
+from refllm.testing import OracleFailure, check_cross_entropy, check_mse, check_sdpa
 from refllm.testing.checks import Report
 from refllm.testing.checks._engine import load, resolve
+from refllm.testing.strategies.attention import sdpa_default_calls
 
 
 def sdpa_ignoring_scale(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
@@ -95,8 +96,18 @@ def test_a_wrong_output_shape_is_its_own_property():
 def test_a_passing_check_counts_its_examples_per_property():
     report = check_sdpa(F.scaled_dot_product_attention, examples=10, seed=0,
                         raise_on_failure=False)
-    assert report.passed and report.examples == 10 and report.snippet == ""
-    assert report.property("grad wrt key").examples == 10
+    fixed = len(sdpa_default_calls())  # the default calls, judged before the 10 drawn ones
+    assert report.passed and report.examples == 10 + fixed and report.snippet == ""
+    assert report.property("grad wrt key").examples == 10 + fixed
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_the_default_call_is_judged_first_whatever_the_seed(seed):
+    from tests.testing.mutants.loss_mutants import mse_default_reduction_sum
+
+    report = check_mse(mse_default_reduction_sum, examples=1, seed=seed,
+                       raise_on_failure=False)
+    assert not report.passed and report.case.kwargs == {}, report
 
 
 def test_targets_resolve_by_name_and_unimportable_ones_are_a_clear_value_error():

@@ -7,6 +7,11 @@ number of examples), lets Hypothesis shrink the first
 disagreement to a minimal example, and builds the `Report` from the last failing call, which is
 Hypothesis' final replay of the shrunk example.
 
+Before the search, the engine judges the spec's fixed examples (``spec.explicit``: the op's
+default call, e.g. ``F.cross_entropy(logits, targets)`` with no keyword), as Hypothesis'
+``@example`` does: the same ones whatever the seed or profile, counted among the examples, not
+shrunk (they are small already). A failure there is reported as any other.
+
 ``seed=`` fixes the drawn examples: the same seed draws the same examples from a script, from
 ``python -c``, under pytest and at any thread count (`hermetic_generation`), for a given version
 of Hypothesis and refllm's strategies. Without a seed the active profile decides (``ci``:
@@ -66,6 +71,9 @@ class Spec(Protocol):
     def snippet(self, drawn: Any, failed: list[str]) -> str: ...
 
     def case_of(self, drawn: Any) -> Any: ...
+
+    # optional: fixed drawn objects (the op's default call) judged first, whatever the seed
+    # explicit: list[Any]
 
 
 class _Disagreement(AssertionError):
@@ -169,6 +177,8 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
             raise _Disagreement(", ".join(o.property for o in failed))
 
     test = given(spec.strategy())(search)
+    for drawn in reversed(getattr(spec, "explicit", [])):  # Hypothesis' @example: run first
+        test = hypothesis.example(drawn)(test)
     test = settings(_settings(examples, seed))(test)
     if seed is not None:
         test = hypothesis.seed(seed)(test)

@@ -56,6 +56,13 @@ class FunctionSpec:
     error_bounds: Callable[[Case, torch.Tensor | None, torch.dtype],
                            dict[str, torch.Tensor]] | None = None
     properties: list[str] = dataclasses.field(default_factory=list)
+    # fixed cases (the op's default call) judged before the search, whatever the seed
+    default_calls: list[Case] = dataclasses.field(default_factory=list)
+
+    @property
+    def explicit(self) -> list[tuple[Case, int]]:
+        """The fixed default calls as drawn objects (case, upstream-gradient seed)."""
+        return [(c, i) for i, c in enumerate(self.default_calls)]
 
     def __post_init__(self) -> None:
         names = ["raises on valid input", "output shape", "output dtype", "finite output",

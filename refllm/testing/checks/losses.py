@@ -8,6 +8,11 @@ The function is called as PyTorch's op is, ``fn(input, target, **kwargs)`` with 
 keywords only, and compared with :func:`refllm.ops.losses.cross_entropy` /
 :func:`refllm.ops.losses.mse_loss` run in float64: the loss, and the gradient wrt ``input`` (and,
 for MSE, wrt ``target``) under a random upstream gradient.
+
+The default calls (the language-model loss ``F.cross_entropy(logits (n, c), targets)`` with no
+keyword; ``F.mse_loss(x, y)``) are judged first on fixed inputs, then drawn in about one example in
+five (docs/oracle.md, "The default call"); not where ``reductions`` leaves out "mean" (or, for
+cross-entropy, ``features`` leaves out "index_targets").
 """
 
 from __future__ import annotations
@@ -73,18 +78,23 @@ def check_cross_entropy(fn: Callable[..., Any] | str, *, dtype: torch.dtype = to
     parameters are those of `refllm.testing.checks.check_sdpa`.
     """
     from refllm.ops import losses
-    from refllm.testing.strategies.losses import cross_entropy_cases
+    from refllm.testing.strategies.losses import (
+        cross_entropy_cases,
+        cross_entropy_default_calls,
+    )
 
     chosen = features_of(features, CROSS_ENTROPY_FEATURES, "cross-entropy")
     impl, target = resolve(fn)
     cases = cross_entropy_cases(dtype=torch.float64, reductions=tuple(reductions),
-                                max_size=max_size,
+                                max_size=max_size, write_defaults=False,
                                 **{f: f in chosen for f in CROSS_ENTROPY_FEATURES})
     spec = FunctionSpec(
         op="cross-entropy", fn=impl, target=target, reference=losses.cross_entropy,
         reference_name="refllm.ops.losses:cross_entropy", cases=cases,
         grad_inputs={"input": 0}, dtype=dtype, device=device, grads=grads,
         naive=losses.cross_entropy_naive if naive else None, floors=cross_entropy_floors,
+        default_calls=cross_entropy_default_calls(max_size=max_size)
+        if "index_targets" in chosen and "mean" in reductions else [],
     )
     return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
                seed=seed, raise_on_failure=raise_on_failure, threads=threads, features=chosen)
@@ -101,15 +111,17 @@ def check_mse(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float3
     drawn. The other parameters are those of `refllm.testing.checks.check_sdpa`.
     """
     from refllm.ops import losses
-    from refllm.testing.strategies.losses import mse_cases
+    from refllm.testing.strategies.losses import mse_cases, mse_default_calls
 
     impl, target = resolve(fn)
     spec = FunctionSpec(
         op="mse", fn=impl, target=target, reference=losses.mse_loss,
         reference_name="refllm.ops.losses:mse_loss",
-        cases=mse_cases(dtype=torch.float64, reductions=tuple(reductions), max_size=max_size),
+        cases=mse_cases(dtype=torch.float64, reductions=tuple(reductions), max_size=max_size,
+                        write_defaults=False),
         grad_inputs={"input": 0, "target": 1}, dtype=dtype, device=device, grads=grads,
         naive=losses.mse_loss_naive if naive else None,
+        default_calls=mse_default_calls(max_size=max_size) if "mean" in reductions else [],
     )
     return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
                seed=seed, raise_on_failure=raise_on_failure, threads=threads,

@@ -26,6 +26,10 @@ PyTorch disagrees with itself: with ``need_weights=True`` it applies ``attn_mask
 column, so the extra key takes part, as refllm does), with ``need_weights=False`` it drops the
 mask and calls SDPA with ``is_causal=True``, which masks the extra key from early queries.
 
+The default call (``MultiheadAttention(c, h)`` called as ``module(x, x, x)`` and with s != t) is
+judged first on fixed inputs, then drawn in about one example in five (docs/oracle.md, "The
+default call").
+
 Tolerance: :mod:`refllm.testing.checks.policy` (fixed bound for float32/float64, else the error of
 refllm's module run in the checked dtype times a factor).
 """
@@ -76,6 +80,7 @@ class MultiheadSpec:
     device: str
     cases: st.SearchStrategy
     grads: bool = True
+    explicit: list[Any] = dataclasses.field(default_factory=list)  # judged before the search
     properties: list[str] = dataclasses.field(default_factory=lambda: [
         "raises on valid input", "output shape", "finite output", "forward output",
         "attention weights", "eval-mode output", "grad wrt query", "grad wrt key",
@@ -266,18 +271,21 @@ def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
     exercise (default: :data:`DEFAULT_MULTIHEAD_FEATURES`). The other parameters are those of
     `refllm.testing.checks.check_sdpa`; ``seed`` fixes the drawn examples.
     """
-    from refllm.testing.strategies.multihead import multihead_cases
+    from refllm.testing.strategies.multihead import multihead_cases, multihead_default_calls
 
     chosen = features_of(DEFAULT_MULTIHEAD_FEATURES if features is None else features,
                          MULTIHEAD_FEATURES, "multi-head attention")
     cls, target = resolve(module)
     cases = multihead_cases(dtype=torch.float64, max_size=max_size,
-                            causal_extra_keys=False,
+                            causal_extra_keys=False, write_defaults=False,
                             **{f: f in chosen for f in MULTIHEAD_FEATURES[:-1]})
     if "fully_masked_rows" not in chosen:
         cases = cases.filter(lambda c: not bool(c.fully_masked_rows().any()))
     spec = MultiheadSpec(op="multi-head attention", cls=cls, target=target, dtype=dtype,
                          device=device, cases=cases, grads=grads)
+    defaults = multihead_default_calls(bias="bias" in chosen,
+                                       need_weights="need_weights" in chosen, max_size=max_size)
+    spec.explicit = [(case, i) for i, case in enumerate(defaults)]
     if not grads:
         spec.properties = [p for p in spec.properties if not p.startswith("grad")]
     return run(spec, target=target or repr(cls), dtype=dtype, device=device, examples=examples,

@@ -14,6 +14,10 @@ every state entry whose key both keep, as torch.optim keys them ("state 'exp_avg
 Each element is judged against the a-priori rounding-error bound of its whole trajectory in the
 checked dtype (:mod:`refllm.testing.checks.optim_error_bounds`; the rule is in
 :mod:`refllm.testing.checks.policy`).
+
+torch's default hyper-parameters (all but lr: betas (0.9, 0.999), eps 1e-8, ...) are judged first
+on fixed problems, then drawn for every param group in about one problem in five
+(docs/oracle.md, "The default call").
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class OptimizerSpec:
     problems: st.SearchStrategy
     properties: list[str] = dataclasses.field(
         default_factory=lambda: ["raises on valid input", "parameters"])
+    explicit: list[Any] = dataclasses.field(default_factory=list)  # judged before the search
 
     def strategy(self) -> st.SearchStrategy:
         return self.problems
@@ -235,7 +240,7 @@ def check_optimizer(cls: Callable[..., torch.optim.Optimizer] | str, *, like: st
     ``amsgrad=False`` for a class without it); the others are drawn in torch.optim's names.
     ``steps`` is the (min, max) number of steps drawn. The rest as in `check_sdpa`.
     """
-    from refllm.testing.strategies.optim import optimizer_problems
+    from refllm.testing.strategies.optim import optimizer_default_problems, optimizer_problems
 
     if like not in LIKES:
         raise ValueError(f"like must be one of {LIKES}, got {like!r}")
@@ -243,7 +248,9 @@ def check_optimizer(cls: Callable[..., torch.optim.Optimizer] | str, *, like: st
     problems = optimizer_problems(like=like, dtype=torch.float64, steps=steps,
                                   hyper=hyper or None)
     spec = OptimizerSpec(op=f"optimizer (like {like})", cls=impl, target=target, like=like,
-                         dtype=dtype, device=device, problems=problems)
+                         dtype=dtype, device=device, problems=problems,
+                         explicit=optimizer_default_problems(like=like, steps=steps,
+                                                             hyper=hyper or None))
     return run(spec, target=target or repr(impl), dtype=dtype, device=device, examples=examples,
                seed=seed, raise_on_failure=raise_on_failure, threads=threads, features=(like,))
 

@@ -10,6 +10,10 @@ backward (gradients wrt query, key and value under a random upstream gradient).
 Deviation: dropout is not checked. A dropped-out result depends on the random keep-mask, which a
 user's kernel draws its own way; refllm's ``generator=`` keyword is not part of PyTorch's
 signature. Check your kernel with ``dropout_p=0`` (the default here).
+
+The default calls ``sdpa(q, k, v)`` and ``sdpa(q, k, v, is_causal=True)`` (t == s) are judged
+first on fixed inputs (`refllm.testing.strategies.attention.sdpa_default_calls`), then drawn in
+about one example in five (docs/oracle.md, "The default call").
 """
 
 from __future__ import annotations
@@ -95,7 +99,7 @@ def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float
             after (default 1, the fastest on these small examples; None: leave the caller's).
     """
     from refllm.ops import attention
-    from refllm.testing.strategies.attention import sdpa_cases
+    from refllm.testing.strategies.attention import sdpa_cases, sdpa_default_calls
 
     chosen = features_of(features, SDPA_FEATURES, "sdpa")
     impl, target = resolve(fn)
@@ -110,6 +114,8 @@ def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float
         grad_inputs={"query": 0, "key": 1, "value": 2}, dtype=dtype, device=device, grads=grads,
         naive=attention.scaled_dot_product_attention_naive if naive else None,
         floors=sdpa_floors, error_bounds=sdpa_error_bounds,
+        default_calls=sdpa_default_calls(max_batch_dims=2 if "batch_dims" in chosen else 0,
+                                         max_size=max_size),
     )
     return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
                seed=seed, raise_on_failure=raise_on_failure, threads=threads, features=chosen)

@@ -24,9 +24,9 @@ import torch
 from hypothesis import strategies as st
 
 from refllm.testing.case import Case
-from refllm.testing.strategies._odds import sizes, sometimes
+from refllm.testing.strategies._odds import FeaturePlan, feature_plan, sizes, sometimes
 
-__all__ = ["cross_entropy_cases", "mse_cases"]
+__all__ = ["cross_entropy_cases", "mse_cases", "cross_entropy_default_calls", "mse_default_calls"]
 
 _REDUCTIONS = ("mean", "sum", "none")  # PyTorch's default first: drawn most often
 _mostly = sometimes(st.just(False), otherwise=st.just(True))  # a feature on, now and then off
@@ -77,11 +77,11 @@ def _class_probs(draw, shape: tuple[int, ...], class_dim: int,
     return (scores == scores.amax(dim=class_dim, keepdim=True)).to(torch.float64)
 
 
-def _class_indices(draw, target_shape: tuple[int, ...], n_classes: int, ignore: bool,
+def _class_indices(draw, target_shape: tuple[int, ...], n_classes: int, plan: FeaturePlan,
                    gen: torch.Generator) -> tuple[torch.Tensor, int | None]:
     """int64 targets in [0, C); with ``ignore``, an ignore_index and a share of ignored targets."""
     target = torch.randint(0, n_classes, target_shape, generator=gen, dtype=torch.int64)
-    if not ignore or not draw(_mostly):
+    if not plan.on(draw, "ignore_index", _mostly):
         return target, None
     ignore_index = draw(st.sampled_from([-100, -1, 0, n_classes - 1]))  # in range: a padding class
     share = draw(st.sampled_from([0.3, 0.7, 1.0, 0.0]))  # 1.0: the all-ignored batch
@@ -97,7 +97,7 @@ def cross_entropy_cases(draw, *, dtype: torch.dtype = torch.float64, k_dims: boo
                         weights: bool = True, ignore_index: bool = True,
                         label_smoothing: bool = True,
                         reductions: Sequence[str] = _REDUCTIONS, extreme_logits: bool = True,
-                        max_size: int = 6) -> Case:
+                        max_size: int = 6, write_defaults: bool = True) -> Case:
     """`Case` objects for ``F.cross_entropy(input, target, **kwargs)``.
 
     Inputs are (c), (b, c) or, with ``k_dims``, (b, c, d1[, d2]); each axis holds 1..``max_size``.
@@ -106,36 +106,54 @@ def cross_entropy_cases(draw, *, dtype: torch.dtype = torch.float64, k_dims: boo
     (``prob_targets``: softmax rows, one-hot rows or unnormalised non-negative rows). ``weights``
     draws positive class weights, ``label_smoothing`` an eps in [0, 1], ``reductions`` the allowed
     reductions and ``extreme_logits`` logits up to +-1e4. Logits are drawn in float64 and cast to
-    ``dtype``.
+    ``dtype``. About one case in five is the language-model loss call
+    ``F.cross_entropy(logits (n > 1, c), class indices)`` with no keyword, one in five uses
+    exactly one feature (`refllm.testing.strategies._odds.feature_plan`); a keyword left out is
+    PyTorch's default (mean, no weight, no smoothing, nothing ignored). ``write_defaults``: write
+    ``reduction="mean"`` out where the case leaves it at the default (the checks pass False, to
+    call exactly as a model does).
     """
     reductions = _check_reductions(reductions)
     kinds = ["index"] * index_targets + ["prob"] * prob_targets
     if not kinds:
         raise ValueError("at least one of index_targets and prob_targets must be True")
+    # the default call F.cross_entropy(logits (n, c), class indices) needs index targets and
+    # the mean; without them the keyword or the target kind is no longer optional
+    switches = {"layout": True, "prob_targets": prob_targets and index_targets,
+                "weight": weights, "ignore_index": ignore_index and index_targets,
+                "label_smoothing": label_smoothing, "reduction": "mean" in reductions}
+    plan = draw(feature_plan([n for n, on in switches.items() if on],
+                             exclusive=[("prob_targets", "ignore_index")]))
     size = sizes(max_size)
-    layouts = ["b c"] + (["b c k"] if k_dims else []) + ["c"]  # unbatched last: least often
-    layout = draw(st.sampled_from(layouts))
+    layouts = (["b c k"] if k_dims else []) + ["c"]  # unbatched last: least often
+    layout = draw(st.sampled_from(["b c", *layouts]) if plan.forced.get("layout") is None
+                  else st.sampled_from(layouts) if plan.forced["layout"] else st.just("b c"))
     n_classes = draw(size)
-    shape = (n_classes,) if layout == "c" else (draw(size), n_classes)
+    rows = st.integers(min(2, max_size), max_size) if plan.default else size  # the LM loss: n > 1
+    shape = (n_classes,) if layout == "c" else (draw(rows), n_classes)
     if layout == "b c k":
         shape += tuple(draw(st.lists(sizes(min(max_size, 3)), min_size=1, max_size=2)))
     class_dim = 0 if layout == "c" else 1
     gen = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
     logits = _logits(draw, shape, class_dim, extreme_logits, gen).to(dtype)
     kwargs: dict = {}
-    kind = draw(st.sampled_from(kinds))
+    kind = ("prob" if plan.on(draw, "prob_targets", st.booleans()) else "index") if len(
+        kinds) > 1 else kinds[0]
     if kind == "prob":
         target = _class_probs(draw, shape, class_dim, gen).to(dtype)
     else:
         target_shape = shape[:class_dim] + shape[class_dim + 1:]
-        target, ignored = _class_indices(draw, target_shape, n_classes, ignore_index, gen)
+        target, ignored = _class_indices(draw, target_shape, n_classes, plan, gen)
         if ignored is not None:
             kwargs["ignore_index"] = ignored
-    if weights and draw(_mostly):
+    if plan.on(draw, "weight", _mostly):
         log_w = torch.rand(n_classes, generator=gen, dtype=torch.float64) * 3 - 1.5
         kwargs["weight"] = log_w.exp().to(dtype)  # in [e^-1.5, e^1.5]: positive, modest
-    kwargs["reduction"] = draw(_reduction(reductions))
-    if label_smoothing and draw(_mostly):
+    if "reduction" not in plan.forced or plan.on(draw, "reduction", _mostly):
+        kwargs["reduction"] = draw(_reduction(reductions))
+    elif write_defaults:
+        kwargs["reduction"] = "mean"
+    if plan.on(draw, "label_smoothing", _mostly):
         kwargs["label_smoothing"] = draw(st.sampled_from([0.1, 1.0]) | st.floats(0.0, 1.0))
     note = f"{kind} targets, input {tuple(shape)}, kwargs {sorted(kwargs)}"
     return Case(args=(logits, target), kwargs=kwargs, note=note)
@@ -144,9 +162,11 @@ def cross_entropy_cases(draw, *, dtype: torch.dtype = torch.float64, k_dims: boo
 @st.composite
 def mse_cases(draw, *, dtype: torch.dtype = torch.float64,
               reductions: Sequence[str] = _REDUCTIONS, max_size: int = 6,
-              max_ndim: int = 3) -> Case:
+              max_ndim: int = 3, write_defaults: bool = True) -> Case:
     """`Case` objects for ``F.mse_loss(input, target, reduction=...)``: equal shapes of 0 to
-    ``max_ndim`` axes of 1..``max_size`` each, values of scale 1e-3 to 1e3, cast to ``dtype``."""
+    ``max_ndim`` axes of 1..``max_size`` each, values of scale 1e-3 to 1e3, cast to ``dtype``.
+    About a third of the cases are the default call, the mean, with ``reduction`` written out
+    as "mean" unless ``write_defaults`` is False (as the checks call: ``mse_loss(x, y)``)."""
     reductions = _check_reductions(reductions)
     ndim = draw(st.sampled_from(range(max_ndim, -1, -1)))  # the full rank first: drawn most
     shape = tuple(draw(sizes(max_size)) for _ in range(ndim))
@@ -156,6 +176,32 @@ def mse_cases(draw, *, dtype: torch.dtype = torch.float64,
     target = torch.randn(shape, generator=gen, dtype=torch.float64) * scale
     if draw(st.booleans()):  # some exact hits: zero error elements
         target = torch.where(torch.rand(shape, generator=gen) < 0.5, input, target)
-    kwargs = {"reduction": draw(_reduction(reductions))}
+    plan = draw(feature_plan(["reduction"] if "mean" in reductions else []))
+    explicit = "reduction" not in plan.forced or plan.on(draw, "reduction", _mostly)
+    kwargs = ({"reduction": draw(_reduction(reductions))} if explicit else
+              {"reduction": "mean"} if write_defaults else {})
     return Case(args=(input.to(dtype), target.to(dtype)), kwargs=kwargs,
                 note=f"input {tuple(shape)}")
+
+
+def cross_entropy_default_calls(*, max_size: int = 6) -> list[Case]:
+    """Fixed float64 examples of the language-model loss ``F.cross_entropy(logits, targets)``:
+    logits (n, c) with n > 1 rows, int64 class indices, no keyword (mean, no weight, no
+    smoothing, nothing ignored); the same whatever the seed."""
+    g = torch.Generator().manual_seed(20260702)
+    out = []
+    for n, c in ((4, 5), (6, 3)):
+        n, c = max(min(n, max_size), 1), min(c, max_size)
+        logits = torch.randn(n, c, generator=g, dtype=torch.float64)
+        target = torch.randint(0, c, (n,), generator=g, dtype=torch.int64)
+        out.append(Case(args=(logits, target), kwargs={}, note=f"default call, input {(n, c)}"))
+    return out
+
+
+def mse_default_calls(*, max_size: int = 6) -> list[Case]:
+    """Fixed float64 examples of ``F.mse_loss(input, target)`` (no keyword: the mean)."""
+    g = torch.Generator().manual_seed(20260703)
+    shapes = ((min(3, max_size), min(4, max_size)), (min(5, max_size),))
+    return [Case(args=(torch.randn(s, generator=g, dtype=torch.float64),
+                       torch.randn(s, generator=g, dtype=torch.float64)), kwargs={},
+                 note=f"default call, input {s}") for s in shapes]

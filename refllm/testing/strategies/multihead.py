@@ -33,7 +33,7 @@ import torch
 from hypothesis import strategies as st
 
 from refllm.testing.case import Case
-from refllm.testing.strategies._odds import sizes, sometimes
+from refllm.testing.strategies._odds import feature_plan, sizes, sometimes
 
 NEG_INF = float("-inf")
 
@@ -123,13 +123,21 @@ def _causal(t: int, s: int, kind: str, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(t, s, dtype=dtype).masked_fill(future, NEG_INF)
 
 
+def _optional(plan: Any, name: str, kinds: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """A mask kind, or "none": as the plan forces it, else "none" only now and then."""
+    forced = plan.forced.get(name, False)
+    if forced is None:
+        return sometimes(st.just("none"), otherwise=kinds)
+    return kinds if forced else st.just("none")
+
+
 @st.composite
 def multihead_cases(draw: st.DrawFn, *, dtype: torch.dtype = torch.float64,
                     batch_first: bool | None = None, kdim_vdim: bool = True, bias: bool = True,
                     add_bias_kv: bool = True, add_zero_attn: bool = True,
                     key_padding_mask: bool = True, attn_mask: bool = True,
                     need_weights: bool = True, causal_extra_keys: bool = True,
-                    max_size: int = 6) -> MultiheadCase:
+                    max_size: int = 6, write_defaults: bool = True) -> MultiheadCase:
     """Draw a `MultiheadCase`; each keyword set False turns one feature off (never drawn).
 
     ``batch_first=None`` draws it; ``need_weights=False`` always calls with need_weights=False
@@ -137,25 +145,40 @@ def multihead_cases(draw: st.DrawFn, *, dtype: torch.dtype = torch.float64,
     float masks and the causal mask with ``is_causal=True``; ``kdim_vdim`` draws key/value widths
     other than embed_dim (separate projection weights); ``causal_extra_keys=False`` never draws
     ``add_bias_kv``/``add_zero_attn`` together with the causal mask. Every axis is <=
-    ``max_size``.
+    ``max_size``. About one case in five is the default call (``MultiheadAttention(c, h)``
+    with PyTorch's default constructor keywords written out, called as ``module(query, key,
+    value)``), one in five uses exactly one feature, one in five exactly two (see
+    `refllm.testing.strategies._odds.feature_plan`); `multihead_default_calls` gives fixed ones.
+    ``write_defaults``: write ``need_weights=True`` out where the call leaves it at the default
+    (the checks pass False, to call ``module(query, key, value)`` exactly).
     """
+    switches = {"kdim_vdim": kdim_vdim, "bias": bias, "add_bias_kv": add_bias_kv,
+                "add_zero_attn": add_zero_attn, "key_padding_mask": key_padding_mask,
+                "attn_mask": attn_mask, "need_weights": need_weights,
+                "batch_first": batch_first is None}
+    plan = draw(feature_plan([n for n, on in switches.items() if on]))
     h = draw(sizes(min(3, max_size)))
     c = h * draw(sizes(max(1, max_size // h)))
-    b = draw(sometimes(st.none(), otherwise=sizes(min(3, max_size))))  # None: unbatched
+    batched = sizes(min(3, max_size))
+    # None: unbatched (never on the default call)
+    b = draw(batched if plan.default else sometimes(st.none(), otherwise=batched))
     t, s = draw(sizes(max_size)), draw(sizes(max_size))
     kdim = vdim = c
-    if kdim_vdim and draw(st.booleans()):
+    if plan.on(draw, "kdim_vdim", st.booleans()):
         kdim, vdim = draw(sizes(max_size)), draw(sizes(max_size))
+        if kdim == vdim == c and max_size > 1:  # the feature is on: a width other than c
+            vdim = c - 1 if c > 1 else c + 1
     # no mask only now and then (see refllm.testing.strategies._odds); drawn before the module so
     # that a causal case can leave out the extra keys (``causal_extra_keys=False``)
     am_kinds = st.sampled_from(["causal", "2d", "3d"])
-    am_kind = draw(sometimes(st.just("none"), otherwise=am_kinds)) if attn_mask else "none"
+    am_kind = draw(_optional(plan, "attn_mask", am_kinds))
     extra_keys = causal_extra_keys or am_kind != "causal"
-    init = dict(embed_dim=c, num_heads=h, dropout=0.0, bias=bias and draw(st.booleans()),
-                add_bias_kv=add_bias_kv and extra_keys and draw(st.booleans()),
-                add_zero_attn=add_zero_attn and extra_keys and draw(st.booleans()),
-                kdim=kdim, vdim=vdim, batch_first=draw(st.booleans()) if batch_first is None
-                else batch_first, dtype=dtype)
+    init = dict(embed_dim=c, num_heads=h, dropout=0.0,
+                bias=not plan.on(draw, "bias", st.booleans()) if bias else False,
+                add_bias_kv=extra_keys and plan.on(draw, "add_bias_kv", st.booleans()),
+                add_zero_attn=extra_keys and plan.on(draw, "add_zero_attn", st.booleans()),
+                kdim=kdim, vdim=vdim, batch_first=plan.on(draw, "batch_first", st.booleans())
+                if batch_first is None else batch_first, dtype=dtype)
     g = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
     with torch.random.fork_rng():
         torch.manual_seed(int(torch.randint(0, 2**31, (), generator=g)))
@@ -171,8 +194,7 @@ def multihead_cases(draw: st.DrawFn, *, dtype: torch.dtype = torch.float64,
     self_attn = kdim == vdim == c and s == t and draw(st.booleans())
     key, value = (query, query) if self_attn else (seq(s, kdim), seq(s, vdim))
     kw: dict[str, Any] = {}
-    kpm_kinds = st.sampled_from(["bool", "float"])
-    kpm_kind = draw(sometimes(st.just("none"), otherwise=kpm_kinds)) if key_padding_mask else "none"
+    kpm_kind = draw(_optional(plan, "key_padding_mask", st.sampled_from(["bool", "float"])))
     if kpm_kind != "none":
         kw["key_padding_mask"] = _mask(g, (s,) if b is None else (b, s), kpm_kind, dtype)
     if am_kind != "none":
@@ -182,11 +204,44 @@ def multihead_cases(draw: st.DrawFn, *, dtype: torch.dtype = torch.float64,
         else:
             shape = (t, s) if am_kind == "2d" else ((b or 1) * h, t, s)
             kw["attn_mask"] = _mask(g, shape, kind, dtype)
-    kw["need_weights"] = need_weights and draw(st.booleans())
-    if kw["need_weights"]:
-        kw["average_attn_weights"] = draw(st.booleans())
+    if not need_weights:
+        kw["need_weights"] = False
+    elif plan.on(draw, "need_weights", st.just(True)):  # PyTorch's default: True, averaged
+        kw["need_weights"] = draw(st.booleans())
+        if kw["need_weights"]:
+            kw["average_attn_weights"] = draw(st.booleans())
+    elif write_defaults:
+        kw["need_weights"] = True
     note = f"h={h} c={c} b={b} t={t} s={s} kdim={kdim} vdim={vdim} self_attn={self_attn}"
     return MultiheadCase(init, state, Case((query, key, value), kw, note))
 
 
-__all__ = ["MultiheadCase", "multihead_cases"]
+def multihead_default_calls(*, dtype: torch.dtype = torch.float64, bias: bool = True,
+                            need_weights: bool = True, max_size: int = 6) -> list[MultiheadCase]:
+    """Fixed default calls, the same whatever the seed: ``MultiheadAttention(c, h)`` (sequence
+    first, PyTorch's default keywords written out) called as ``module(x, x, x)`` (self-attention)
+    and ``module(query, key, value)`` with s != t. ``bias=False`` / ``need_weights=False``: the
+    caller's features exclude PyTorch's default there, so the call takes the one allowed value.
+    """
+    g = torch.Generator().manual_seed(20260705)
+    h = min(2, max_size)
+    c = h * max(1, min(3, max_size // h))
+    b, t, s = min(2, max_size), min(5, max_size), min(3, max_size)
+    init = dict(embed_dim=c, num_heads=h, dropout=0.0, bias=bias, add_bias_kv=False,
+                add_zero_attn=False, kdim=c, vdim=c, batch_first=False, dtype=dtype)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        names = torch.nn.MultiheadAttention(**{**init, "dtype": torch.float64}).state_dict()
+    kw = {} if need_weights else {"need_weights": False}
+    out = []
+    for note, lengths in (("self-attention", (t,)), ("s != t", (t, s, s))):
+        state = {k: torch.randn(v.shape, generator=g, dtype=torch.float64).to(dtype) * 0.5
+                 for k, v in names.items()}
+        seqs = [torch.randn(n, b, c, generator=g, dtype=torch.float64).to(dtype)
+                for n in lengths]
+        args = (seqs[0], seqs[0], seqs[0]) if len(seqs) == 1 else tuple(seqs)
+        out.append(MultiheadCase(init, state, Case(args, dict(kw), f"default call, {note}")))
+    return out
+
+
+__all__ = ["MultiheadCase", "multihead_cases", "multihead_default_calls"]

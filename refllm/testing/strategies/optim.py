@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 
 from refllm.testing.case import to_source
 from refllm.testing.compare import assert_close
-from refllm.testing.strategies._odds import sometimes
+from refllm.testing.strategies._odds import FeaturePlan, feature_plan, sometimes
 
 LIKES = ("gd", "sgd", "adam", "adamw")
 SHAPES = [(), (1,), (2,), (3,), (5,), (1, 1), (2, 3), (3, 2), (1, 4), (2, 1, 2)]
@@ -51,10 +51,27 @@ def _rate(low: float, high: float) -> st.SearchStrategy[float]:
     return sometimes(st.just(low), otherwise=st.floats(max(low, 1e-4), high))
 
 
+TORCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gd": {},
+    "sgd": {"momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False,
+            "maximize": False},
+    "adam": {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False,
+             "maximize": False},
+    "adamw": {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2, "amsgrad": False,
+              "maximize": False},
+}
+"""torch.optim's default hyper-parameters (torch 2.x) of each kind, all but lr (which has none
+worth testing at: every run sets its own)."""
+
+
 def hyper_parameters(*, like: str = "adamw") -> st.SearchStrategy[dict[str, Any]]:
     """Valid keyword arguments of ``torch.optim.<like>`` (``like="gd"``: just ``lr``).
 
-    Weight decay and momentum are mostly non-zero; nesterov, amsgrad and maximize are drawn too.
+    About one draw in five is torch's defaults (`TORCH_DEFAULTS`) with a drawn lr, one in five
+    departs from them in exactly one hyper-parameter, one in five in exactly two (see
+    `refllm.testing.strategies._odds.feature_plan`); the rest draw each freely: weight decay and
+    momentum mostly non-zero, nesterov, amsgrad and maximize too. The defaults are written out in
+    the dict (refllm's rules and error bounds read them), with the values torch would take.
     """
     if like not in LIKES:
         raise ValueError(f"like must be one of {LIKES}, got {like!r}")
@@ -63,28 +80,51 @@ def hyper_parameters(*, like: str = "adamw") -> st.SearchStrategy[dict[str, Any]
 
 @functools.cache
 def _hyper_parameters(like: str) -> st.SearchStrategy[dict[str, Any]]:
+    return feature_plan(list(TORCH_DEFAULTS[like]), exclusive=[("dampening", "nesterov")]).flatmap(
+        lambda plan: _group_hyper(like, plan))
+
+
+def _group_hyper(like: str, plan: FeaturePlan) -> st.SearchStrategy[dict[str, Any]]:
     if like == "gd":
         return st.fixed_dictionaries({"lr": _rate(0.0, 0.5)})
     if like == "sgd":
-        return _sgd_hyper()
-    return st.fixed_dictionaries({
-        "lr": _rate(0.0, 0.1),
-        "betas": st.tuples(_rate(0.0, 0.999), _rate(0.0, 0.999)),
-        "eps": st.floats(1e-10, 1e-2),
-        "weight_decay": _rate(0.0, 0.2),
-        "amsgrad": st.booleans(),
-        "maximize": st.booleans(),
-    })
+        return _sgd_hyper(plan)
+    defaults = TORCH_DEFAULTS[like]
+    drawn = {"betas": st.tuples(_rate(0.0, 0.999), _rate(0.0, 0.999)),
+             "eps": st.floats(1e-10, 1e-2), "weight_decay": _rate(0.0, 0.2),
+             "amsgrad": st.booleans(), "maximize": st.booleans()}
+    flags = ("amsgrad", "maximize")  # on means True
+    chosen = {k: (drawn[k] if plan.forced[k] is None else
+                  st.just(True) if k in flags and plan.forced[k] else
+                  drawn[k] if plan.forced[k] else st.just(defaults[k])) for k in drawn}
+    return st.fixed_dictionaries({"lr": _rate(0.0, 0.1), **chosen})
 
 
 @st.composite
-def _sgd_hyper(draw: st.DrawFn) -> dict[str, Any]:
-    momentum = draw(_rate(0.0, 0.99))
-    nesterov = momentum > 0 and draw(st.booleans())
-    dampening = 0.0 if nesterov else draw(_rate(0.0, 0.9))
+def _sgd_hyper(draw: st.DrawFn, plan: FeaturePlan) -> dict[str, Any]:
+    forced = plan.forced
+    nesterov_on = forced["nesterov"]
+    if forced["momentum"] is None and nesterov_on is None:
+        momentum = draw(_rate(0.0, 0.99))
+    elif forced["momentum"] or nesterov_on:  # Nesterov needs momentum
+        momentum = draw(st.floats(1e-4, 0.99))
+    else:
+        momentum = 0.0
+    if nesterov_on is None:
+        nesterov = momentum > 0 and draw(st.booleans())
+    else:
+        nesterov = bool(nesterov_on)
+    if nesterov or forced["dampening"] is False:
+        dampening = 0.0
+    else:
+        dampening = draw(_rate(0.0, 0.9) if forced["dampening"] is None else
+                         st.floats(1e-4, 0.9))
+    wd = forced["weight_decay"]
+    weight_decay = draw(_rate(0.0, 0.2) if wd is None else st.floats(1e-4, 0.2)) if wd is not \
+        False else 0.0
+    maximize = draw(st.booleans()) if forced["maximize"] is None else forced["maximize"]
     return {"lr": draw(_rate(0.0, 0.5)), "momentum": momentum, "dampening": dampening,
-            "nesterov": nesterov, "weight_decay": draw(_rate(0.0, 0.2)),
-            "maximize": draw(st.booleans())}
+            "nesterov": nesterov, "weight_decay": weight_decay, "maximize": maximize}
 
 
 MISSING_ODDS = 1 / 10  # how often a gradient is None (besides the parameter that never gets one)
@@ -235,7 +275,9 @@ def optimizer_problems(draw: st.DrawFn, *, like: str = "adamw", dtype: torch.dty
     owner = [draw(st.integers(0, n_groups - 1)) for _ in range(n)]
     groups = [[i for i in range(n) if owner[i] == g] for g in range(n_groups)]
     groups = [g for g in groups if g]
-    hyper_strategy = _hyper_strategy(like, hyper)  # built (and validated) once, drawn per group
+    # one plan for the whole problem: on the default call every group has torch's defaults
+    plan = draw(feature_plan(list(TORCH_DEFAULTS[like]), exclusive=[("dampening", "nesterov")]))
+    hyper_strategy = _hyper_strategy(like, hyper, plan)  # built (and validated) once
     hypers = [draw(hyper_strategy) for _ in groups]
     lo, hi = steps
     n_steps = draw(sometimes(st.just(lo), otherwise=st.integers(min(lo + 1, hi), hi)))
@@ -256,11 +298,39 @@ def optimizer_problems(draw: st.DrawFn, *, like: str = "adamw", dtype: torch.dty
     return OptimizerProblem(like, params, groups, hypers, grads, at)
 
 
-def _hyper_strategy(like: str, hyper: Any) -> st.SearchStrategy[dict[str, Any]]:
+def _hyper_strategy(like: str, hyper: Any,
+                    plan: FeaturePlan) -> st.SearchStrategy[dict[str, Any]]:
     if isinstance(hyper, st.SearchStrategy):
         return hyper
-    base = hyper_parameters(like=like)
+    base = _group_hyper(like, plan)
     if hyper is None:
         return base
     fixed = {k: v if isinstance(v, st.SearchStrategy) else st.just(v) for k, v in hyper.items()}
     return st.tuples(base, st.fixed_dictionaries(fixed)).map(lambda ab: {**ab[0], **ab[1]})
+
+
+def optimizer_default_problems(*, like: str = "adamw", dtype: torch.dtype = torch.float64,
+                               steps: tuple[int, int] = (1, 25),
+                               hyper: Any = None) -> list[OptimizerProblem]:
+    """Fixed problems on torch's default hyper-parameters (`TORCH_DEFAULTS`), the same whatever
+    the seed: one param group, then two groups with different lr, every gradient present.
+
+    ``hyper``: a dict's plain values are laid over the defaults (its strategies are not drawn
+    here); for a strategy of hyper-parameters there is no fixed problem (an empty list).
+    """
+    if like not in LIKES:
+        raise ValueError(f"like must be one of {LIKES}, got {like!r}")
+    if isinstance(hyper, st.SearchStrategy):
+        return []
+    fixed = {k: v for k, v in (hyper or {}).items() if not isinstance(v, st.SearchStrategy)}
+    lr = 0.1 if like in ("gd", "sgd") else 1e-2
+    g = torch.Generator().manual_seed(20260704)
+    shapes = [(2, 3), (5,), ()]
+    n_steps = max(steps[0], min(steps[1], 6))
+    out = []
+    for groups, lrs in (([[0, 1, 2]], [lr]), ([[0, 2], [1]], [lr, lr / 3])):
+        hypers = [{"lr": r, **TORCH_DEFAULTS[like], **fixed} for r in lrs]
+        params = [_values(s, g, dtype) for s in shapes]
+        grads = [[_values(s, g, dtype) for s in shapes] for _ in range(n_steps)]
+        out.append(OptimizerProblem(like, params, groups, hypers, grads, None))
+    return out

@@ -397,3 +397,23 @@ def key_grad_missing_scale(query, key, value, attn_mask=None, dropout_p=0.0, is_
 
 
 CORRECT = [eager_attention, flash_attention, attention_with_custom_backward]
+
+
+# ----------------------------------------------------------------------------- the default call
+class _QueryGradUnscaledFn(_AttentionFn):
+    @staticmethod
+    def backward(ctx, grad_out):
+        d_query, d_key, d_value, _, _ = _AttentionFn.backward(ctx, grad_out)
+        return d_query / ctx.scale, d_key, d_value, None, None  # BUG: dQ = dS K, scale lost
+
+
+def unmasked_fast_path_query_grad_unscaled(query, key, value, attn_mask=None, dropout_p=0.0,
+                                           is_causal=False, scale=None, enable_gqa=False):
+    # A fused kernel for the plain (b, h, t, d) call sdpa(q, k, v) (no mask, not causal, the
+    # default scale) with its own backward; every other call takes the correct math path.
+    plain = attn_mask is None and not is_causal and scale is None and not enable_gqa
+    if not (plain and query.dim() == 4):
+        return attention_with_custom_backward(query, key, value, attn_mask, dropout_p,
+                                              is_causal, scale, enable_gqa)
+    bias = torch.zeros(query.size(-2), key.size(-2), dtype=query.dtype)
+    return _QueryGradUnscaledFn.apply(query, key, value, bias, _scale(query, None))

@@ -314,3 +314,28 @@ def mse_target_grad_wrong_sign(input, target, reduction="mean"):
 
 CORRECT_CE = [cross_entropy, cross_entropy_fused]
 CORRECT_MSE = [mse_loss, mse_loss_fused]
+
+
+# ----------------------------------------------------------------------------- the default call
+class _CELanguageModelFn(_FusedCE):
+    @staticmethod
+    def backward(ctx, grad_loss):
+        p, t, denom = ctx.saved_tensors
+        # BUG: the mean's divisor is the number of logits (n * C), not of rows (n)
+        grad = (p - t) * (grad_loss / p.numel())
+        return grad, None, None, None, None, None
+
+
+def ce_language_model_path_grad_over_logits(input, target, weight=None, ignore_index=-100,
+                                            reduction="mean", label_smoothing=0.0):
+    # A fused kernel for the language-model loss F.cross_entropy(logits (n, C), targets): mean,
+    # no weight, no smoothing, the default ignore_index; other calls take the general backward.
+    lm = (weight is None and label_smoothing == 0.0 and reduction == "mean"
+          and ignore_index == -100 and input.dim() == 2 and not target.is_floating_point())
+    fn = _CELanguageModelFn if lm else _FusedCE
+    return fn.apply(input, target, weight, ignore_index, reduction, label_smoothing)
+
+
+def mse_default_reduction_sum(input, target, reduction="sum"):
+    # A wrong default: mse_loss(x, y) must be the mean; every explicit reduction is right.
+    return mse_loss(input, target, reduction)

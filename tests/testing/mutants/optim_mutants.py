@@ -349,3 +349,36 @@ class AdamWStepsOnMissingGrads(AdamW):
 
 
 CORRECT = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+
+
+# ----------------------------------------------------------------------------- the default call
+class AdamDefaultBetasTypo(Adam):
+    """At torch's default betas (0.9, 0.999) the bias corrections come from precomputed
+    constants, one of them mistyped; any other betas take the general formula."""
+
+    def update(self, p, grad, state, group):
+        if tuple(group["betas"]) != (0.9, 0.999):
+            return super().update(p, grad, state, group)
+        self._init(p, state, group)
+        lr, wd = group["lr"], group["weight_decay"]
+        g = -grad if group["maximize"] else grad
+        if self.decoupled:
+            p.mul_(1 - lr * wd)
+        elif wd:
+            g = g + wd * p
+        state["step"] += 1
+        t = state["step"].item()
+        m = state["exp_avg"].mul_(0.9).add_(g, alpha=0.1)
+        v = state["exp_avg_sq"].mul_(0.999).addcmul_(g, g, value=0.001)
+        if group["amsgrad"]:
+            v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+        denom = v.sqrt() / math.sqrt(1 - 0.99**t) + group["eps"]  # BUG: 0.99, not 0.999
+        p.addcdiv_(m, denom, value=-lr / (1 - 0.9**t))
+
+
+class AdamWDefaultBetasTypo(AdamDefaultBetasTypo):
+    decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, maximize=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)

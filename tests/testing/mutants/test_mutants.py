@@ -100,6 +100,8 @@ MUTANTS = [
          passes=(*FWD, "grad wrt value")),
     sdpa(A.key_grad_missing_scale, caught=("grad wrt key",),
          passes=(*FWD, "grad wrt query", "grad wrt value")),
+    sdpa(A.unmasked_fast_path_query_grad_unscaled, caught=("grad wrt query",),
+         passes=(*FWD, "grad wrt key", "grad wrt value")),
     # multi-head attention
     mha(M.HeadsSplitHeadMinor),
     mha(M.ScaleByModelWidth),
@@ -123,12 +125,14 @@ MUTANTS = [
     ce(L.ce_reduction_none_returns_sum, caught=("output shape",)),
     ce(L.ce_mean_grad_not_divided, caught=("grad wrt input",), passes=FWD),
     ce(L.ce_none_grad_reads_one_upstream, caught=("grad wrt input",), passes=FWD),
+    ce(L.ce_language_model_path_grad_over_logits, caught=("grad wrt input",), passes=FWD),
     # mean squared error
     mse(L.mse_mean_divides_by_batch, caught=(*FWD, "grad wrt input", "grad wrt target")),
     mse(L.mse_grad_missing_factor_two, caught=("grad wrt input", "grad wrt target"),
         passes=FWD),
     mse(L.mse_target_grad_wrong_sign, caught=("grad wrt target",),
         passes=(*FWD, "grad wrt input")),
+    mse(L.mse_default_reduction_sum),
     # SGD
     opt(O.SGDDampensFirstStep, "sgd", caught=("parameters", "state 'momentum_buffer'")),
     opt(O.SGDNesterovStepsWithBuffer, "sgd"),
@@ -147,6 +151,9 @@ MUTANTS = [
     opt(O.AdamWDecayAfterUpdate, "adamw"),
     opt(O.AdamWStepsOnMissingGrads, "adamw",
         caught=("parameters", "state 'step'", "state 'exp_avg'", "state 'exp_avg_sq'")),
+    # wrong only on the default call (docs/oracle.md, "The default call")
+    opt(O.AdamDefaultBetasTypo, "adam"),
+    opt(O.AdamWDefaultBetasTypo, "adamw"),
 ]
 
 CORRECT = [
