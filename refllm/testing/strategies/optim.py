@@ -331,6 +331,7 @@ def optimizer_default_problems(*, like: str = "adamw", dtype: torch.dtype = torc
     for groups, lrs in (([[0, 1, 2]], [lr]), ([[0, 2], [1]], [lr, lr / 3])):
         hypers = [{"lr": r, **TORCH_DEFAULTS[like], **fixed} for r in lrs]
         params = [_values(s, g, dtype) for s in shapes]
-        grads = [[_values(s, g, dtype) for s in shapes] for _ in range(n_steps)]
+        grads: list[list[torch.Tensor | None]] = [
+            [_values(s, g, dtype) for s in shapes] for _ in range(n_steps)]
         out.append(OptimizerProblem(like, params, groups, hypers, grads, None))
     return out
