@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--dtype", default="float32", help="float64, float32, bf16 or fp16")
     check.add_argument("--device", default="cpu")
     check.add_argument("--examples", type=int, default=None,
-                       help="examples to draw (default: the Hypothesis profile's)")
+                       help="examples to draw (default 40, refllm.testing.settings."
+                            "DEFAULT_EXAMPLES, or the active refllm profile's)")
     check.add_argument("--features", default=None,
                        help="comma-separated features to exercise (default: all)")
     check.add_argument("--seed", type=int, default=None)

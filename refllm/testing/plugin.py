@@ -8,8 +8,8 @@ Options (all optional): ``--refllm-sdpa=module:function``, ``--refllm-cross-entr
 ``--refllm-mse=...``, ``--refllm-optimizer=module:Class`` with ``--refllm-optimizer-like=adamw``,
 ``--refllm-multihead=module:Class`` (a ``torch.nn.MultiheadAttention``-compatible class),
 ``--refllm-dtype=float32`` (float64, float32, bfloat16, float16 or bf16, fp16, ...),
-``--refllm-device=cpu``, ``--refllm-examples=N`` and ``--refllm-seed=N`` (which fixes the drawn
-examples).
+``--refllm-device=cpu``, ``--refllm-examples=N`` (default 40, as for the checks: see
+:mod:`refllm.testing.settings`) and ``--refllm-seed=N`` (which fixes the drawn examples).
 
 The ``refllm_oracle`` fixture runs a check; a target given in the call wins over the option::
 
@@ -67,7 +67,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--refllm-dtype", default="float32", help="dtype of the checked inputs")
     group.addoption("--refllm-device", default="cpu", help="device of the checked inputs")
     group.addoption("--refllm-examples", default=None, type=int,
-                    help="examples per check (default: the active Hypothesis profile)")
+                    help="examples per check (default 40, refllm.testing.settings."
+                         "DEFAULT_EXAMPLES, or the active refllm profile's)")
     group.addoption("--refllm-seed", default=None, type=int, help="seed of the search")
     group.addoption("--refllm-threads", default=1, type=int,
                     help="intra-op threads during a check (default 1: the fastest on its small "

@@ -2,8 +2,9 @@
 
 A *spec* (one per op: :mod:`.sdpa`, :mod:`.losses`, ...) knows how to draw an example, how to judge
 the user's implementation on it (a list of `Outcome`, one per property) and how to write a repro
-snippet. The engine runs the Hypothesis search with the active settings profile (or an explicit
-number of examples), lets Hypothesis shrink the first
+snippet. The engine runs the Hypothesis search with the active settings profile, for ``examples``
+examples (default `refllm.testing.settings.default_examples`: 40, `DEFAULT_EXAMPLES`, or the
+active refllm profile's count), lets Hypothesis shrink the first
 disagreement to a minimal example, and builds the `Report` from the last failing call, which is
 Hypothesis' final replay of the shrunk example.
 
@@ -46,6 +47,7 @@ from refllm.testing.checks.report import (
     PropertyResult,
     Report,
 )
+from refllm.testing.settings import default_examples
 
 
 @dataclasses.dataclass
@@ -142,11 +144,13 @@ def _getattr_path(obj: Any, path: str) -> Any:
     return obj
 
 
-def import_lines(name: str, alias: str = "fn") -> str:
-    """Snippet lines that bind ``alias`` to the user's object (or a placeholder to fill in)."""
+def import_lines(name: str, alias: str = "fn", obj: Any = None) -> str:
+    """Snippet lines that bind ``alias`` to the user's object, imported by ``name``; without a
+    name, what the user must fill in for ``obj`` (`refllm.testing.checks._binding.bind_lines`)."""
     if not name:
-        return (f"{alias} = None  # TODO: your implementation here (it could not be imported "
-                "by name)")
+        from refllm.testing.checks._binding import bind_lines
+
+        return bind_lines(obj, alias)
     mod, _, qual = name.partition(":")
     if "." in qual:
         return f"import {mod}\n{alias} = {mod}.{qual}"
@@ -241,10 +245,9 @@ def _settings(examples: int | None, seed: int | None) -> settings:
         # the report never shows, and it took 28 of 42 s of a failing optimizer check
         phases=tuple(p for p in current.phases if p != Phase.explain),
     )
-    if examples is not None:
-        if examples < 1:
-            raise ValueError(f"examples must be a positive number of examples, got {examples!r}")
-        kwargs["max_examples"] = examples
+    if examples is not None and examples < 1:
+        raise ValueError(f"examples must be a positive number of examples, got {examples!r}")
+    kwargs["max_examples"] = default_examples() if examples is None else examples
     if seed is not None:
         kwargs["derandomize"] = False
     return settings(current, **kwargs)

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from refllm.testing.case import Case, to_source
 from refllm.testing.checks._engine import Outcome, call_guarded, describe_exception, import_lines
+from refllm.testing.checks._gradients import gradients
 from refllm.testing.checks.policy import LOW_PRECISION, compare
 from refllm.testing.compare import assert_close
 from refllm.testing.tolerances import LOW_PRECISION_FACTOR, LOW_PRECISION_GRAD_FACTOR
@@ -104,8 +105,13 @@ class FunctionSpec:
         live = [t for t in leaves if t is not None]
         if (g is not None and live and isinstance(out, torch.Tensor) and out.requires_grad
                 and out.shape == g.shape):  # a wrong shape is reported as such, not as a crash
-            got = iter(torch.autograd.grad(out, live, g.to(out.dtype).to(out.device),
-                                           allow_unused=True))
+
+            def rerun() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+                fresh = case.map_tensors(
+                    lambda t: t.detach().clone().requires_grad_() if t.requires_grad else t)
+                return [fresh.call(fn)], [t for t in self._leaves(fresh) if t is not None]
+
+            got = iter(gradients([out], live, [g.to(out.dtype).to(out.device)], rerun))
             grads = [next(got) if t is not None else None for t in leaves]
         return out, grads
 
@@ -272,7 +278,7 @@ def render_snippet(spec: FunctionSpec, case: Case, g: torch.Tensor | None,
     ref_mod, _, ref_name = spec.reference_name.partition(":")
     return SNIPPET.format(
         op=spec.op, target=spec.target or repr(spec.fn), failed=", ".join(failed),
-        import_fn=import_lines(spec.target), ref_mod=ref_mod, ref_name=ref_name,
+        import_fn=import_lines(spec.target, "fn", spec.fn), ref_mod=ref_mod, ref_name=ref_name,
         dtype=spec.dtype, device=spec.device, args=to_source(case.args),
         kwargs=to_source(case.kwargs), grad_output=to_source(g) if g is not None else "None",
         grad_inputs=repr(dict(spec.grad_inputs) if spec.grads else {}),

@@ -54,6 +54,7 @@ from refllm.testing.checks._engine import (
     run,
 )
 from refllm.testing.checks._function import _judge, _upstream
+from refllm.testing.checks._gradients import gradients
 from refllm.testing.checks.report import Report
 from refllm.testing.checks.sdpa import features_of
 from refllm.testing.tolerances import LOW_PRECISION_GRAD_FACTOR
@@ -92,9 +93,9 @@ class MultiheadSpec:
     def case_of(self, drawn: tuple[Any, int]) -> Any:
         return drawn[0].to(self.dtype)
 
-    def _forward(self, cls: Any, case: Any, dtype: torch.dtype, device: str,
-                 g: tuple[torch.Tensor, torch.Tensor | None] | None):
-        """Build, load, call (training mode); the outputs and the grads by leaf name."""
+    def _call(self, cls: Any, case: Any, dtype: torch.dtype,
+              device: str) -> tuple[torch.nn.Module, Any, Any, Leaves]:
+        """Build, load and call the module (training mode); its outputs and input leaves."""
         module = case.build(cls, dtype=dtype, device=device)
         module.train()
         q, k, v = (x.detach().to(device, dtype) for x in case.forward.args)
@@ -105,16 +106,29 @@ class MultiheadSpec:
             q, k, v = q.requires_grad_(), k.requires_grad_(), v.requires_grad_()
             leaves = {"query": q, "key": k, "value": v}
         out, weights = module(q, k, v, **kw)
+        return module, out, weights, leaves
+
+    def _forward(self, cls: Any, case: Any, dtype: torch.dtype, device: str,
+                 g: tuple[torch.Tensor, torch.Tensor | None] | None):
+        """Build, load, call (training mode); the outputs and the grads by leaf name."""
+        module, out, weights, leaves = self._call(cls, case, dtype, device)
         grads: dict[str, torch.Tensor | None] = {}
         if self.grads and g is not None:
-            params = dict(module.named_parameters())
-            names = list(leaves) + [f"parameter {n!r}" for n in params]
-            tensors = list(leaves.values()) + list(params.values())
-            outs, ups = [out], [g[0].to(device, out.dtype)]
-            if weights is not None and g[1] is not None and weights.shape == g[1].shape:
-                outs.append(weights)
-                ups.append(g[1].to(device, weights.dtype))
-            got = torch.autograd.grad(outs, tensors, ups, allow_unused=True)
+            g_weights = g[1]
+            with_weights = (weights is not None and g_weights is not None
+                            and weights.shape == g_weights.shape)
+            ups = [g[0].to(device, out.dtype)]
+            if with_weights and g_weights is not None:
+                ups.append(g_weights.to(device, weights.dtype))
+
+            def tensors(m: torch.nn.Module, o: Any, w: Any, lv: Leaves) -> tuple[list, list]:
+                return [o, w] if with_weights else [o], list(lv.values()) + list(m.parameters())
+
+            def rerun() -> tuple[list, list]:  # reentrant checkpointing: see _gradients
+                return tensors(*self._call(cls, case, dtype, device))
+
+            names = list(leaves) + [f"parameter {n!r}" for n, _ in module.named_parameters()]
+            got = gradients(*tensors(module, out, weights, leaves), ups, rerun)
             grads = dict(zip(names, got))
         return module, out, weights, grads
 
@@ -198,7 +212,7 @@ class MultiheadSpec:
         case = drawn[0].to(self.dtype)
         init = {k: v for k, v in case.init_kwargs.items() if k != "dtype"}
         return SNIPPET.format(target=self.target or repr(self.cls), failed=", ".join(failed),
-                              import_cls=import_lines(self.target, "Module"),
+                              import_cls=import_lines(self.target, "Module", self.cls),
                               init=to_source(init), state=to_source(case.state_dict),
                               args=to_source(case.forward.args),
                               kwargs=to_source(case.forward.kwargs),

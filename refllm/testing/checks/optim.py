@@ -102,7 +102,7 @@ class OptimizerSpec:
         lp = _cast(problem, self.dtype, "cpu")
         return SNIPPET.format(
             target=self.target or repr(self.cls), failed=", ".join(failed),
-            import_cls=import_lines(self.target, "Optimizer"), like=self.like,
+            import_cls=import_lines(self.target, "Optimizer", self.cls), like=self.like,
             problem=lp.snippet(), dtype=self.dtype, device=self.device,
         )
 

@@ -87,7 +87,8 @@ def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float
 
     Parameters:
         dtype, device: what the inputs are cast to before ``fn`` sees them.
-        examples: how many examples Hypothesis draws (default: the active settings profile).
+        examples: how many examples Hypothesis draws (default 40, `DEFAULT_EXAMPLES` of
+            :mod:`refllm.testing.settings`, or the active refllm profile's count).
         features: which of :data:`SDPA_FEATURES` to exercise (default: all).
         grads: also compare the gradients wrt query, key and value.
         seed: fix the drawn examples (the same examples in any program, any thread count).
