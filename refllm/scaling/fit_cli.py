@@ -46,7 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_records(path: pathlib.Path, x_field: str) -> tuple[dict[str, list[Any]], list[str]]:
-    """Columns N, D, C, seed, loss from run records; and notes on what was skipped."""
+    """Columns N, D, C, seed, loss from run records; and notes on what was skipped.
+
+    Not `refllm.train.records.read_records`: that one drops a last line without a newline (a torn
+    write of its own appends), while a user's hand-written file may simply end without one."""
     cols: dict[str, list[Any]] = {k: [] for k in ("N", "D", "C", "seed", "loss")}
     skipped: dict[str, int] = {}
     for i, line in enumerate(path.read_text().splitlines(), 1):
