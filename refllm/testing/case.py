@@ -117,6 +117,20 @@ class Case:
 
         return self.map_tensors(conv)
 
+    def describe(self) -> str:
+        """One line: tensor shapes and dtypes, other values as written, e.g.
+        ``(float32[2, 3, 5, 4], ...), is_causal=True``."""
+
+        def show(v: Any) -> str:
+            if isinstance(v, torch.Tensor):
+                return f"{str(v.dtype).removeprefix('torch.')}{list(v.shape)}"
+            if isinstance(v, (tuple, list)):
+                return "(" + ", ".join(show(x) for x in v) + ")"
+            return repr(v)
+
+        parts = [show(a) for a in self.args] + [f"{k}={show(v)}" for k, v in self.kwargs.items()]
+        return "(" + ", ".join(parts) + ")"
+
     def snippet(self, fn_name: str = "fn") -> str:
         """A runnable Python snippet that rebuilds this case and calls ``fn_name`` on it."""
         return (

@@ -28,8 +28,11 @@ docs/oracle.md). ``threads=None`` leaves the caller's setting alone.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import importlib
+import logging
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -37,7 +40,7 @@ import hypothesis
 import torch
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
-from hypothesis.errors import Flaky
+from hypothesis.errors import Flaky, Unsatisfiable
 
 from refllm._validation import require_int
 from refllm.testing.checks.policy import Verdict
@@ -82,6 +85,18 @@ class _Disagreement(AssertionError):
     pass
 
 
+class _Unsupported(Exception):
+    """The target refused a drawn input with an exception the check treats as "unsupported"."""
+
+
+UNSUPPORTED_ERRORS: tuple[type[BaseException], ...] = (NotImplementedError,)
+"""Exceptions that mean "this kernel does not support that input", not "wrong answer", unless a
+spec (a contract) names others: the example is reported as unsupported, never as a pass."""
+
+_refused: contextvars.ContextVar[tuple[type[BaseException], ...]] = contextvars.ContextVar(
+    "refllm_unsupported", default=())
+
+
 DEFAULT_THREADS = 1
 """Intra-op threads of a check unless the caller passes ``threads=`` (see the module docs)."""
 
@@ -109,18 +124,30 @@ def resolve(target: Any) -> tuple[Any, str]:
     """``(object, "module:name")`` for a callable/class or a ``"module:name"`` string.
 
     The name is ``""`` when the object cannot be imported back by name (a lambda, a local function):
-    the repro snippet then asks the user to define ``fn`` themselves.
+    the repro snippet then asks the user to define ``fn`` themselves. Anything else (``42``, a
+    tensor) is a `TypeError` naming what was passed, before any example runs.
     """
     if isinstance(target, str):
-        return load(target), target
+        obj = load(target)
+        if not callable(obj):
+            raise TypeError(f"target {target!r} must name a function or class, got "
+                            f"{type(obj).__name__}")
+        return obj, target
+    if not callable(target):
+        raise TypeError(f"the checked implementation must be a function or class (or a "
+                        f"'module:name' string), got {type(target).__name__}: {target!r:.80}")
+    return target, _name_of(target)
+
+
+def _name_of(target: Any) -> str:
     mod, qual = getattr(target, "__module__", None), getattr(target, "__qualname__", None)
     if mod and qual and "<" not in qual:
         try:
             if _getattr_path(importlib.import_module(mod), qual) is target:
-                return target, f"{mod}:{qual}"
+                return f"{mod}:{qual}"
         except (ImportError, AttributeError):
             pass
-    return target, ""
+    return ""
 
 
 def load(spec: str) -> Any:
@@ -162,12 +189,25 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
         threads: int | None = DEFAULT_THREADS) -> Report:
     """Search for a disagreement; return (or raise, as `OracleFailure`) the `Report`.
 
-    The search runs at ``threads`` intra-op threads (`intra_op_threads`)."""
+    The search runs at ``threads`` intra-op threads (`intra_op_threads`). An example the target
+    refuses with one of the spec's ``unsupported`` exceptions (default `UNSUPPORTED_ERRORS`) is
+    counted as unsupported, not judged, and the search goes on; a check in which every example
+    was refused fails as "unsupported". A compiled target that Dynamo silently sent back to eager
+    (its recompile limit hit) is named in the report's warnings and as an `OracleWarning`.
+    """
+    require_device(device)
     rows = {name: PropertyResult(name) for name in spec.properties}
-    state: dict[str, Any] = {"examples": 0, "failing": None, "failed_once": False}
+    state: dict[str, Any] = {"examples": 0, "failing": None, "failed_once": False,
+                             "unsupported": 0, "refusal": ""}
 
     def search(drawn: Any) -> None:
-        outcomes = spec.evaluate(drawn)
+        try:
+            outcomes = spec.evaluate(drawn)
+        except _Unsupported as exc:
+            if not state["failed_once"]:
+                state["unsupported"] += 1
+                state["refusal"] = state["refusal"] or f"{exc} on {_describe(spec, drawn)}"
+            hypothesis.reject()  # not judged: Hypothesis draws another example instead
         searching = not state["failed_once"]  # shrinking calls are not counted as examples
         state["examples"] += searching
         for o in outcomes:
@@ -188,15 +228,26 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
         test = hypothesis.seed(seed)(test)
     report = Report(op=spec.op, target=target, dtype=dtype, device=str(device), seed=seed,
                     features=tuple(features))
+    refused = tuple(getattr(spec, "unsupported", UNSUPPORTED_ERRORS))
+    token = _refused.set(refused)
     try:
-        with intra_op_threads(threads), hermetic_generation():
+        with intra_op_threads(threads), hermetic_generation(), _eager_fallbacks() as fallbacks:
             test()
     except _Disagreement:
         pass
+    except Unsatisfiable:
+        pass  # every drawn example was refused: reported as unsupported below
     except Flaky as exc:
         report.note = f"the failure did not reproduce on replay (non-deterministic?): {exc}"
+    finally:
+        _refused.reset(token)
     report.examples = state["examples"]
+    report.unsupported = state["unsupported"]
+    report.unsupported_example = state["refusal"]
     report.properties = list(rows.values())
+    for message in fallbacks:
+        report.warnings.append(message)
+        warnings.warn(message, OracleWarning, stacklevel=3)
     if state["failing"] is not None:
         drawn, failed = state["failing"]
         report.discrepancies = [Discrepancy(o.property, o.message, o.verdict) for o in failed]
@@ -207,6 +258,81 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
     if raise_on_failure and not report.passed:
         raise OracleFailure(report)
     return report
+
+
+class OracleWarning(UserWarning):
+    """The check ran, but what it checked may not be what the user meant (see the message)."""
+
+
+def require_device(device: Any) -> None:
+    """`ValueError` unless ``device`` names a device this machine has (``"cuda"`` without CUDA
+    would otherwise fail deep inside the first example as a "disagreement")."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got "
+                         f"{device!r}: {exc}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} is not available: torch.cuda.is_available() is "
+                         f"False on this machine (torch {torch.__version__}); use device='cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} does not exist: this machine has "
+                         f"{torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} is not available on this machine; use 'cpu'")
+
+
+def _describe(spec: Any, drawn: Any) -> str:
+    """A one-line description of a drawn example (tensor shapes and keywords) for a refusal."""
+    try:
+        case = spec.case_of(drawn)
+    except Exception:  # the description must never break the check
+        return "a drawn example"
+    describe = getattr(case, "describe", None)
+    if callable(describe):
+        return str(describe())
+    return f"{type(case).__name__} example"
+
+
+def refuse_unsupported(exc: BaseException) -> None:
+    """Raise `_Unsupported` when ``exc`` is one of the running check's "unsupported" errors."""
+    refused = _refused.get()
+    if refused and isinstance(exc, refused):
+        raise _Unsupported(describe_exception(exc)) from exc
+
+
+class _FallbackLog(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if "hit config." in text:  # Dynamo's recompile (cache size) limit
+            first = text.splitlines()
+            detail = " ".join(line.strip() for line in first[:2])
+            message = (f"a compiled target fell back to eager: {detail}. The examples after it "
+                       "ran the eager code, not the compiled kernel; raise "
+                       "torch._dynamo.config.recompile_limit, or compile with dynamic=True")
+            if message not in self.messages:
+                self.messages.append(message)
+
+
+@contextlib.contextmanager
+def _eager_fallbacks() -> Iterator[list[str]]:
+    """Collect Dynamo's "hit config.recompile_limit" warnings logged while the block runs.
+
+    Dynamo logs the warning once per function (on ``torch._dynamo.convert_frame``'s logger) and
+    from then on runs the function eagerly, so a check of a ``torch.compile``d kernel would go on
+    checking the eager code in silence. Attaching a handler imports nothing.
+    """
+    logger = logging.getLogger("torch._dynamo")
+    handler = _FallbackLog()
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
 
 
 @contextlib.contextmanager
@@ -254,10 +380,14 @@ def _settings(examples: int | None, seed: int | None) -> settings:
 
 
 def call_guarded(fn: Callable[[], Any]) -> tuple[Any, BaseException | None]:
-    """Run ``fn``; return ``(result, None)`` or ``(None, exception)``."""
+    """Run ``fn``; return ``(result, None)`` or ``(None, exception)``.
+
+    An exception the running check counts as "unsupported input" (`refuse_unsupported`) is not
+    returned: it ends the example, which the engine then reports as unsupported."""
     try:
         return fn(), None
     except Exception as exc:  # the user's code may raise anything
+        refuse_unsupported(exc)
         return None, exc
 
 

@@ -23,7 +23,13 @@ import torch
 from hypothesis import strategies as st
 
 from refllm.testing.case import Case, to_source
-from refllm.testing.checks._engine import Outcome, call_guarded, describe_exception, import_lines
+from refllm.testing.checks._engine import (
+    UNSUPPORTED_ERRORS,
+    Outcome,
+    call_guarded,
+    describe_exception,
+    import_lines,
+)
 from refllm.testing.checks._gradients import gradients
 from refllm.testing.checks.policy import LOW_PRECISION, compare
 from refllm.testing.compare import assert_close
@@ -59,6 +65,8 @@ class FunctionSpec:
     properties: list[str] = dataclasses.field(default_factory=list)
     # fixed cases (the op's default call) judged before the search, whatever the seed
     default_calls: list[Case] = dataclasses.field(default_factory=list)
+    # exceptions by which the target says "I do not support this input" (a contract's)
+    unsupported: tuple[type[BaseException], ...] = UNSUPPORTED_ERRORS
 
     @property
     def explicit(self) -> list[tuple[Case, int]]:

@@ -67,10 +67,21 @@ class Report:
     case: Any = None  # the shrunk failing example (a Case, or the op's problem object)
     snippet: str = ""
     note: str = ""  # e.g. Hypothesis' word when a failure did not reproduce
+    unsupported: int = 0  # examples the target refused (NotImplementedError, or a named error)
+    unsupported_example: str = ""  # the first refusal: the error and the input's shapes
+    warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. an eager fallback
 
     @property
     def passed(self) -> bool:
-        return not self.discrepancies
+        """No disagreement, and at least one example judged (refused inputs are no pass)."""
+        return not self.discrepancies and not (self.unsupported and not self.examples)
+
+    @property
+    def verdict(self) -> str:
+        """"passed", "failed" (a disagreement) or "unsupported" (every input was refused)."""
+        if self.discrepancies:
+            return "failed"
+        return "unsupported" if self.unsupported and not self.examples else "passed"
 
     @property
     def failed_properties(self) -> list[str]:
@@ -91,17 +102,23 @@ class Report:
         return "\n".join(rows)
 
     def __str__(self) -> str:
-        verdict = "PASSED" if self.passed else "FAILED"
+        verdict = self.verdict.upper()
         head = (f"refllm oracle: {self.op} of {self.target} in {self.dtype} on {self.device}: "
                 f"{verdict} ({self.examples} examples"
+                + (f", {self.unsupported} unsupported" if self.unsupported else "")
                 + (f", seed {self.seed}" if self.seed is not None else "") + ")")
         parts = [head]
         if self.features:
             parts.append("features: " + ", ".join(self.features))
         parts.append(self.table())
+        if self.unsupported:
+            parts.append(f"unsupported: the target refused {self.unsupported} drawn input(s), "
+                         f"which were not judged; the first: {self.unsupported_example}. State "
+                         "what it supports with a Contract to draw only inputs inside it")
+        parts.extend(f"warning: {w}" for w in self.warnings)
         if self.note:
             parts.append(f"note: {self.note}")
-        if not self.passed:
+        if self.discrepancies:
             parts.append("disagreement on the shrunk example:")
             parts.extend(str(d) for d in self.discrepancies)
             if self.snippet:
