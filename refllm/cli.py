@@ -1,7 +1,8 @@
 """The ``refllm`` command line (also ``python -m refllm``).
 
     refllm check sdpa mypkg.attn:flash_attention --dtype bf16 --device cuda --examples 500
-    refllm check cross-entropy mypkg.losses:ce      (also: mse, optimizer CLASS --like adamw)
+    refllm check cross-entropy mypkg.losses:ce --reductions mean   (also: mse)
+    refllm check optimizer mypkg.optim:AdamW --like adamw
     refllm check multihead mypkg.attn:MHA   (a torch.nn.MultiheadAttention-compatible class)
     refllm demo        # PyTorch's own ops checked against refllm in float32
     refllm train --config run.json [--resume]     # next-token training (refllm.train)
@@ -9,9 +10,12 @@
     refllm fit RECORDS.jsonl                      # fit a scaling law to records or a CSV
 
 ``--seed N`` fixes the drawn examples (the same examples in any program and thread count).
+The ops, their own options (``--features``, ``--reductions``, ``--like``) and the demo's rows come
+from the op records, :mod:`refllm.testing.records`; ``refllm check`` does not need pytest.
 
 Exit status: 0 when every check agrees, 1 on a disagreement, 2 on a usage error (an unknown
-option, a target that cannot be imported).
+option, dtype, feature or reduction, an option the op does not take, a device this machine does
+not have, a target that cannot be imported), with one line on stderr.
 """
 
 from __future__ import annotations
@@ -22,39 +26,38 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-OPS = ("sdpa", "cross-entropy", "mse", "optimizer", "multihead")
-DEMO = [  # (label, check name, target, extra keyword arguments)
-    ("F.scaled_dot_product_attention", "sdpa",
-     "torch.nn.functional:scaled_dot_product_attention", {}),
-    ("nn.MultiheadAttention", "multihead", "torch.nn:MultiheadAttention", {}),
-    ("F.cross_entropy", "cross-entropy", "torch.nn.functional:cross_entropy", {}),
-    ("F.mse_loss", "mse", "torch.nn.functional:mse_loss", {}),
-    ("torch.optim.SGD", "optimizer", "torch.optim:SGD", {"like": "sgd"}),
-    ("torch.optim.Adam", "optimizer", "torch.optim:Adam", {"like": "adam"}),
-    ("torch.optim.AdamW", "optimizer", "torch.optim:AdamW", {"like": "adamw"}),
-]
+from refllm.testing.records import RECORDS, OpRecord, choice_keywords
+
+
+def demo_rows() -> list[tuple[str, OpRecord, str, dict[str, Any]]]:
+    """``refllm demo``'s rows: PyTorch's own implementations listed in the op records."""
+    return [(demo.label, record, demo.target, dict(demo.kwargs))
+            for record in RECORDS.values() for demo in record.demos]
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="refllm", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="check an implementation against refllm")
-    check.add_argument("op", choices=OPS)
+    check.add_argument("op", choices=list(RECORDS))  # one per op record
     check.add_argument("target", help="module:name of the function (or the optimizer or "
                                       "multi-head attention class)")
     check.add_argument("--dtype", default="float32", help="float64, float32, bf16 or fp16")
-    check.add_argument("--device", default="cpu")
+    check.add_argument("--device", default="cpu",
+                       help="cpu, cuda, cuda:1, mps, ... (refused when not available here)")
     check.add_argument("--examples", type=int, default=None,
                        help="examples to draw (default 40, refllm.testing.settings."
                             "DEFAULT_EXAMPLES, or the active refllm profile's)")
-    check.add_argument("--features", default=None,
-                       help="comma-separated features to exercise (default: all)")
     check.add_argument("--seed", type=int, default=None)
     check.add_argument("--threads", type=int, default=1,
                        help="intra-op threads during the check (default 1: the fastest on its "
                             "small examples)")
-    check.add_argument("--like", default="adamw", choices=["gd", "sgd", "adam", "adamw"],
-                       help="for optimizer: the torch.optim class it imitates")
+    for keyword in choice_keywords():  # each op's own options: --features, --reductions, --like
+        takers = [r for r in RECORDS.values() if r.choice(keyword)]
+        choice = takers[0].choice(keyword)
+        assert choice is not None
+        check.add_argument(f"--{keyword}", default=None,
+                           help=f"for {', '.join(r.name for r in takers)}: {choice.help}")
     demo = sub.add_parser("demo", help="check PyTorch's own ops against refllm (float32)")
     demo.add_argument("--examples", type=int, default=200)
     demo.add_argument("--seed", type=int, default=0)
@@ -102,28 +105,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from refllm.testing.checks import CHECKS
     from refllm.testing.checks._engine import load
-    from refllm.testing.plugin import parse_dtype
+    from refllm.testing.options import CheckOptions
 
-    dtype = parse_dtype(args.dtype)
+    record = RECORDS[args.op]
+    options = CheckOptions(dtype=args.dtype, device=args.device, examples=args.examples,
+                           seed=args.seed, threads=args.threads,
+                           choices={k: getattr(args, k) for k in choice_keywords()})
+    kwargs = options.kwargs(record)  # every bad option refused before the target is imported
     load(args.target)  # fail early, with the reason, when the target cannot be imported
-    kwargs: dict[str, Any] = dict(dtype=dtype, device=args.device, examples=args.examples,
-                                  seed=args.seed, raise_on_failure=False, threads=args.threads)
-    if args.op == "optimizer":
-        kwargs["like"] = args.like
-    elif args.features is not None:
-        if args.op == "mse":
-            kwargs["reductions"] = _split(args.features)
-        else:
-            kwargs["features"] = _split(args.features)
-    report = CHECKS[args.op](args.target, **kwargs)
+    report = record.run(args.target, raise_on_failure=False, **kwargs)
     print(report)
     return 0 if report.passed else 1
-
-
-def _split(text: str) -> list[str]:
-    return [f.strip() for f in text.split(",") if f.strip()]
 
 
 def _demo(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
@@ -132,20 +125,19 @@ def _demo(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
 
     import torch
 
-    from refllm.testing.checks import CHECKS
-
     out(f"refllm demo: PyTorch {torch.__version__}'s own ops against refllm's float64 "
         f"references, in float32, {args.examples} examples each (seed {args.seed})\n")
     out(f"  {'op':<32} {'verdict':<10} {'examples':>8} {'properties':>10} {'time':>7}")
     failed = []
+    rows = demo_rows()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny inputs: threads only cost time (and change nothing checked)
     try:
-        for label, op, target, extra in DEMO:
+        for label, record, target, extra in rows:
             start = time.perf_counter()
             with warnings.catch_warnings():  # PyTorch's deprecation warnings on drawn masks
                 warnings.simplefilter("ignore")
-                report = CHECKS[op](target, dtype=torch.float32, examples=args.examples,
+                report = record.run(target, dtype=torch.float32, examples=args.examples,
                                     seed=args.seed, raise_on_failure=False, **extra)
             took = time.perf_counter() - start
             verdict = "agrees" if report.passed else "DISAGREES"
@@ -158,9 +150,9 @@ def _demo(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     for label, report in failed:
         out(f"\n{label}:\n{report}")
     if failed:
-        out(f"\n{len(failed)} of {len(DEMO)} ops DISAGREE with refllm")
+        out(f"\n{len(failed)} of {len(rows)} ops DISAGREE with refllm")
         return 1
-    out(f"\nall {len(DEMO)} ops agree with refllm (values and gradients, float32)")
+    out(f"\nall {len(rows)} ops agree with refllm (values and gradients, float32)")
     return 0
 
 

@@ -1,9 +1,16 @@
 """The command line: exit 0 when all agree, 1 on a disagreement, 2 on a usage error."""
 
+import importlib
+import importlib.abc
 import sys
 import types
 
-from refllm.cli import main
+import pytest
+import torch
+
+import refllm
+from refllm.cli import demo_rows, main
+from refllm.testing.records import RECORDS
 
 BUGGY = types.ModuleType("refllm_cli_buggy")
 
@@ -56,3 +63,87 @@ def test_demo_checks_torch_against_refllm_and_exits_zero(capsys):
     out = capsys.readouterr().out
     assert "F.scaled_dot_product_attention" in out and "nn.MultiheadAttention" in out
     assert out.rstrip().splitlines()[-1].startswith("all 7 ops agree")
+
+
+def test_the_demo_has_one_row_per_torch_implementation_in_the_op_records():
+    rows = demo_rows()
+    assert [label for label, *_ in rows] == [d.label for r in RECORDS.values() for d in r.demos]
+    assert {record.name for _, record, *_ in rows} == set(RECORDS)
+
+
+def _one_error_line(capsys):
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("refllm: error: "), captured.err
+    return lines[0]
+
+
+MSE = ["check", "mse", "torch.nn.functional:mse_loss", "--examples", "2", "--seed", "0"]
+
+
+def test_a_device_this_machine_lacks_is_a_usage_error_in_one_line(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main([*MSE, "--device", "cuda"]) == 2
+    assert "--device: device 'cuda' is not available on this machine" in _one_error_line(capsys)
+    assert main([*MSE, "--device", "gpu"]) == 2
+    assert "--device: device 'gpu' is not a torch device" in _one_error_line(capsys)
+
+
+def test_mse_takes_reductions_and_refuses_features(capsys):
+    assert main([*MSE, "--reductions", "sum,none"]) == 0
+    assert "\nfeatures: sum, none\n" in capsys.readouterr().out
+    assert main([*MSE, "--features", "masks"]) == 2
+    assert ("--features: mse has no features to choose (its options: --reductions)"
+            in _one_error_line(capsys))
+    assert main([*MSE, "--reductions", "mean,avg"]) == 2
+    assert "--reductions: unknown mse reductions ['avg']" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["check", "sdpa", "torch.nn.functional:scaled_dot_product_attention", "--like", "adam"],
+     "--like: sdpa has no like to choose (its options: --features)"),
+    (["check", "optimizer", "torch.optim:SGD", "--like", "lion"],
+     "--like: unknown optimizer like ['lion']"),
+    (["check", "optimizer", "torch.optim:SGD", "--like", "sgd,adam"],
+     "--like: give one of ['gd', 'sgd', 'adam', 'adamw'], got ['sgd', 'adam']"),
+    (["check", "cross-entropy", "torch.nn.functional:cross_entropy", "--features", ","],
+     "--features: give at least one of"),
+    ([*MSE, "--threads", "0"], "--threads: threads must be >= 1, got 0"),
+    ([*MSE, "--examples", "0"], "--examples: examples must be >= 1, got 0"),
+])
+def test_bad_options_are_usage_errors_before_anything_is_drawn(capsys, args, message):
+    assert main(args) == 2
+    assert message in _one_error_line(capsys)
+
+
+class _NoPytest(importlib.abc.MetaPathFinder):
+    """Makes ``import pytest`` fail, as on a plain ``pip install refllm``."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("pytest", "_pytest"):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
+        return None
+
+
+def test_refllm_check_runs_on_a_plain_install_without_pytest(capsys):
+    """A fresh import of the CLI and the oracle (torch stays loaded), with pytest unimportable."""
+    fresh = [m for m in sys.modules if m.split(".")[0] in ("pytest", "_pytest")
+             or m == "refllm.cli" or m.startswith("refllm.testing")]
+    saved = {m: sys.modules.pop(m) for m in fresh}
+    saved_attrs = {name: getattr(refllm, name) for name in ("cli", "testing")}
+    meta_path = list(sys.meta_path)  # pytest's own import hook needs pytest: set it aside
+    sys.meta_path[:] = [_NoPytest()] + [f for f in meta_path if "_pytest" not in type(f).__module__]
+    try:
+        cli = importlib.import_module("refllm.cli")
+        code = cli.main(MSE)
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("pytest", "_pytest"))
+    finally:
+        sys.meta_path[:] = meta_path
+        for m in [m for m in sys.modules if m == "refllm.cli" or m.startswith("refllm.testing")]:
+            del sys.modules[m]
+        sys.modules.update(saved)
+        for name, module in saved_attrs.items():
+            setattr(refllm, name, module)
+    assert code == 0 and "PASSED" in capsys.readouterr().out
+    assert loaded == []

@@ -17,8 +17,8 @@ from refllm._validation import (
     require_same_device,
     require_tensor,
 )
+from refllm.ops.choices import REDUCTIONS
 
-REDUCTIONS = ("none", "mean", "sum")
 INDEX_DTYPES = (torch.int64, torch.uint8)  # PyTorch takes "Long or Byte" class indices
 
 

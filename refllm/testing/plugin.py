@@ -1,15 +1,19 @@
 """pytest plugin: refllm's oracle in one line of a user's test suite.
 
 Registered as the ``pytest11`` entry point ``refllm``, so it is active wherever refllm is installed.
-It only adds options and a fixture (nothing runs unless a test asks for it) and imports torch
-lazily, so it costs nothing in suites that do not use it.
+It only adds options and a fixture (nothing runs unless a test asks for it).
 
-Options (all optional): ``--refllm-sdpa=module:function``, ``--refllm-cross-entropy=...``,
-``--refllm-mse=...``, ``--refllm-optimizer=module:Class`` with ``--refllm-optimizer-like=adamw``,
-``--refllm-multihead=module:Class`` (a ``torch.nn.MultiheadAttention``-compatible class),
-``--refllm-dtype=float32`` (float64, float32, bfloat16, float16 or bf16, fp16, ...),
+Options (all optional), one set per op record (:mod:`refllm.testing.records`):
+``--refllm-sdpa=module:function``, ``--refllm-multihead=module:Class`` (a
+``torch.nn.MultiheadAttention``-compatible class), ``--refllm-cross-entropy=...``,
+``--refllm-mse=...``, ``--refllm-optimizer=module:Class``; each op's own choices as
+``--refllm-OP-CHOICE``: ``--refllm-sdpa-features=masks,causal``,
+``--refllm-cross-entropy-reductions=mean``, ``--refllm-optimizer-like=adamw``, ...; and for all
+of them ``--refllm-dtype=float32`` (float64, float32, bfloat16, float16 or bf16, fp16, ...),
 ``--refllm-device=cpu``, ``--refllm-examples=N`` (default 40, as for the checks: see
-:mod:`refllm.testing.settings`) and ``--refllm-seed=N`` (which fixes the drawn examples).
+:mod:`refllm.testing.settings`), ``--refllm-seed=N`` (which fixes the drawn examples) and
+``--refllm-threads=N``. A bad value (an unknown dtype or feature, a device this machine lacks, a
+target that cannot be imported) stops the run as a usage error before any test runs.
 
 The ``refllm_oracle`` fixture runs a check; a target given in the call wins over the option::
 
@@ -25,45 +29,27 @@ The conformance suite runs all named targets: ``pytest --pyargs refllm.conforman
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-OPS = {  # option suffix -> check name of refllm.testing.checks.CHECKS
-    "sdpa": "sdpa",
-    "cross-entropy": "cross-entropy",
-    "mse": "mse",
-    "optimizer": "optimizer",
-    "multihead": "multihead",
-}
-CLASS_OPS = ("optimizer", "multihead")  # their targets are classes
-DTYPES = {
-    "float64": "float64", "fp64": "float64", "f64": "float64", "double": "float64",
-    "float32": "float32", "fp32": "float32", "f32": "float32", "float": "float32",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-    "float16": "float16", "fp16": "float16", "f16": "float16", "half": "float16",
-}
-
-
-def parse_dtype(name: str) -> Any:
-    """``torch.<dtype>`` for a name such as ``"bf16"``; `ValueError` for an unknown name."""
-    import torch
-
-    key = str(name).lower().removeprefix("torch.")
-    if key not in DTYPES:
-        raise ValueError(f"unknown dtype {name!r}; choose from {sorted(set(DTYPES))}")
-    return getattr(torch, DTYPES[key])
+from refllm.testing.options import CheckOptions, parse_dtype
+from refllm.testing.records import RECORDS, OpRecord
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("refllm", "refllm correctness oracle")
-    for op in OPS:
-        what = "Class" if op in CLASS_OPS else "function"
-        group.addoption(f"--refllm-{op}", default=None, metavar=f"module:{what}",
-                        help=f"check this {op} implementation against refllm")
-    group.addoption("--refllm-optimizer-like", default="adamw",
-                    choices=["gd", "sgd", "adam", "adamw"],
-                    help="the torch.optim class the optimizer imitates (default adamw)")
+    for record in RECORDS.values():
+        what = "Class" if record.target == "class" else "function"
+        group.addoption(f"--refllm-{record.name}", default=None, metavar=f"module:{what}",
+                        help=f"check this {record.name} implementation (the signature of "
+                             f"{record.signature}) against refllm")
+        for choice in record.choices:
+            group.addoption(f"--refllm-{record.name}-{choice.keyword}", default=None,
+                            metavar="NAME" if not choice.many else "NAME,...",
+                            help=f"{record.name}: {choice.help}")
     group.addoption("--refllm-dtype", default="float32", help="dtype of the checked inputs")
     group.addoption("--refllm-device", default="cpu", help="device of the checked inputs")
     group.addoption("--refllm-examples", default=None, type=int,
@@ -75,60 +61,78 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "examples; the caller's setting is restored after)")
 
 
+def check_options(config: pytest.Config, record: OpRecord) -> CheckOptions:
+    """The command line's options for ``record``'s check."""
+    return CheckOptions(
+        dtype=config.getoption("--refllm-dtype"), device=config.getoption("--refllm-device"),
+        examples=config.getoption("--refllm-examples"), seed=config.getoption("--refllm-seed"),
+        threads=config.getoption("--refllm-threads"),
+        choices={c.keyword: config.getoption(f"--refllm-{record.name}-{c.keyword}", None)
+                 for c in record.choices})  # None: a record added after pytest started
+
+
+def _kwargs(config: pytest.Config, record: OpRecord) -> dict[str, Any]:
+    """The check's keyword arguments from the command line; `ValueError` naming the option."""
+    return check_options(config, record).kwargs(
+        record, flag="--refllm-{}", choice_flag=f"--refllm-{record.name}-{{}}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse a bad ``--refllm-*`` option up front, as a usage error rather than a failed test."""
+    from refllm.testing.checks._engine import load
+
+    try:
+        for record in RECORDS.values():
+            _kwargs(config, record)
+            target = config.getoption(f"--refllm-{record.name}")
+            if target is not None:
+                load(target)
+    except ValueError as exc:
+        raise pytest.UsageError(f"refllm: {exc}") from None
+
+
 class Oracle:
-    """The ``refllm_oracle`` fixture: the checks with the command line's defaults filled in."""
+    """The ``refllm_oracle`` fixture: the checks with the command line's options filled in.
+
+    ``oracle.check("sdpa", fn, **kwargs)``, or one method per op record: ``oracle.sdpa(fn)``,
+    ``oracle.cross_entropy(fn)``, ``oracle.optimizer(cls, like="adam")``, ... Keywords given in
+    the call win over the command line's (``dtype`` may be a name such as ``"bf16"``).
+    """
 
     def __init__(self, config: pytest.Config):
         self.config = config
-        self.targets = {op: config.getoption(f"--refllm-{op}") for op in OPS}
-        self.like = config.getoption("--refllm-optimizer-like")
-        self.dtype_name = config.getoption("--refllm-dtype")
-        self.device = config.getoption("--refllm-device")
-        self.examples = config.getoption("--refllm-examples")
-        self.seed = config.getoption("--refllm-seed")
-        self.threads = config.getoption("--refllm-threads")
+        self.targets = {name: config.getoption(f"--refllm-{name}", None) for name in RECORDS}
 
-    def _check(self, op: str, target: Any, **kwargs: Any) -> Any:
-        from refllm.testing.checks import CHECKS
+    @property
+    def examples(self) -> int | None:
+        return self.config.getoption("--refllm-examples")
 
-        target = target if target is not None else self.targets[op]
+    def check(self, op: str, target: Any = None, **kwargs: Any) -> Any:
+        record = RECORDS[op]
+        target = target if target is not None else self.targets.get(op)
         if target is None:
             pytest.skip(f"no {op} implementation named: pass --refllm-{op}=module:name")
-        try:
-            dtype = parse_dtype(kwargs.pop("dtype", self.dtype_name))
-        except ValueError as exc:
-            raise pytest.UsageError(f"--refllm-dtype: {exc}") from None
-        options = dict(dtype=dtype, device=self.device, examples=self.examples, seed=self.seed,
-                       threads=self.threads)
-        options.update(kwargs)
-        return CHECKS[op](target, **options)
+        if "dtype" in kwargs:
+            kwargs["dtype"] = parse_dtype(kwargs["dtype"])
+        return record.run(target, **{**_kwargs(self.config, record), **kwargs})
 
-    def sdpa(self, fn: Any = None, **kwargs: Any) -> Any:
-        return self._check("sdpa", fn, **kwargs)
-
-    def cross_entropy(self, fn: Any = None, **kwargs: Any) -> Any:
-        return self._check("cross-entropy", fn, **kwargs)
-
-    def mse(self, fn: Any = None, **kwargs: Any) -> Any:
-        return self._check("mse", fn, **kwargs)
-
-    def optimizer(self, cls: Any = None, **kwargs: Any) -> Any:
-        kwargs.setdefault("like", self.like)
-        return self._check("optimizer", cls, **kwargs)
-
-    def multihead(self, cls: Any = None, **kwargs: Any) -> Any:
-        return self._check("multihead", cls, **kwargs)
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        op = next((r.name for r in RECORDS.values() if r.method == name), None)
+        if op is None:
+            raise AttributeError(f"refllm_oracle has no check {name!r}; the ops are "
+                                 f"{[r.method for r in RECORDS.values()]}")
+        return functools.partial(self.check, op)
 
 
 @pytest.fixture
 def refllm_oracle(request: pytest.FixtureRequest) -> Oracle:
-    """Run refllm's checks (``.sdpa``, ``.cross_entropy``, ``.mse``, ``.optimizer``,
-    ``.multihead``)."""
+    """Run refllm's checks: ``.sdpa``, ``.multihead``, ``.cross_entropy``, ``.mse``,
+    ``.optimizer`` (one per op record), or ``.check(op, target)``."""
     return Oracle(request.config)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    named = [f"{op}={config.getoption(f'--refllm-{op}')}" for op in OPS
+    named = [f"{op}={config.getoption(f'--refllm-{op}')}" for op in RECORDS
              if config.getoption(f"--refllm-{op}")]
     if not named:
         return []

@@ -1,6 +1,9 @@
 """The pytest plugin and the conformance suite, run in a throw-away pytest (``pytester``)."""
 
 import pytest
+import torch
+
+from refllm.testing.records import RECORDS
 
 pytest_plugins = ["pytester"]
 
@@ -61,11 +64,57 @@ def test_nothing_named_skips(refllm_oracle):
     result.assert_outcomes(passed=1, skipped=1)
 
 
-@pytest.mark.parametrize("name,expected", [("bf16", "bfloat16"), ("fp32", "float32"),
-                                           ("torch.float16", "float16")])
-def test_dtype_names_parse(name, expected):
-    import torch
+def test_the_command_line_choices_reach_the_checks(pytester):
+    pytester.makepyfile(test_mine='''
+import torch
+import torch.nn.functional as F
 
-    from refllm.testing.plugin import parse_dtype
 
-    assert parse_dtype(name) is getattr(torch, expected)
+def test_mse_draws_the_reductions_named(refllm_oracle):
+    assert refllm_oracle.mse(F.mse_loss).features == ("sum",)
+
+
+def test_the_optimizer_imitates_the_class_named(refllm_oracle):
+    assert refllm_oracle.optimizer(torch.optim.SGD).features == ("sgd",)
+
+
+def test_a_keyword_in_the_call_wins(refllm_oracle):
+    assert refllm_oracle.check("mse", F.mse_loss, reductions=["none"]).features == ("none",)
+''')
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--refllm-examples", "2",
+                                          "--refllm-mse-reductions=sum",
+                                          "--refllm-optimizer-like=sgd")
+    result.assert_outcomes(passed=3)
+
+
+def test_the_oracle_has_one_method_per_op_record_and_no_other(pytestconfig):
+    from refllm.testing.plugin import Oracle
+
+    oracle = Oracle(pytestconfig)
+    assert all(callable(getattr(oracle, r.method)) for r in RECORDS.values())
+    with pytest.raises(AttributeError, match="no check 'softmax'.*'cross_entropy'"):
+        oracle.softmax  # noqa: B018
+
+
+@pytest.mark.parametrize("option,message", [
+    ("--refllm-dtype=int8", "--refllm-dtype: unknown dtype 'int8'"),
+    ("--refllm-sdpa=no_such_package_xyz:attention", "cannot import module 'no_such_package_xyz'"),
+    ("--refllm-sdpa-features=masks,warp_speed", "--refllm-sdpa-features: unknown sdpa "
+                                                "features ['warp_speed']"),
+    ("--refllm-mse-reductions=avg", "--refllm-mse-reductions: unknown mse reductions ['avg']"),
+    ("--refllm-optimizer-like=lion", "--refllm-optimizer-like: unknown optimizer like ['lion']"),
+    ("--refllm-threads=0", "--refllm-threads: threads must be >= 1, got 0"),
+    ("--refllm-device=gpu", "--refllm-device: device 'gpu' is not a torch device"),
+])
+def test_a_bad_option_is_a_usage_error_not_a_failed_test(pytester, option, message):
+    result = _run(pytester, option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str() and "collected" not in result.stdout.str()
+
+
+def test_a_device_this_machine_lacks_is_a_usage_error(pytester, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = _run(pytester, "--refllm-mse=torch.nn.functional:mse_loss", "--refllm-device=cuda")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--refllm-device: device 'cuda' is not available on this machine" in (
+        result.stderr.str())

@@ -27,15 +27,11 @@ from refllm.testing.checks.optim import check_optimizer
 from refllm.testing.checks.policy import Verdict, compare, low_precision_bound
 from refllm.testing.checks.report import Discrepancy, OracleFailure, PropertyResult, Report
 from refllm.testing.checks.sdpa import SDPA_FEATURES, check_sdpa
+from refllm.testing.records import checks
 
-CHECKS: dict[str, Callable[..., Report]] = {
-    "sdpa": check_sdpa,
-    "cross-entropy": check_cross_entropy,
-    "mse": check_mse,
-    "optimizer": check_optimizer,
-    "multihead": check_multihead_attention,
-}
-"""The checks by the name the CLI and the pytest plugin use."""
+CHECKS: dict[str, Callable[..., Report]] = checks()
+"""The checks by the name the CLI and the pytest plugin use, from the op records
+(:data:`refllm.testing.records.RECORDS`)."""
 
 __all__ = [
     "CHECKS",

@@ -1,0 +1,15 @@
+"""Conformance: each implementation named with ``--refllm-OP`` agrees with refllm.
+
+One test per op record (:data:`refllm.testing.records.RECORDS`): values and gradients for the
+functions, outputs, weights and gradients for ``--refllm-multihead``, parameters and state step by
+step for ``--refllm-optimizer``. An op not named is skipped, saying which option names it.
+"""
+
+import pytest
+
+from refllm.testing.records import RECORDS
+
+
+@pytest.mark.parametrize("op", list(RECORDS))
+def test_the_named_implementation_agrees_with_refllm(refllm_oracle, op):
+    refllm_oracle.check(op)

@@ -1,0 +1,135 @@
+"""The options of a check, as the CLI and the pytest plugin take them: one object, validated once.
+
+`CheckOptions` holds what every check takes (dtype, device, examples, seed, threads) and the
+op's own choices by keyword (``features``, ``reductions``, ``like``: see the op's record in
+:mod:`refllm.testing.records`). `CheckOptions.kwargs` validates them against a record and returns
+the keyword arguments of its check; every bad value is a `ValueError` that names the option, what
+was given and what is allowed, raised before anything is drawn. ``refllm check`` turns it into
+exit status 2, the plugin into a pytest usage error.
+
+This module imports neither pytest nor torch at import time: ``refllm check`` runs on a plain
+install.
+
+>>> parse_dtype("bf16")
+torch.bfloat16
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from refllm.testing.records import OpRecord
+
+DTYPES = {
+    "float64": "float64", "fp64": "float64", "f64": "float64", "double": "float64",
+    "float32": "float32", "fp32": "float32", "f32": "float32", "float": "float32",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float16": "float16", "fp16": "float16", "f16": "float16", "half": "float16",
+}
+"""The dtype names the CLI and the plugin accept (case-insensitive, ``torch.`` prefix allowed)."""
+
+
+def parse_dtype(name: Any) -> Any:
+    """``torch.<dtype>`` for a name such as ``"bf16"`` (a ``torch.dtype`` passes through);
+    `ValueError` for an unknown name."""
+    import torch
+
+    if isinstance(name, torch.dtype):
+        return name
+    key = str(name).lower().removeprefix("torch.")
+    if key not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; choose from {sorted(set(DTYPES))}")
+    return getattr(torch, DTYPES[key])
+
+
+def check_device(device: Any) -> str:
+    """``device`` as a string, once it is known to be usable here; `ValueError` otherwise.
+
+    A device that does not parse (``"gpu"``), or whose backend is not available on this machine
+    (``"cuda"`` without CUDA, ``"cuda:3"`` with two GPUs), is refused before a check starts: it
+    would otherwise fail on the first tensor moved there, deep inside the check.
+    """
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device; write cpu, cuda, cuda:1, "
+                         "mps, ...") from None
+    kind = parsed.type
+    if kind in ("cpu", "meta"):
+        if kind == "meta":
+            raise ValueError(f"device {device!r} holds no values to compare; use cpu or an "
+                             "accelerator")
+        return str(device)
+    backend = getattr(torch, kind, None) if kind != "mps" else torch.backends.mps
+    available = getattr(backend, "is_available", None)
+    if available is None or not available():
+        raise ValueError(f"device {device!r} is not available on this machine "
+                         f"(torch.{'backends.' if kind == 'mps' else ''}{kind}.is_available() "
+                         "is False)")
+    count = getattr(backend, "device_count", None)
+    if parsed.index is not None and count is not None and parsed.index >= count():
+        raise ValueError(f"device {device!r} does not exist: this machine has {count()} "
+                         f"{kind} device(s)")
+    return str(device)
+
+
+def split_names(text: str | Iterable[str] | None) -> tuple[str, ...] | None:
+    """``"a, b"`` -> ``("a", "b")``; a sequence as a tuple; None stays None."""
+    if text is None:
+        return None
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    return tuple(p.strip() for p in parts if str(p).strip())
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckOptions:
+    """What a check is run with, before validation (names as typed on a command line).
+
+    ``dtype`` is a name (``"bf16"``) or a ``torch.dtype``, None for the check's own default;
+    ``examples`` None for the default count (`refllm.testing.settings.default_examples`);
+    ``threads`` None leaves the caller's thread count alone; ``choices`` maps an op option's
+    keyword (``"features"``, ``"reductions"``, ``"like"``) to the names chosen, None or absent
+    for the check's default.
+    """
+
+    dtype: Any = None
+    device: str = "cpu"
+    examples: int | None = None
+    seed: int | None = None
+    threads: int | None = 1
+    choices: Mapping[str, str | tuple[str, ...] | None] = dataclasses.field(default_factory=dict)
+
+    def kwargs(self, record: OpRecord, *, flag: str = "--{}",
+               choice_flag: str | None = None) -> dict[str, Any]:
+        """The keyword arguments of ``record``'s check; `ValueError` naming the bad option.
+
+        ``flag`` spells an option in messages (``"--{}"`` for the CLI, ``"--refllm-{}"`` for the
+        plugin), ``choice_flag`` an op's own option (default: as ``flag``).
+        """
+        from refllm._validation import require_int
+
+        out: dict[str, Any] = {}
+        try:
+            if self.dtype is not None:
+                out["dtype"] = parse_dtype(self.dtype)
+        except ValueError as exc:
+            raise ValueError(f"{flag.format('dtype')}: {exc}") from None
+        try:
+            out["device"] = check_device(self.device)
+        except ValueError as exc:
+            raise ValueError(f"{flag.format('device')}: {exc}") from None
+        for name, value, low in (("examples", self.examples, 1), ("seed", self.seed, None),
+                                 ("threads", self.threads, 1)):
+            if value is not None:
+                try:
+                    require_int(name, value, low=low)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"{flag.format(name)}: {exc}") from None
+        out.update(examples=self.examples, seed=self.seed, threads=self.threads)
+        out.update(record.choice_kwargs(self.choices, flag=choice_flag or flag))
+        return out
