@@ -27,6 +27,7 @@ from refllm.testing.checks._engine import DEFAULT_THREADS, resolve, run
 from refllm.testing.checks._function import OVERFLOW, FunctionSpec
 from refllm.testing.checks.report import Report
 from refllm.testing.checks.sdpa import features_of
+from refllm.testing.contract import Contract, apply
 from refllm.testing.tolerances import LOW_PRECISION_NOISE_FACTOR
 
 CROSS_ENTROPY_FEATURES = ("k_dims", "index_targets", "prob_targets", "weights", "ignore_index",
@@ -70,11 +71,14 @@ def check_cross_entropy(fn: Callable[..., Any] | str, *, dtype: torch.dtype = to
                         reductions: Sequence[str] = REDUCTIONS, grads: bool = True,
                         seed: int | None = None, max_size: int = 6, naive: bool = False,
                         raise_on_failure: bool = True,
-                        threads: int | None = DEFAULT_THREADS) -> Report:
+                        threads: int | None = DEFAULT_THREADS,
+                        contract: Contract | None = None) -> Report:
     """Check ``fn`` (or ``"module:name"``) against refllm's cross-entropy.
 
     ``features``: which of :data:`CROSS_ENTROPY_FEATURES` to exercise (default: all; at least one
-    of "index_targets" and "prob_targets"); ``reductions``: which reductions to draw. The other
+    of "index_targets" and "prob_targets"); ``reductions``: which reductions to draw;
+    ``contract``: a `refllm.testing.contract.Contract` (``sizes`` of "rows" and "classes", e.g. a
+    kernel's vocabulary sizes, ``dtypes``, ``long_axes``, ``budget``, ``unsupported``). The other
     parameters are those of `refllm.testing.checks.check_sdpa`.
     """
     from refllm.ops import losses
@@ -84,18 +88,22 @@ def check_cross_entropy(fn: Callable[..., Any] | str, *, dtype: torch.dtype = to
     )
 
     chosen = features_of(features, CROSS_ENTROPY_FEATURES, "cross-entropy")
+    c = apply(contract, "cross-entropy", dtype)
     impl, target = resolve(fn)
+    flags = {f: f in chosen for f in CROSS_ENTROPY_FEATURES}
     cases = cross_entropy_cases(dtype=torch.float64, reductions=tuple(reductions),
-                                max_size=max_size, write_defaults=False,
-                                **{f: f in chosen for f in CROSS_ENTROPY_FEATURES})
+                                max_size=max_size, write_defaults=False, long_axes=c.long_axes,
+                                budget=c.budget, sizes=c.ranges("cross-entropy"), **flags)
     spec = FunctionSpec(
         op="cross-entropy", fn=impl, target=target, reference=losses.cross_entropy,
         reference_name="refllm.ops.losses:cross_entropy", cases=cases,
         grad_inputs={"input": 0}, dtype=dtype, device=device, grads=grads,
         naive=losses.cross_entropy_naive if naive else None, floors=cross_entropy_floors,
-        default_calls=cross_entropy_default_calls(max_size=max_size)
+        default_calls=cross_entropy_default_calls(max_size=max_size,
+                                                  sizes=c.ranges("cross-entropy"))
         if "index_targets" in chosen and "mean" in reductions else [],
     )
+    spec.unsupported = c.unsupported  # type: ignore[attr-defined]
     return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
                seed=seed, raise_on_failure=raise_on_failure, threads=threads, features=chosen)
 
@@ -104,25 +112,31 @@ def check_mse(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float3
               device: str = "cpu", examples: int | None = None,
               reductions: Sequence[str] = REDUCTIONS, grads: bool = True, seed: int | None = None,
               max_size: int = 6, naive: bool = False, raise_on_failure: bool = True,
-              threads: int | None = DEFAULT_THREADS) -> Report:
+              threads: int | None = DEFAULT_THREADS, contract: Contract | None = None) -> Report:
     """Check ``fn`` (or ``"module:name"``) against refllm's mean squared error.
 
     Gradients are compared wrt both ``input`` and ``target``; ``reductions`` picks the reductions
-    drawn. The other parameters are those of `refllm.testing.checks.check_sdpa`.
+    drawn; ``contract``: a `refllm.testing.contract.Contract` (``sizes={"numel": (lo, hi)}``,
+    ``dtypes``, ``long_axes``, ``budget``, ``unsupported``). The other parameters are those of
+    `refllm.testing.checks.check_sdpa`.
     """
     from refllm.ops import losses
     from refllm.testing.strategies.losses import mse_cases, mse_default_calls
 
+    c = apply(contract, "mse", dtype)
     impl, target = resolve(fn)
     spec = FunctionSpec(
         op="mse", fn=impl, target=target, reference=losses.mse_loss,
         reference_name="refllm.ops.losses:mse_loss",
         cases=mse_cases(dtype=torch.float64, reductions=tuple(reductions), max_size=max_size,
-                        write_defaults=False),
+                        write_defaults=False, long_axes=c.long_axes, budget=c.budget,
+                        sizes=c.ranges("mse")),
         grad_inputs={"input": 0, "target": 1}, dtype=dtype, device=device, grads=grads,
         naive=losses.mse_loss_naive if naive else None,
-        default_calls=mse_default_calls(max_size=max_size) if "mean" in reductions else [],
+        default_calls=mse_default_calls(max_size=max_size, sizes=c.ranges("mse"))
+        if "mean" in reductions else [],
     )
+    spec.unsupported = c.unsupported  # type: ignore[attr-defined]
     return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
                seed=seed, raise_on_failure=raise_on_failure, threads=threads,
                features=tuple(reductions))

@@ -57,6 +57,7 @@ from refllm.testing.checks._function import _judge, _upstream
 from refllm.testing.checks._gradients import gradients
 from refllm.testing.checks.report import Report
 from refllm.testing.checks.sdpa import features_of
+from refllm.testing.contract import Contract, apply
 from refllm.testing.tolerances import LOW_PRECISION_GRAD_FACTOR
 
 MULTIHEAD_FEATURES = ("kdim_vdim", "bias", "add_bias_kv", "add_zero_attn", "key_padding_mask",
@@ -82,6 +83,8 @@ class MultiheadSpec:
     cases: st.SearchStrategy
     grads: bool = True
     explicit: list[Any] = dataclasses.field(default_factory=list)  # judged before the search
+    # exceptions with which the target refuses an input: reported as unsupported (a contract's)
+    unsupported: tuple[type[BaseException], ...] = (NotImplementedError,)
     properties: list[str] = dataclasses.field(default_factory=lambda: [
         "raises on valid input", "output shape", "finite output", "forward output",
         "attention weights", "eval-mode output", "grad wrt query", "grad wrt key",
@@ -275,31 +278,50 @@ def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
                               features: Iterable[str] | None = None, grads: bool = True,
                               seed: int | None = None, max_size: int = 6,
                               raise_on_failure: bool = True,
-                              threads: int | None = DEFAULT_THREADS) -> Report:
+                              threads: int | None = DEFAULT_THREADS,
+                              contract: Contract | None = None) -> Report:
     """Check a ``torch.nn.MultiheadAttention``-compatible class (or ``"module:Class"``).
 
     The class is constructed with the drawn constructor keywords plus ``dtype`` and ``device``,
     loaded with the drawn weights (PyTorch's parameter names), and compared with refllm's float64
     module: output, weights, eval-mode output and the gradients wrt query, key, value and every
     parameter (see the module docs). ``features``: which of :data:`MULTIHEAD_FEATURES` to
-    exercise (default: :data:`DEFAULT_MULTIHEAD_FEATURES`). The other parameters are those of
-    `refllm.testing.checks.check_sdpa`; ``seed`` fixes the drawn examples.
+    exercise (default: :data:`DEFAULT_MULTIHEAD_FEATURES`). ``contract``: a
+    `refllm.testing.contract.Contract` (``masks``, ``causal``, ``max_seq``, ``sizes`` of b, h,
+    t, s, ``fully_masked_rows`` "zeros" or "avoid", ``dtypes``, ``long_axes``, ``budget``,
+    ``unsupported``). The other parameters are those of `refllm.testing.checks.check_sdpa`;
+    ``seed`` fixes the drawn examples.
     """
     from refllm.testing.strategies.multihead import multihead_cases, multihead_default_calls
 
     chosen = features_of(DEFAULT_MULTIHEAD_FEATURES if features is None else features,
                          MULTIHEAD_FEATURES, "multi-head attention")
+    c = apply(contract, "multi-head attention", dtype)
+    if c.fully_masked_rows == "nan":
+        raise ValueError("contract fully_masked_rows='nan' is not judged for multi-head "
+                         "attention (PyTorch's module itself gives NaN on some paths and zeros "
+                         "on others); use 'avoid' (the default) or 'zeros'")
+    if c.fully_masked_rows is not None:
+        chosen = tuple(f for f in chosen if f != "fully_masked_rows") + (
+            ("fully_masked_rows",) if c.fully_masked_rows == "zeros" else ())
     cls, target = resolve(module)
+    flags = {f: f in chosen for f in MULTIHEAD_FEATURES[:-1]}
     cases = multihead_cases(dtype=torch.float64, max_size=max_size,
                             causal_extra_keys=False, write_defaults=False,
-                            **{f: f in chosen for f in MULTIHEAD_FEATURES[:-1]})
+                            long_axes=c.long_axes, budget=c.budget,
+                            sizes=c.ranges("multi-head attention"), masks=c.masks,
+                            causal=c.causal, **flags)
     if "fully_masked_rows" not in chosen:
         cases = cases.filter(lambda c: not bool(c.fully_masked_rows().any()))
     spec = MultiheadSpec(op="multi-head attention", cls=cls, target=target, dtype=dtype,
                          device=device, cases=cases, grads=grads)
     defaults = multihead_default_calls(bias="bias" in chosen,
-                                       need_weights="need_weights" in chosen, max_size=max_size)
+                                       need_weights="need_weights" in chosen, max_size=max_size,
+                                       sizes=c.ranges("multi-head attention"))
+    if c.causal == "only":
+        defaults = []  # the default call is not causal: outside the contract
     spec.explicit = [(case, i) for i, case in enumerate(defaults)]
+    spec.unsupported = c.unsupported
     if not grads:
         spec.properties = [p for p in spec.properties if not p.startswith("grad")]
     return run(spec, target=target or repr(cls), dtype=dtype, device=device, examples=examples,

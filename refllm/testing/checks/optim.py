@@ -43,6 +43,7 @@ from refllm.testing.checks._engine import (
 from refllm.testing.checks.optim_error_bounds import optimizer_error_bounds
 from refllm.testing.checks.policy import LOW_PRECISION, Verdict, compare
 from refllm.testing.checks.report import Report
+from refllm.testing.contract import Contract, apply
 from refllm.testing.tolerances import ERROR_BOUND_FACTOR, tolerance
 
 LIKES = ("gd", "sgd", "adam", "adamw")
@@ -60,6 +61,9 @@ class OptimizerSpec:
     properties: list[str] = dataclasses.field(
         default_factory=lambda: ["raises on valid input", "parameters"])
     explicit: list[Any] = dataclasses.field(default_factory=list)  # judged before the search
+    params_only: bool = False  # a contract's: compare the parameters only, not the state
+    # exceptions with which the target refuses an input: reported as unsupported (a contract's)
+    unsupported: tuple[type[BaseException], ...] = (NotImplementedError,)
 
     def strategy(self) -> st.SearchStrategy:
         return self.problems
@@ -90,7 +94,8 @@ class OptimizerSpec:
         outcomes.append(_judge_series("parameters", actual.params, expected.params, self.dtype,
                                       lambda k, i: plain_traj().params[k][i],
                                       lambda k, i: bounds[k][i]["params"]))
-        keys = sorted({key for step in expected.states for s in step for key in s})
+        keys = [] if self.params_only else sorted(
+            {key for step in expected.states for s in step for key in s})
         for key in keys:
             outcomes.append(_judge_series(
                 f"state {key!r}", _state(actual.states, key), _state(expected.states, key),
@@ -232,25 +237,32 @@ def check_optimizer(cls: Callable[..., torch.optim.Optimizer] | str, *, like: st
                     examples: int | None = None, seed: int | None = None,
                     steps: tuple[int, int] = (1, 25), raise_on_failure: bool = True,
                     threads: int | None = DEFAULT_THREADS,
-                    **hyper: Any) -> Report:
+                    contract: Contract | None = None, **hyper: Any) -> Report:
     """Check an optimizer class (or ``"module:Class"``) against refllm's ``like`` update rule.
 
     ``like`` is one of "gd", "sgd", "adam", "adamw" (the torch.optim class it imitates; "gd" runs
     ``torch.optim.SGD``-like classes with lr only). ``hyper`` fixes hyper-parameters (e.g.
     ``amsgrad=False`` for a class without it); the others are drawn in torch.optim's names.
-    ``steps`` is the (min, max) number of steps drawn. The rest as in `check_sdpa`.
+    ``steps`` is the (min, max) number of steps drawn. ``contract``: a
+    `refllm.testing.contract.Contract` (``params_only``: compare parameters, not state;
+    ``none_grads``: draw parameters whose grad is None; ``sizes={"numel": (lo, hi)}``,
+    ``dtypes``, ``long_axes``, ``budget``, ``unsupported``). The rest as in `check_sdpa`.
     """
     from refllm.testing.strategies.optim import optimizer_default_problems, optimizer_problems
 
     if like not in LIKES:
         raise ValueError(f"like must be one of {LIKES}, got {like!r}")
+    c = apply(contract, "optimizer", dtype)
     impl, target = resolve(cls)
+    numel = c.ranges("optimizer")
     problems = optimizer_problems(like=like, dtype=torch.float64, steps=steps,
-                                  hyper=hyper or None)
+                                  hyper=hyper or None, none_grads=c.none_grads,
+                                  long_axes=c.long_axes, budget=c.budget, sizes=numel)
     spec = OptimizerSpec(op=f"optimizer (like {like})", cls=impl, target=target, like=like,
                          dtype=dtype, device=device, problems=problems,
                          explicit=optimizer_default_problems(like=like, steps=steps,
-                                                             hyper=hyper or None))
+                                                             hyper=hyper or None, sizes=numel),
+                         params_only=c.params_only, unsupported=c.unsupported)
     return run(spec, target=target or repr(impl), dtype=dtype, device=device, examples=examples,
                seed=seed, raise_on_failure=raise_on_failure, threads=threads, features=(like,))
 

@@ -28,6 +28,7 @@ from refllm.testing.checks._engine import DEFAULT_THREADS, resolve, run
 from refllm.testing.checks._function import FunctionSpec
 from refllm.testing.checks.error_bounds import sdpa_error_bounds
 from refllm.testing.checks.report import Report
+from refllm.testing.contract import Contract, apply
 from refllm.testing.tolerances import LOW_PRECISION_NOISE_FACTOR
 
 SDPA_FEATURES = ("masks", "causal", "gqa", "scale", "large_logits", "non_contiguous",
@@ -82,7 +83,8 @@ def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float
                features: Iterable[str] | None = None, grads: bool = True,
                seed: int | None = None, max_size: int = 6, naive: bool = False,
                raise_on_failure: bool = True,
-               threads: int | None = DEFAULT_THREADS) -> Report:
+               threads: int | None = DEFAULT_THREADS,
+               contract: Contract | None = None) -> Report:
     """Check ``fn`` (or ``"module:name"``) against refllm's scaled dot-product attention.
 
     Parameters:
@@ -98,25 +100,114 @@ def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float
             report) on a disagreement, instead of returning the failed report.
         threads: intra-op threads the reference and ``fn`` run at during the check, restored
             after (default 1, the fastest on these small examples; None: leave the caller's).
+        contract: a `refllm.testing.contract.Contract`: draw only inputs the kernel supports
+            (layout, head dims, masks, causal, sizes, ...) and report what it refuses with one
+            of ``contract.unsupported`` as unsupported; it narrows ``features`` further.
     """
     from refllm.ops import attention
     from refllm.testing.strategies.attention import sdpa_cases, sdpa_default_calls
 
     chosen = features_of(features, SDPA_FEATURES, "sdpa")
+    c = apply(contract, "sdpa", dtype)
     impl, target = resolve(fn)
-    cases = sdpa_cases(
-        dtype=torch.float64, max_batch_dims=2 if "batch_dims" in chosen else 0,
-        max_size=max_size, dropout=False,
-        **{f: f in chosen for f in SDPA_FEATURES if f != "batch_dims"},
-    )
+    options = sdpa_options(c, chosen)
+    cases = sdpa_cases(dtype=torch.float64, max_size=max_size, dropout=False, **options)
+    bthd = c.layout == "bthd"
+    reference = attention.scaled_dot_product_attention
+    naive_fn = attention.scaled_dot_product_attention_naive if naive else None
     spec = FunctionSpec(
-        op="sdpa", fn=impl, target=target, reference=attention.scaled_dot_product_attention,
+        op="sdpa", fn=_nan_rows_held_at_zero(impl) if c.fully_masked_rows == "nan" else impl,
+        target=target, reference=_from_bthd(reference) if bthd else reference,
         reference_name="refllm.ops.attention:scaled_dot_product_attention", cases=cases,
         grad_inputs={"query": 0, "key": 1, "value": 2}, dtype=dtype, device=device, grads=grads,
-        naive=attention.scaled_dot_product_attention_naive if naive else None,
-        floors=sdpa_floors, error_bounds=sdpa_error_bounds,
-        default_calls=sdpa_default_calls(max_batch_dims=2 if "batch_dims" in chosen else 0,
-                                         max_size=max_size),
+        naive=_from_bthd(naive_fn) if bthd and naive_fn else naive_fn,
+        floors=_floors_from_bthd if bthd else sdpa_floors,
+        error_bounds=_bounds_from_bthd if bthd else sdpa_error_bounds,
+        default_calls=sdpa_default_calls(
+            max_batch_dims=options["max_batch_dims"], max_size=max_size,
+            sizes=options["sizes"], head_dims=c.head_dims, layout=c.layout,
+            causal=options["causal"] if options["causal"] else "never"),
     )
+    spec.unsupported = c.unsupported  # type: ignore[attr-defined]
     return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
                seed=seed, raise_on_failure=raise_on_failure, threads=threads, features=chosen)
+
+
+def sdpa_options(c: Contract, chosen: tuple[str, ...]) -> dict[str, Any]:
+    """Keyword arguments of `sdpa_cases` for the features ``chosen`` inside contract ``c``."""
+    masks: bool | str = False
+    if "masks" in chosen and c.causal != "only":
+        masks = True if c.masks == "any" else False if c.masks == "none" else c.masks
+    causal: bool | str = "only" if c.causal == "only" else (
+        "causal" in chosen and c.causal == "optional")
+    return dict(
+        max_batch_dims=2 if "batch_dims" in chosen else 0, masks=masks, causal=causal,
+        gqa="gqa" in chosen and c.gqa, scale="scale" in chosen and c.scale,
+        large_logits="large_logits" in chosen, non_contiguous="non_contiguous" in chosen,
+        fully_masked_rows="fully_masked_rows" in chosen and c.fully_masked_rows != "avoid",
+        long_axes=c.long_axes, budget=c.budget, sizes=c.ranges("sdpa"), head_dims=c.head_dims,
+        layout=c.layout)
+
+
+def _to_bhtd(x: Any) -> Any:
+    return x.transpose(-3, -2) if isinstance(x, torch.Tensor) and x.dim() == 4 else x
+
+
+def _from_bthd(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (taking (b, h, t, d) tensors) called on (b, t, h, d) tensors: the head axis moved
+    before the call and the output's moved back; masks stay (b, h, t, s) as they come."""
+
+    def call(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, **kwargs: Any) -> Any:
+        return fn(_to_bhtd(query), _to_bhtd(key), _to_bhtd(value), **kwargs).transpose(-3, -2)
+
+    call.__name__ = getattr(fn, "__name__", "reference")
+    return call
+
+
+def _bhtd_case(case: Case) -> Case:
+    return Case(tuple(_to_bhtd(x) for x in case.args), case.kwargs, case.note)
+
+
+def _bounds_from_bthd(case: Case, g: torch.Tensor | None,
+                      dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    bounds = sdpa_error_bounds(_bhtd_case(case), _to_bhtd(g), dtype)
+    return {k: v.transpose(-3, -2) for k, v in bounds.items()}
+
+
+def _floors_from_bthd(case: Case, out: torch.Tensor, g: torch.Tensor | None,
+                      dtype: torch.dtype) -> dict[str, float]:
+    return sdpa_floors(_bhtd_case(case), _to_bhtd(out), _to_bhtd(g), dtype)
+
+
+def _dead_rows(mask: torch.Tensor) -> torch.Tensor:
+    """(..., t, 1): True where a query sees no key under ``attn_mask``."""
+    keep = mask if mask.dtype == torch.bool else mask != float("-inf")
+    return ~keep.any(-1, keepdim=True)
+
+
+def _nan_rows_held_at_zero(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The convention ``fully_masked_rows="nan"`` (a plain softmax's 0/0), judged on refllm's.
+
+    Where a query sees no key, ``fn``'s output must be NaN (checked on a call without autograd;
+    anything else raises, reported as such); ``fn`` is then called with those rows' keys let in,
+    and the output of those rows is replaced by zeros, so that the other rows, and the gradients
+    (to which those rows then add nothing, as in refllm's convention), are judged as usual.
+    """
+
+    def call(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, **kwargs: Any) -> Any:
+        mask = kwargs.get("attn_mask")
+        if mask is None or not bool(_dead_rows(mask).any()):
+            return fn(query, key, value, **kwargs)
+        dead = _dead_rows(mask)
+        with torch.no_grad():
+            raw = fn(query.detach(), key.detach(), value.detach(), **kwargs)
+        rows = dead.expand(*torch.broadcast_shapes(dead.shape, raw.shape[:-1] + (1,)))
+        if rows.shape[:-1] != raw.shape[:-1] or not bool(raw[rows.squeeze(-1)].isnan().all()):
+            raise AssertionError("contract fully_masked_rows='nan': the output of a query that "
+                                 "sees no key is not NaN")
+        opened = mask | dead if mask.dtype == torch.bool else mask.masked_fill(dead, 0.0)
+        out = fn(query, key, value, **{**kwargs, "attn_mask": opened})
+        return out.masked_fill(rows, 0.0)
+
+    call.__name__ = getattr(fn, "__name__", "fn")
+    return call

@@ -18,15 +18,32 @@ tensors stay cheap to draw. Keyword arguments a case does not exercise are left 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from hypothesis import strategies as st
 
+from refllm._validation import require_int
 from refllm.testing.case import Case
-from refllm.testing.strategies._odds import FeaturePlan, feature_plan, sizes, sometimes
+from refllm.testing.strategies._odds import FeaturePlan, feature_plan, sometimes
+from refllm.testing.strategies._odds import sizes as small_sizes
+from refllm.testing.strategies._sizes import (
+    DEFAULT_BUDGET,
+    Ranges,
+    axis,
+    check_ranges,
+    fit,
+    long_tier,
+)
 
-__all__ = ["cross_entropy_cases", "mse_cases", "cross_entropy_default_calls", "mse_default_calls"]
+__all__ = ["cross_entropy_cases", "mse_cases", "cross_entropy_default_calls", "mse_default_calls",
+           "CROSS_ENTROPY_AXES", "MSE_AXES"]
+
+CROSS_ENTROPY_AXES = ("rows", "classes")
+"""Axes whose lengths ``sizes=`` can bound: rows n (the batch b of (b, c[, k...])) and classes c."""
+MSE_AXES = ("numel",)
+"""``sizes={"numel": (lo, hi)}`` bounds the number of elements of an MSE case."""
 
 _REDUCTIONS = ("mean", "sum", "none")  # PyTorch's default first: drawn most often
 _mostly = sometimes(st.just(False), otherwise=st.just(True))  # a feature on, now and then off
@@ -97,7 +114,9 @@ def cross_entropy_cases(draw, *, dtype: torch.dtype = torch.float64, k_dims: boo
                         weights: bool = True, ignore_index: bool = True,
                         label_smoothing: bool = True,
                         reductions: Sequence[str] = _REDUCTIONS, extreme_logits: bool = True,
-                        max_size: int = 6, write_defaults: bool = True) -> Case:
+                        max_size: int = 6, write_defaults: bool = True,
+                        long_axes: bool = True, budget: int = DEFAULT_BUDGET,
+                        sizes: Ranges | None = None) -> Case:
     """`Case` objects for ``F.cross_entropy(input, target, **kwargs)``.
 
     Inputs are (c), (b, c) or, with ``k_dims``, (b, c, d1[, d2]); each axis holds 1..``max_size``.
@@ -112,8 +131,18 @@ def cross_entropy_cases(draw, *, dtype: torch.dtype = torch.float64, k_dims: boo
     PyTorch's default (mean, no weight, no smoothing, nothing ignored). ``write_defaults``: write
     ``reduction="mean"`` out where the case leaves it at the default (the checks pass False, to
     call exactly as a model does).
+
+    About one case in six is kernel-sized (``long_axes``; `refllm.testing.strategies._sizes`):
+    the classes (a vocabulary cut into chunks) or the rows (rows processed in groups) take a
+    length that crosses a block boundary (15, 16, 17, ..., 511, 512, 513, 1000, 2047, 2049,
+    4097), the other axes small; the logits never hold more than ``budget`` elements (default
+    2^20). ``sizes``: inclusive ranges ``{"rows": (lo, hi), "classes": (lo, hi)}`` (a kernel's
+    vocabulary sizes, say), which replace ``max_size`` for those axes; their low ends are always
+    allowed.
     """
     reductions = _check_reductions(reductions)
+    require_int("budget", budget, low=1)
+    ranges = check_ranges(sizes, CROSS_ENTROPY_AXES, "cross_entropy_cases")
     kinds = ["index"] * index_targets + ["prob"] * prob_targets
     if not kinds:
         raise ValueError("at least one of index_targets and prob_targets must be True")
@@ -124,15 +153,32 @@ def cross_entropy_cases(draw, *, dtype: torch.dtype = torch.float64, k_dims: boo
                 "label_smoothing": label_smoothing, "reduction": "mean" in reductions}
     plan = draw(feature_plan([n for n, on in switches.items() if on],
                              exclusive=[("prob_targets", "ignore_index")]))
-    size = sizes(max_size)
+    long = draw(st.sampled_from(("classes", "rows"))) if long_tier(draw, long_axes) else None
     layouts = (["b c k"] if k_dims else []) + ["c"]  # unbatched last: least often
     layout = draw(st.sampled_from(["b c", *layouts]) if plan.forced.get("layout") is None
                   else st.sampled_from(layouts) if plan.forced["layout"] else st.just("b c"))
-    n_classes = draw(size)
-    rows = st.integers(min(2, max_size), max_size) if plan.default else size  # the LM loss: n > 1
-    shape = (n_classes,) if layout == "c" else (draw(rows), n_classes)
-    if layout == "b c k":
-        shape += tuple(draw(st.lists(sizes(min(max_size, 3)), min_size=1, max_size=2)))
+    if layout == "c":
+        long = long and "classes"  # no rows to make long
+    extra = tuple(draw(st.lists(small_sizes(min(max_size, 3)), min_size=1, max_size=2))) if \
+        layout == "b c k" else ()
+    k = math.prod(extra)
+    rows_lo = ranges.get("rows", (1, 1))[0]
+    if long == "rows":
+        n_classes = axis(draw, "classes", ranges, max_size, fit(budget, k))
+    else:
+        n_classes = axis(draw, "classes", ranges, max_size, fit(budget, k, rows_lo),
+                         long == "classes")
+    row_ranges = ranges
+    if plan.default and "rows" not in ranges:
+        row_ranges = {"rows": (min(2, max_size), max_size)}  # the LM loss: n > 1
+    elif plan.default and ranges["rows"][1] >= 2:
+        row_ranges = {"rows": (max(2, ranges["rows"][0]), ranges["rows"][1])}
+    if long == "rows" and "rows" not in ranges:
+        row_ranges = {"rows": (row_ranges.get("rows", (1, 1))[0], 1 << 30)}
+    shape = (n_classes,) if layout == "c" else (
+        axis(draw, "rows", row_ranges, max_size, fit(budget, k, n_classes), long == "rows"),
+        n_classes)
+    shape += extra
     class_dim = 0 if layout == "c" else 1
     gen = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
     logits = _logits(draw, shape, class_dim, extreme_logits, gen).to(dtype)
@@ -156,20 +202,39 @@ def cross_entropy_cases(draw, *, dtype: torch.dtype = torch.float64, k_dims: boo
     if plan.on(draw, "label_smoothing", _mostly):
         kwargs["label_smoothing"] = draw(st.sampled_from([0.1, 1.0]) | st.floats(0.0, 1.0))
     note = f"{kind} targets, input {tuple(shape)}, kwargs {sorted(kwargs)}"
+    note += f", long {long}" if long else ""
     return Case(args=(logits, target), kwargs=kwargs, note=note)
 
 
 @st.composite
 def mse_cases(draw, *, dtype: torch.dtype = torch.float64,
               reductions: Sequence[str] = _REDUCTIONS, max_size: int = 6,
-              max_ndim: int = 3, write_defaults: bool = True) -> Case:
+              max_ndim: int = 3, write_defaults: bool = True, long_axes: bool = True,
+              budget: int = DEFAULT_BUDGET, sizes: Ranges | None = None) -> Case:
     """`Case` objects for ``F.mse_loss(input, target, reduction=...)``: equal shapes of 0 to
     ``max_ndim`` axes of 1..``max_size`` each, values of scale 1e-3 to 1e3, cast to ``dtype``.
     About a third of the cases are the default call, the mean, with ``reduction`` written out
-    as "mean" unless ``write_defaults`` is False (as the checks call: ``mse_loss(x, y)``)."""
+    as "mean" unless ``write_defaults`` is False (as the checks call: ``mse_loss(x, y)``).
+
+    About one case in six is kernel-sized (``long_axes``): one axis takes a length that crosses a
+    block boundary (15, 16, 17, ..., 1000, 2047, 2049, 4097), so the element count crosses the
+    blocks of a blocked reduction; at most ``budget`` elements (default 2^20).
+    ``sizes={"numel": (lo, hi)}`` keeps the element count in [lo, hi] (cases outside are
+    redrawn smaller: the last axis is cut, or lengthened, to fit).
+    """
     reductions = _check_reductions(reductions)
-    ndim = draw(st.sampled_from(range(max_ndim, -1, -1)))  # the full rank first: drawn most
-    shape = tuple(draw(sizes(max_size)) for _ in range(ndim))
+    require_int("budget", budget, low=1)
+    ranges = check_ranges(sizes, MSE_AXES, "mse_cases")
+    long = max_ndim > 0 and long_tier(draw, long_axes)
+    # the full rank first: drawn most; a long case has at least one axis
+    ndim = draw(st.sampled_from(range(max_ndim, 0 if long else -1, -1)))
+    where = draw(st.integers(0, ndim - 1)) if long else -1
+    shape = tuple(draw(small_sizes(max_size)) for _ in range(ndim))
+    if long:
+        rest = math.prod(shape) // shape[where]
+        shape = shape[:where] + (axis(draw, "n", {}, max_size, fit(budget, rest), True),) + \
+            shape[where + 1:]
+    shape = _numel_within(shape, ranges.get("numel"))
     gen = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
     scale = draw(st.sampled_from([1e-3, 1.0, 1e3]))
     input = torch.randn(shape, generator=gen, dtype=torch.float64) * scale
@@ -181,27 +246,53 @@ def mse_cases(draw, *, dtype: torch.dtype = torch.float64,
     kwargs = ({"reduction": draw(_reduction(reductions))} if explicit else
               {"reduction": "mean"} if write_defaults else {})
     return Case(args=(input.to(dtype), target.to(dtype)), kwargs=kwargs,
-                note=f"input {tuple(shape)}")
+                note=f"input {tuple(shape)}" + (", long" if long else ""))
 
 
-def cross_entropy_default_calls(*, max_size: int = 6) -> list[Case]:
+def _numel_within(shape: tuple[int, ...], bounds: tuple[int, int] | None) -> tuple[int, ...]:
+    """``shape`` with its last axis cut or lengthened so that its element count is in bounds."""
+    if bounds is None:
+        return shape
+    lo, hi = bounds
+    if not shape:
+        return shape if lo <= 1 else (lo,)
+    rest = math.prod(shape[:-1])
+    last = min(max(shape[-1], -(-lo // rest)), max(1, hi // rest))
+    if not lo <= rest * last <= hi:  # the other axes alone are too many: one axis
+        return (max(lo, min(math.prod(shape), hi)),)
+    return (*shape[:-1], last)
+
+
+def cross_entropy_default_calls(*, max_size: int = 6,
+                                sizes: Ranges | None = None) -> list[Case]:
     """Fixed float64 examples of the language-model loss ``F.cross_entropy(logits, targets)``:
     logits (n, c) with n > 1 rows, int64 class indices, no keyword (mean, no weight, no
-    smoothing, nothing ignored); the same whatever the seed."""
+    smoothing, nothing ignored); the same whatever the seed; within ``max_size`` and
+    ``sizes`` (ranges of "rows" and "classes")."""
+    ranges = check_ranges(sizes, CROSS_ENTROPY_AXES, "cross_entropy_default_calls")
     g = torch.Generator().manual_seed(20260702)
     out = []
     for n, c in ((4, 5), (6, 3)):
         n, c = max(min(n, max_size), 1), min(c, max_size)
+        n = _clip(n, ranges.get("rows"))
+        c = _clip(c, ranges.get("classes"))
         logits = torch.randn(n, c, generator=g, dtype=torch.float64)
         target = torch.randint(0, c, (n,), generator=g, dtype=torch.int64)
         out.append(Case(args=(logits, target), kwargs={}, note=f"default call, input {(n, c)}"))
     return out
 
 
-def mse_default_calls(*, max_size: int = 6) -> list[Case]:
-    """Fixed float64 examples of ``F.mse_loss(input, target)`` (no keyword: the mean)."""
+def mse_default_calls(*, max_size: int = 6, sizes: Ranges | None = None) -> list[Case]:
+    """Fixed float64 examples of ``F.mse_loss(input, target)`` (no keyword: the mean), within
+    ``sizes={"numel": (lo, hi)}``."""
+    numel = check_ranges(sizes, MSE_AXES, "mse_default_calls").get("numel")
     g = torch.Generator().manual_seed(20260703)
-    shapes = ((min(3, max_size), min(4, max_size)), (min(5, max_size),))
+    shapes = [_numel_within(s, numel) for s in
+              ((min(3, max_size), min(4, max_size)), (min(5, max_size),))]
     return [Case(args=(torch.randn(s, generator=g, dtype=torch.float64),
                        torch.randn(s, generator=g, dtype=torch.float64)), kwargs={},
                  note=f"default call, input {s}") for s in shapes]
+
+
+def _clip(n: int, bounds: tuple[int, int] | None) -> int:
+    return n if bounds is None else max(bounds[0], min(n, bounds[1]))

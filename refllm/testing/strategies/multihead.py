@@ -16,7 +16,7 @@ convention) or additive float with some ``-inf``; a query may have all its keys 
 `MultiheadCase.fully_masked_rows` reports (PyTorch gives NaN there, refllm zeros).
 
 >>> from hypothesis import given, settings
->>> @settings(max_examples=3)
+>>> @settings(max_examples=3, deadline=None)
 ... @given(multihead_cases())
 ... def check(case):
 ...     out, _ = case.call(case.build())
@@ -27,13 +27,28 @@ convention) or additive float with some ``-inf``; a query may have all its keys 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
 from hypothesis import strategies as st
 
+from refllm._validation import require_int
 from refllm.testing.case import Case
-from refllm.testing.strategies._odds import feature_plan, sizes, sometimes
+from refllm.testing.strategies._odds import feature_plan, sometimes
+from refllm.testing.strategies._odds import sizes as small_sizes
+from refllm.testing.strategies._sizes import (
+    DEFAULT_BUDGET,
+    Ranges,
+    axis,
+    check_ranges,
+    fit,
+    long_length,
+    long_tier,
+)
+
+MULTIHEAD_AXES = ("b", "h", "t", "s")
+"""Axes whose lengths ``sizes=`` can bound: batch, heads, queries (target length), keys."""
 
 NEG_INF = float("-inf")
 
@@ -131,13 +146,33 @@ def _optional(plan: Any, name: str, kinds: st.SearchStrategy[str]) -> st.SearchS
     return kinds if forced else st.just("none")
 
 
+def _lengths(draw: st.DrawFn, long: str | None, ranges: dict, max_size: int, budget: int,
+             bh: int, c: int) -> tuple[int, int]:
+    """(t, s): short, or one of them (or both, "ts") long, within the budget of the (b, h, t, s)
+    weights and the (b, t, c) activations."""
+    if long == "ts":
+        lo = max(ranges.get("t", (1, 1))[0], ranges.get("s", (1, 1))[0])
+        hi = min(ranges.get("t", (1, 1 << 30))[1], ranges.get("s", (1, 1 << 30))[1])
+        n = long_length(draw, lo, min(hi, math.isqrt(fit(budget, bh)), fit(budget, bh, c)))
+        if n is not None:
+            return n, n
+        long = "s"
+    if long == "t":
+        s = axis(draw, "s", ranges, max_size, fit(budget, bh, c))
+        return axis(draw, "t", ranges, max_size, fit(budget, bh, max(s, c)), True), s
+    t = axis(draw, "t", ranges, max_size, fit(budget, bh, c))
+    return t, axis(draw, "s", ranges, max_size, fit(budget, bh, max(t, c)), long == "s")
+
+
 @st.composite
 def multihead_cases(draw: st.DrawFn, *, dtype: torch.dtype = torch.float64,
                     batch_first: bool | None = None, kdim_vdim: bool = True, bias: bool = True,
                     add_bias_kv: bool = True, add_zero_attn: bool = True,
                     key_padding_mask: bool = True, attn_mask: bool = True,
                     need_weights: bool = True, causal_extra_keys: bool = True,
-                    max_size: int = 6, write_defaults: bool = True) -> MultiheadCase:
+                    max_size: int = 6, write_defaults: bool = True, long_axes: bool = True,
+                    budget: int = DEFAULT_BUDGET, sizes: Ranges | None = None,
+                    masks: str = "any", causal: str = "optional") -> MultiheadCase:
     """Draw a `MultiheadCase`; each keyword set False turns one feature off (never drawn).
 
     ``batch_first=None`` draws it; ``need_weights=False`` always calls with need_weights=False
@@ -151,27 +186,51 @@ def multihead_cases(draw: st.DrawFn, *, dtype: torch.dtype = torch.float64,
     `refllm.testing.strategies._odds.feature_plan`); `multihead_default_calls` gives fixed ones.
     ``write_defaults``: write ``need_weights=True`` out where the call leaves it at the default
     (the checks pass False, to call ``module(query, key, value)`` exactly).
+
+    About one case in six is kernel-sized (``long_axes``): the key length s, the query length t,
+    or both (t == s, self-attention) cross a block boundary (15, 16, 17, ..., 511, 512, 513, 1000,
+    2047, 2049, 4097), the other axes small; no tensor of the call (the (b, h, t, s) weights, the
+    (b, t, c) activations) holds more than ``budget`` elements (default 2^20). ``sizes``:
+    inclusive ranges of `MULTIHEAD_AXES` replacing ``max_size``. ``masks``: "any", "bool" or
+    "additive" (the kind of every mask drawn), or "none" (neither ``attn_mask`` nor
+    ``key_padding_mask``); ``causal``: "optional", "only" (every call ``is_causal=True`` with
+    its causal mask) or "never".
     """
+    require_int("budget", budget, low=1)
+    ranges = check_ranges(sizes, MULTIHEAD_AXES, "multihead_cases")
+    if masks not in ("any", "bool", "additive", "none"):
+        raise ValueError(f"masks must be 'any', 'bool', 'additive' or 'none', got {masks!r}")
+    if causal not in ("optional", "only", "never"):
+        raise ValueError(f"causal must be 'optional', 'only' or 'never', got {causal!r}")
+    if masks == "none":  # no mask of the caller's; a causal-only kernel still gets its own
+        key_padding_mask, attn_mask = False, causal == "only"
+    if causal == "only":
+        attn_mask = True
+    mask_kinds = ["bool", "float"] if masks == "any" else ["bool"] if masks == "bool" else \
+        ["float"]
     switches = {"kdim_vdim": kdim_vdim, "bias": bias, "add_bias_kv": add_bias_kv,
                 "add_zero_attn": add_zero_attn, "key_padding_mask": key_padding_mask,
                 "attn_mask": attn_mask, "need_weights": need_weights,
                 "batch_first": batch_first is None}
     plan = draw(feature_plan([n for n, on in switches.items() if on]))
-    h = draw(sizes(min(3, max_size)))
-    c = h * draw(sizes(max(1, max_size // h)))
-    batched = sizes(min(3, max_size))
+    long = draw(st.sampled_from(("s", "t", "ts"))) if long_tier(draw, long_axes) else None
+    h = axis(draw, "h", ranges, min(3, max_size))
+    c = h * draw(small_sizes(max(1, max_size // h)))
+    batched = st.integers(*ranges["b"]) if "b" in ranges else small_sizes(min(3, max_size))
     # None: unbatched (never on the default call)
-    b = draw(batched if plan.default else sometimes(st.none(), otherwise=batched))
-    t, s = draw(sizes(max_size)), draw(sizes(max_size))
+    b = draw(batched if plan.default or "b" in ranges else
+             sometimes(st.none(), otherwise=batched))
+    t, s = _lengths(draw, long, ranges, max_size, budget, (b or 1) * h, c)
     kdim = vdim = c
     if plan.on(draw, "kdim_vdim", st.booleans()):
-        kdim, vdim = draw(sizes(max_size)), draw(sizes(max_size))
+        kdim, vdim = draw(small_sizes(max_size)), draw(small_sizes(max_size))
         if kdim == vdim == c and max_size > 1:  # the feature is on: a width other than c
             vdim = c - 1 if c > 1 else c + 1
     # no mask only now and then (see refllm.testing.strategies._odds); drawn before the module so
     # that a causal case can leave out the extra keys (``causal_extra_keys=False``)
-    am_kinds = st.sampled_from(["causal", "2d", "3d"])
-    am_kind = draw(_optional(plan, "attn_mask", am_kinds))
+    am_kinds = st.sampled_from(["causal"] if causal == "only" else ["2d", "3d"] if
+                               causal == "never" or masks == "none" else ["causal", "2d", "3d"])
+    am_kind = "causal" if causal == "only" else draw(_optional(plan, "attn_mask", am_kinds))
     extra_keys = causal_extra_keys or am_kind != "causal"
     init = dict(embed_dim=c, num_heads=h, dropout=0.0,
                 bias=not plan.on(draw, "bias", st.booleans()) if bias else False,
@@ -194,11 +253,11 @@ def multihead_cases(draw: st.DrawFn, *, dtype: torch.dtype = torch.float64,
     self_attn = kdim == vdim == c and s == t and draw(st.booleans())
     key, value = (query, query) if self_attn else (seq(s, kdim), seq(s, vdim))
     kw: dict[str, Any] = {}
-    kpm_kind = draw(_optional(plan, "key_padding_mask", st.sampled_from(["bool", "float"])))
+    kpm_kind = draw(_optional(plan, "key_padding_mask", st.sampled_from(mask_kinds)))
     if kpm_kind != "none":
         kw["key_padding_mask"] = _mask(g, (s,) if b is None else (b, s), kpm_kind, dtype)
     if am_kind != "none":
-        kind = draw(st.sampled_from(["bool", "float"]))
+        kind = draw(st.sampled_from(mask_kinds))
         if am_kind == "causal":
             kw["attn_mask"], kw["is_causal"] = _causal(t, s, kind, dtype), True
         else:
@@ -213,20 +272,28 @@ def multihead_cases(draw: st.DrawFn, *, dtype: torch.dtype = torch.float64,
     elif write_defaults:
         kw["need_weights"] = True
     note = f"h={h} c={c} b={b} t={t} s={s} kdim={kdim} vdim={vdim} self_attn={self_attn}"
+    note += f", long {long}" if long else ""
     return MultiheadCase(init, state, Case((query, key, value), kw, note))
 
 
 def multihead_default_calls(*, dtype: torch.dtype = torch.float64, bias: bool = True,
-                            need_weights: bool = True, max_size: int = 6) -> list[MultiheadCase]:
+                            need_weights: bool = True, max_size: int = 6,
+                            sizes: Ranges | None = None) -> list[MultiheadCase]:
     """Fixed default calls, the same whatever the seed: ``MultiheadAttention(c, h)`` (sequence
     first, PyTorch's default keywords written out) called as ``module(x, x, x)`` (self-attention)
     and ``module(query, key, value)`` with s != t. ``bias=False`` / ``need_weights=False``: the
     caller's features exclude PyTorch's default there, so the call takes the one allowed value.
     """
+    ranges = check_ranges(sizes, MULTIHEAD_AXES, "multihead_default_calls")
+
+    def clip(name: str, n: int) -> int:
+        lo, hi = ranges.get(name, (1, n))
+        return max(lo, min(n, hi))
+
     g = torch.Generator().manual_seed(20260705)
-    h = min(2, max_size)
+    h = clip("h", min(2, max_size))
     c = h * max(1, min(3, max_size // h))
-    b, t, s = min(2, max_size), min(5, max_size), min(3, max_size)
+    b, t, s = clip("b", min(2, max_size)), clip("t", min(5, max_size)), clip("s", min(3, max_size))
     init = dict(embed_dim=c, num_heads=h, dropout=0.0, bias=bias, add_bias_kv=False,
                 add_zero_attn=False, kdim=c, vdim=c, batch_first=False, dtype=dtype)
     with torch.random.fork_rng():

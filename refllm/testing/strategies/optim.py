@@ -34,12 +34,23 @@ from typing import Any
 import torch
 from hypothesis import strategies as st
 
+from refllm._validation import require_int
 from refllm.testing.case import to_source
 from refllm.testing.compare import assert_close
 from refllm.testing.strategies._odds import FeaturePlan, feature_plan, sometimes
+from refllm.testing.strategies._sizes import (
+    DEFAULT_BUDGET,
+    LONG_LENGTHS,
+    Ranges,
+    check_ranges,
+    long_length,
+    long_tier,
+)
 
 LIKES = ("gd", "sgd", "adam", "adamw")
 SHAPES = [(), (1,), (2,), (3,), (5,), (1, 1), (2, 3), (3, 2), (1, 4), (2, 1, 2)]
+OPTIMIZER_AXES = ("numel",)
+"""``sizes={"numel": (lo, hi)}`` bounds the element count of every parameter."""
 
 
 def _rate(low: float, high: float) -> st.SearchStrategy[float]:
@@ -258,19 +269,31 @@ def _parameter_names(rule: Callable[..., Any]) -> frozenset[str]:
 def optimizer_problems(draw: st.DrawFn, *, like: str = "adamw", dtype: torch.dtype = torch.float64,
                        max_params: int = 4, max_groups: int = 3, none_grads: bool = True,
                        steps: tuple[int, int] = (1, 25), hyper: Any = None,
-                       save_load: bool = True) -> OptimizerProblem:
+                       save_load: bool = True, long_axes: bool = True,
+                       budget: int = DEFAULT_BUDGET,
+                       sizes: Ranges | None = None) -> OptimizerProblem:
     """An :class:`OptimizerProblem` for an optimizer like ``torch.optim.<like>``.
 
     ``hyper``: None (draw with :func:`hyper_parameters`), a strategy of hyper-parameter dicts, or a
     dict of fixed values (each a value or a strategy) laid over the drawn ones. ``none_grads``: some
     gradients are None (and one parameter may never get one). ``steps``: (min, max) step count.
     ``save_load``: draw a step at which :meth:`OptimizerProblem.run` round-trips the state dict.
-    Tensors hold at most 6 elements, so naive rules stay quick.
+    Tensors hold at most 6 elements, so naive rules stay quick, except in about one problem in
+    six (``long_axes``): there one parameter is a vector of a length that crosses a SIMD width
+    or a chunk (15, 16, 17, ..., 511, 512, 513, 1000, 2047, 2049, 4097: mostly odd, so a
+    vectorised loop has a scalar tail), of at most ``budget`` elements (default 2^20).
+    ``sizes={"numel": (lo, hi)}`` keeps every parameter's element count in [lo, hi].
     """
     if like not in LIKES:
         raise ValueError(f"like must be one of {LIKES}, got {like!r}")
+    require_int("budget", budget, low=1)
+    numel = check_ranges(sizes, OPTIMIZER_AXES, "optimizer_problems").get("numel")
     n = draw(st.integers(1, max_params))
     shapes = [draw(st.sampled_from(SHAPES)) for _ in range(n)]
+    if numel is not None:
+        lo, hi = numel
+        shapes = [s if lo <= math.prod(s) <= hi else (max(lo, min(hi, math.prod(s))),)
+                  for s in shapes]
     n_groups = draw(st.integers(1, min(max_groups, n)))
     owner = [draw(st.integers(0, n_groups - 1)) for _ in range(n)]
     groups = [[i for i in range(n) if owner[i] == g] for g in range(n_groups)]
@@ -279,6 +302,11 @@ def optimizer_problems(draw: st.DrawFn, *, like: str = "adamw", dtype: torch.dty
     plan = draw(feature_plan(list(TORCH_DEFAULTS[like]), exclusive=[("dampening", "nesterov")]))
     hyper_strategy = _hyper_strategy(like, hyper, plan)  # built (and validated) once
     hypers = [draw(hyper_strategy) for _ in groups]
+    if long_tier(draw, long_axes):
+        lo, hi = numel or (1, LONG_LENGTHS[-1])
+        length = long_length(draw, lo, min(hi, budget))
+        if length is not None:
+            shapes[draw(st.integers(0, n - 1))] = (length,)
     lo, hi = steps
     n_steps = draw(sometimes(st.just(lo), otherwise=st.integers(min(lo + 1, hi), hi)))
     never = draw(st.sampled_from([None, *range(n)])) if none_grads else None
@@ -310,13 +338,15 @@ def _hyper_strategy(like: str, hyper: Any,
 
 
 def optimizer_default_problems(*, like: str = "adamw", dtype: torch.dtype = torch.float64,
-                               steps: tuple[int, int] = (1, 25),
-                               hyper: Any = None) -> list[OptimizerProblem]:
+                               steps: tuple[int, int] = (1, 25), hyper: Any = None,
+                               sizes: Ranges | None = None) -> list[OptimizerProblem]:
     """Fixed problems on torch's default hyper-parameters (`TORCH_DEFAULTS`), the same whatever
     the seed: one param group, then two groups with different lr, every gradient present.
 
     ``hyper``: a dict's plain values are laid over the defaults (its strategies are not drawn
     here); for a strategy of hyper-parameters there is no fixed problem (an empty list).
+    ``sizes={"numel": (lo, hi)}``: parameters of another element count are replaced by vectors
+    inside the range.
     """
     if like not in LIKES:
         raise ValueError(f"like must be one of {LIKES}, got {like!r}")
@@ -325,7 +355,11 @@ def optimizer_default_problems(*, like: str = "adamw", dtype: torch.dtype = torc
     fixed = {k: v for k, v in (hyper or {}).items() if not isinstance(v, st.SearchStrategy)}
     lr = 0.1 if like in ("gd", "sgd") else 1e-2
     g = torch.Generator().manual_seed(20260704)
-    shapes = [(2, 3), (5,), ()]
+    shapes: list[tuple[int, ...]] = [(2, 3), (5,), ()]
+    numel = check_ranges(sizes, OPTIMIZER_AXES, "optimizer_default_problems").get("numel")
+    if numel is not None:
+        shapes = [s if numel[0] <= math.prod(s) <= numel[1] else
+                  (max(numel[0], min(numel[1], math.prod(s))),) for s in shapes]
     n_steps = max(steps[0], min(steps[1], 6))
     out = []
     for groups, lrs in (([[0, 1, 2]], [lr]), ([[0, 2], [1]], [lr, lr / 3])):
