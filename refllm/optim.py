@@ -1,7 +1,8 @@
 """Optimizers and learning-rate schedules, where users look for them: ``refllm.optim.AdamW``.
 
 Re-exports :mod:`refllm.nn.optim` (SGD, Adam, AdamW: ``torch.optim.Optimizer`` subclasses built on
-the pure rules of :mod:`refllm.ops.optim`) and :mod:`refllm.ops.schedules`.
+the update rules of :mod:`refllm.ops.optim_sgd` and :mod:`refllm.ops.optim_adam`) and
+:mod:`refllm.ops.schedules`.
 
 >>> import torch, refllm.optim
 >>> w = torch.nn.Parameter(torch.ones(2))

@@ -1,11 +1,12 @@
 """SGD, Adam and AdamW as ``torch.optim.Optimizer`` subclasses built on refllm's pure update rules.
 
 Each ``step()`` gathers, per param group, the parameters whose ``.grad`` is not None, calls the fast
-rule of :mod:`refllm.ops.optim` on them (``sgd``, ``adam`` or ``adamw``), copies the new values into
-the parameters in place and stores the new state under the keys torch.optim uses
-(``'momentum_buffer'``; ``'step'`` as a 0-d float tensor, ``'exp_avg'``, ``'exp_avg_sq'``,
-``'max_exp_avg_sq'``). Parameters whose grad is None are untouched and get no state. State dicts
-have torch's structure, so a refllm optimizer loads torch's state dict and torch's loads refllm's.
+in-place rule of :mod:`refllm.ops.optim_sgd` or :mod:`refllm.ops.optim_adam` on them (``sgd_``,
+``adam_`` or ``adamw_``), which updates the parameters and stores the new state under the keys
+torch.optim uses (``'momentum_buffer'``; ``'step'`` as a 0-d float tensor, ``'exp_avg'``,
+``'exp_avg_sq'``, ``'max_exp_avg_sq'``). Parameters whose grad is None are untouched and get no
+state. State dicts have torch's structure, so a refllm optimizer loads torch's state dict and
+torch's loads refllm's.
 
 Deviations from torch.optim: no ``foreach``, ``fused``, ``capturable`` or ``differentiable`` options
 (the rules have one implementation, torch's for-loop one, on CPU or GPU alike); tensor
@@ -19,7 +20,8 @@ from typing import Any
 
 import torch
 
-from refllm.ops.optim import adam_, adamw_, check_adam_hyper, check_sgd_hyper, sgd_
+from refllm.ops.optim_adam import adam_, adamw_, check_adam_hyper
+from refllm.ops.optim_sgd import check_sgd_hyper, sgd_
 
 
 class _RuleOptimizer(torch.optim.Optimizer):

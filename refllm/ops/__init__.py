@@ -6,17 +6,18 @@ from refllm.ops.attention import (
     scaled_dot_product_attention_with_weights,
     scaled_dot_product_attention_with_weights_naive,
 )
-from refllm.ops.flash_attention import flash_attention
-from refllm.ops.losses import (
+from refllm.ops.choices import OPTIMIZER_KINDS, REDUCTIONS, update_rule
+from refllm.ops.cross_entropy import (
     cross_entropy,
     cross_entropy_grad,
     cross_entropy_grad_naive,
     cross_entropy_naive,
-    mse_loss,
-    mse_loss_naive,
 )
+from refllm.ops.flash_attention import flash_attention
+from refllm.ops.mse import mse_loss, mse_loss_naive
 from refllm.ops.multihead import multi_head_attention, multi_head_attention_naive
-from refllm.ops.optim import adam, adam_naive, adamw, adamw_naive, gd, gd_naive, sgd, sgd_naive
+from refllm.ops.optim_adam import adam, adam_naive, adamw, adamw_naive
+from refllm.ops.optim_sgd import gd, gd_naive, sgd, sgd_naive
 from refllm.ops.schedules import as_lr_lambda, cosine_decay, linear_warmup, warmup_cosine
 from refllm.ops.softmax import (
     log_softmax,
@@ -34,6 +35,7 @@ __all__ = [
     "cross_entropy", "cross_entropy_naive", "cross_entropy_grad", "cross_entropy_grad_naive",
     "mse_loss", "mse_loss_naive", "multi_head_attention", "multi_head_attention_naive",
     "gd", "gd_naive", "sgd", "sgd_naive", "adam", "adam_naive", "adamw", "adamw_naive",
+    "OPTIMIZER_KINDS", "REDUCTIONS", "update_rule",
     "linear_warmup", "cosine_decay", "warmup_cosine", "as_lr_lambda",
     "softmax", "softmax_naive", "log_softmax", "log_softmax_naive", "logsumexp", "logsumexp_naive",
 ]

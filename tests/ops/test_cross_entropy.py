@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from refllm.ops.losses import (
+from refllm.ops.cross_entropy import (
     cross_entropy,
     cross_entropy_grad,
     cross_entropy_grad_naive,

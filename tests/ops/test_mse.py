@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refllm.ops.losses import mse_loss, mse_loss_naive
+from refllm.ops.mse import mse_loss, mse_loss_naive
 from refllm.testing import assert_close
 from refllm.testing.case import Case
 from refllm.testing.strategies.losses import mse_cases

@@ -7,14 +7,15 @@ import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from refllm.ops import optim as R
+from refllm.ops import optim_adam, optim_sgd
+from refllm.ops.choices import OPTIMIZER_KINDS, update_rule
 from refllm.testing import assert_close
 from refllm.testing.strategies.optim import OptimizerProblem, hyper_parameters, optimizer_problems
 
 F64 = torch.float64
 TORCH = {"gd": torch.optim.SGD, "sgd": torch.optim.SGD, "adam": torch.optim.Adam,
          "adamw": torch.optim.AdamW}
-LIKES = ["gd", "sgd", "adam", "adamw"]
+LIKES = list(OPTIMIZER_KINDS)
 
 
 def t(*values):
@@ -27,8 +28,8 @@ def t(*values):
 @given(data=st.data())
 def test_the_fast_rule_equals_the_naive_rule(like, data):
     problem = data.draw(optimizer_problems(like=like, steps=(1, 8)))
-    fast = problem.run_rule(getattr(R, like))
-    fast.assert_close(problem.run_rule(getattr(R, f"{like}_naive")))
+    fast = problem.run_rule(update_rule(like))
+    fast.assert_close(problem.run_rule(update_rule(like, naive=True)))
 
 
 @pytest.mark.parametrize("foreach", [False, True], ids=["for-loop", "foreach"])
@@ -37,13 +38,13 @@ def test_the_fast_rule_equals_the_naive_rule(like, data):
 def test_the_fast_rule_follows_torch_optim_for_twenty_steps(like, foreach, data):
     problem = data.draw(optimizer_problems(like=like, steps=(20, 25), save_load=False))
     expected = problem.run(TORCH[like], foreach=foreach)
-    problem.run_rule(getattr(R, like)).assert_close(expected)  # exact: torch's own operations
+    problem.run_rule(update_rule(like)).assert_close(expected)  # exact: torch's own operations
 
 
 @pytest.mark.parametrize("like", ["sgd", "adam", "adamw"])
 def test_the_rules_do_not_mutate_their_inputs(like):
     p, g = [t(1.0, -2.0)], [t(0.5, 0.25)]
-    rule = getattr(R, like)
+    rule = update_rule(like)
     kw = {"momentum": 0.9} if like == "sgd" else {"weight_decay": 0.1, "amsgrad": True}
     _, state = rule(p, g, None, lr=0.1, **kw)
     before = [{k: v.clone() for k, v in s.items()} for s in state]
@@ -61,13 +62,13 @@ def test_the_rules_do_not_mutate_their_inputs(like):
 @given(data=st.data())
 def test_a_zero_learning_rate_leaves_the_parameters_unchanged(like, data):
     problem = data.draw(optimizer_problems(like=like, steps=(1, 5), hyper={"lr": 0.0}))
-    for k_params in problem.run_rule(getattr(R, like)).params:
+    for k_params in problem.run_rule(update_rule(like)).params:
         for p, p0 in zip(k_params, problem.params):
             assert torch.equal(p, p0)
 
 
 def test_one_gradient_descent_step_by_hand():
-    (p,), _ = R.gd([t(1.0, 2.0, -3.0)], [t(4.0, -0.5, 0.0)], lr=0.25)
+    (p,), _ = optim_sgd.gd([t(1.0, 2.0, -3.0)], [t(4.0, -0.5, 0.0)], lr=0.25)
     assert_close(p, t(0.0, 2.125, -3.0))
 
 
@@ -76,7 +77,7 @@ def test_one_gradient_descent_step_is_theta_minus_eta_g(problem):
     lr = problem.hyper[0]["lr"]
     params = problem.params
     grads = problem.grads[0]
-    new, _ = R.gd(params, grads, None, lr=lr)
+    new, _ = optim_sgd.gd(params, grads, None, lr=lr)
     for p, p0, g in zip(new, params, grads):
         assert_close(p, p0 - lr * g)  # "exact": float64 rounding only (torch fuses p + (−η)g)
 
@@ -88,15 +89,15 @@ def test_adamw_with_zero_gradients_only_shrinks_the_weights_by_one_minus_lr_wd(s
     p0 = [t(1.0, -2.0, 0.5)]
     params, state = p0, None
     for _ in range(steps):
-        params, state = R.adamw(params, [torch.zeros(3, dtype=F64)], state, lr=lr,
+        params, state = optim_adam.adamw(params, [torch.zeros(3, dtype=F64)], state, lr=lr,
                                 weight_decay=wd, betas=(beta, beta))
     assert_close(params[0], p0[0] * (1 - lr * wd) ** steps)
 
 
 def test_adam_with_weight_decay_does_not_merely_shrink_the_weights():
     p0, zero = [t(1.0, -2.0, 0.5)], [torch.zeros(3, dtype=F64)]
-    adam, _ = R.adam(p0, zero, None, lr=0.1, weight_decay=0.1)
-    adamw, _ = R.adamw(p0, zero, None, lr=0.1, weight_decay=0.1)
+    adam, _ = optim_adam.adam(p0, zero, None, lr=0.1, weight_decay=0.1)
+    adamw, _ = optim_adam.adamw(p0, zero, None, lr=0.1, weight_decay=0.1)
     assert_close(adamw[0], p0[0] * (1 - 0.1 * 0.1))
     # Adam's L2 term goes through the moments: the first step is ≈ −lr·sign(θ), not −lr·wd·θ
     assert not torch.allclose(adam[0], adamw[0])
@@ -107,7 +108,7 @@ def test_adam_with_weight_decay_does_not_merely_shrink_the_weights():
                                   hyper={"weight_decay": 0.0, "maximize": False}))
 def test_adams_first_step_is_lr_times_g_over_abs_g_plus_eps(problem):
     h = problem.hyper[0]
-    new, _ = R.adam(problem.params, problem.grads[0], None, **h)
+    new, _ = optim_adam.adam(problem.params, problem.grads[0], None, **h)
     for p, p0, g in zip(new, problem.params, problem.grads[0]):
         step = p0 - p
         assert_close(step, h["lr"] * g / (g.abs() + h["eps"]))  # m̂_1 = g, v̂_1 = g²
@@ -129,12 +130,12 @@ def test_gradient_descent_on_a_quadratic_contracts_at_max_abs_one_minus_eta_lamb
     x = [q[:, worst].clone()]  # start on the slowest eigenvector
     for _ in range(10):
         before = x[0].norm()
-        x, _ = R.gd(x, [a @ x[0]], None, lr=eta)
+        x, _ = optim_sgd.gd(x, [a @ x[0]], None, lr=eta)
         assert_close(x[0].norm() / before, rho[worst], kind="impl", dtype=F64)
     x0 = torch.ones(len(lams), dtype=F64)
     x = [x0]
     for _ in range(10):
-        x, _ = R.gd(x, [a @ x[0]], None, lr=eta)
+        x, _ = optim_sgd.gd(x, [a @ x[0]], None, lr=eta)
     closed_form = q @ torch.diag((1 - eta * lam) ** 10) @ q.T @ x0
     assert_close(x[0], closed_form, kind="impl", dtype=F64)
 
@@ -146,21 +147,21 @@ def test_maximize_is_descent_on_the_negated_gradient(like, data):
     flipped = OptimizerProblem(problem.like, problem.params, problem.groups,
                                [dict(h, maximize=False) for h in problem.hyper],
                                [[None if g is None else -g for g in row] for row in problem.grads])
-    problem.run_rule(getattr(R, like)).assert_close(flipped.run_rule(getattr(R, like)))
+    problem.run_rule(update_rule(like)).assert_close(flipped.run_rule(update_rule(like)))
 
 
 @given(hyper=hyper_parameters(like="sgd"))
 def test_sgd_paper_and_pytorch_conventions_agree_exactly_when_dampening_is_zero(hyper):
     p, g = [t(1.0, -2.0)], [t(0.5, 3.0)]
-    a, sa = R.sgd_naive(p, g, None, **hyper)
-    b, sb = R.sgd_naive(p, g, None, **hyper, convention="paper")
+    a, sa = optim_sgd.sgd_naive(p, g, None, **hyper)
+    b, sb = optim_sgd.sgd_naive(p, g, None, **hyper, convention="paper")
     if hyper["momentum"] == 0 or hyper["dampening"] == 0:
         assert_close(a[0], b[0])
     else:  # paper: b_0 = 0, so b_1 = (1 − τ) g_1
         assert_close(sb[0]["momentum_buffer"], sa[0]["momentum_buffer"] * (1 - hyper["dampening"]))
 
 
-@pytest.mark.parametrize("rule", [R.adam_naive, R.adamw_naive])
+@pytest.mark.parametrize("rule", [optim_adam.adam_naive, optim_adam.adamw_naive])
 def test_adam_paper_and_pytorch_conventions_agree_when_eps_is_zero_and_differ_otherwise(rule):
     p, g = [t(1.0, -2.0)], [t(0.5, 3.0)]
     a, sa = rule(p, g, None, lr=0.1, eps=0.0)
@@ -176,8 +177,8 @@ def test_adam_paper_and_pytorch_conventions_agree_when_eps_is_zero_and_differ_ot
 
 def test_amsgrad_keeps_the_max_of_the_uncorrected_second_moment():
     p = [t(0.0)]
-    _, s = R.adam(p, [t(3.0)], None, amsgrad=True, betas=(0.5, 0.5))
-    _, s = R.adam(p, [t(0.0)], s, amsgrad=True, betas=(0.5, 0.5))
+    _, s = optim_adam.adam(p, [t(3.0)], None, amsgrad=True, betas=(0.5, 0.5))
+    _, s = optim_adam.adam(p, [t(0.0)], s, amsgrad=True, betas=(0.5, 0.5))
     assert_close(s[0]["exp_avg_sq"], t(0.5 * 0.5 * 9.0))
     assert_close(s[0]["max_exp_avg_sq"], t(0.5 * 9.0))
     assert s[0]["step"].item() == 2.0
@@ -188,8 +189,8 @@ def test_amsgrad_keeps_the_max_of_the_uncorrected_second_moment():
 def test_division_by_zero_in_the_naive_adam_follows_ieee_like_torch(eps):
     # eps = 0 and a zero gradient: 0 / 0 = nan in torch and in the naive rule alike
     p, g = [t(1.0)], [t(0.0)]
-    a, _ = R.adam(p, g, None, eps=eps)
-    b, _ = R.adam_naive(p, g, None, eps=eps)
+    a, _ = optim_adam.adam(p, g, None, eps=eps)
+    b, _ = optim_adam.adam_naive(p, g, None, eps=eps)
     assert_close(a[0], b[0])
     assert math.isnan(a[0].item()) == (eps == 0.0)
 
@@ -199,13 +200,14 @@ def test_division_by_zero_in_the_naive_adam_follows_ieee_like_torch(eps):
 P, G = [t(1.0, 2.0)], [t(0.1, 0.2)]
 
 
-@pytest.mark.parametrize("rule", [R.sgd, R.sgd_naive, R.gd, R.gd_naive])
+@pytest.mark.parametrize("rule", [optim_sgd.sgd, optim_sgd.sgd_naive, optim_sgd.gd,
+                                  optim_sgd.gd_naive])
 def test_a_negative_learning_rate_is_a_value_error_naming_lr(rule):
     with pytest.raises(ValueError, match=r"lr must lie in \[0.0, inf\], got -0.1"):
         rule(P, G, None, lr=-0.1)
 
 
-@pytest.mark.parametrize("rule", [R.sgd, R.sgd_naive])
+@pytest.mark.parametrize("rule", [optim_sgd.sgd, optim_sgd.sgd_naive])
 @pytest.mark.parametrize("kwargs, match", [
     ({"momentum": -0.5}, r"momentum must lie in \[0.0, inf\], got -0.5"),
     ({"weight_decay": -1.0}, r"weight_decay must lie in \[0.0, inf\], got -1.0"),
@@ -218,7 +220,8 @@ def test_bad_sgd_hyper_parameters_are_value_errors_naming_the_argument(rule, kwa
         rule(P, G, None, lr=0.1, **kwargs)
 
 
-@pytest.mark.parametrize("rule", [R.adam, R.adam_naive, R.adamw, R.adamw_naive])
+@pytest.mark.parametrize("rule", [optim_adam.adam, optim_adam.adam_naive, optim_adam.adamw,
+                                  optim_adam.adamw_naive])
 @pytest.mark.parametrize("kwargs, match", [
     ({"betas": (1.0, 0.9)}, r"betas\[0\] must lie in \[0.0, 1.0\), got 1.0"),
     ({"betas": (0.9, -0.1)}, r"betas\[1\] must lie in \[0.0, 1.0\), got -0.1"),
@@ -234,10 +237,11 @@ def test_bad_adam_hyper_parameters_are_value_errors_naming_the_argument(rule, kw
 
 
 def test_adam_accepts_eps_zero_as_torch_does():
-    R.adam(P, G, None, eps=0.0)
+    optim_adam.adam(P, G, None, eps=0.0)
 
 
-@pytest.mark.parametrize("rule", [R.gd, R.sgd, R.adam, R.adamw, R.sgd_naive, R.adam_naive])
+@pytest.mark.parametrize("rule", [optim_sgd.gd, optim_sgd.sgd, optim_adam.adam, optim_adam.adamw,
+                                  optim_sgd.sgd_naive, optim_adam.adam_naive])
 def test_mismatched_params_grads_and_state_are_value_errors_naming_the_shapes(rule):
     kw = {"lr": 0.1}
     with pytest.raises(ValueError, match=r"params and grads must have the same length, got 1 "):
@@ -255,17 +259,18 @@ def test_mismatched_params_grads_and_state_are_value_errors_naming_the_shapes(ru
 
 def test_a_state_tensor_of_the_wrong_shape_is_a_value_error():
     with pytest.raises(ValueError, match=r"state\[0\]\['exp_avg'\] must have the shape"):
-        R.adam(P, G, [{"exp_avg": t(1.0)}])
+        optim_adam.adam(P, G, [{"exp_avg": t(1.0)}])
 
 
 def test_an_unknown_convention_is_a_value_error():
     with pytest.raises(ValueError, match="convention must be 'pytorch' or 'paper'"):
-        R.adam_naive(P, G, None, convention="kingma")
+        optim_adam.adam_naive(P, G, None, convention="kingma")
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
 def test_the_in_place_rule_updates_params_and_state_as_the_pure_rule_returns_them(name):
-    pure_rule, in_place = getattr(R, name), getattr(R, f"{name}_")
+    pure_rule = update_rule(name)
+    in_place = {"sgd": optim_sgd.sgd_, "adam": optim_adam.adam_, "adamw": optim_adam.adamw_}[name]
     hyper = {"lr": 0.1, "weight_decay": 0.05}
     if name == "sgd":
         hyper.update(momentum=0.9, nesterov=True)
