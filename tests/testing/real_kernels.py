@@ -1,0 +1,115 @@
+"""Adapters that point refllm's oracle at implementations refllm did not write.
+
+Each one is what a user would write to check a real kernel: a few lines that translate PyTorch's
+SDPA signature to the kernel's own. Inputs a kernel does not support raise `NotImplementedError`,
+which the oracle reports as "unsupported" rather than as a wrong answer (docs/oracle.md, "Real
+kernels"). Used by tests/testing/test_real_kernels.py and by the case studies in the docs.
+"""
+
+from __future__ import annotations
+
+
+import torch
+
+
+def _four_d(*tensors: torch.Tensor) -> None:
+    if any(t.dim() != 4 for t in tensors):
+        raise NotImplementedError("only 4-D (B, H, T, D) inputs")
+
+
+def flex_sdpa(query, key, value, attn_mask=None, is_causal=False, scale=None,
+              enable_gqa=False):
+    """PyTorch's `flex_attention` (eager) behind SDPA's signature: masks become a ``score_mod``."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    _four_d(query, key, value)
+    t, s = query.shape[-2], key.shape[-2]
+    score_mod = None
+    if is_causal:
+        def score_mod(score, b, h, q_idx, kv_idx):  # top-left aligned, as PyTorch's SDPA
+            return torch.where(q_idx >= kv_idx, score, float("-inf"))
+    elif attn_mask is not None:
+        mask = attn_mask.expand(query.shape[0], query.shape[1], t, s)
+        if mask.dtype == torch.bool:
+            def score_mod(score, b, h, q_idx, kv_idx):
+                return torch.where(mask[b, h, q_idx, kv_idx], score, float("-inf"))
+        else:
+            def score_mod(score, b, h, q_idx, kv_idx):
+                return score + mask[b, h, q_idx, kv_idx]
+    return flex_attention(query, key, value, score_mod=score_mod, scale=scale,
+                          enable_gqa=enable_gqa)
+
+
+class _HFModule(torch.nn.Module):
+    """The few attributes HF's attention functions read from their attention module."""
+
+    def __init__(self, groups: int, is_causal: bool):
+        super().__init__()
+        self.num_key_value_groups, self.is_causal = groups, is_causal
+        self.training = False
+
+
+def _hf_mask(attn_mask, is_causal, query, key):
+    """HF passes an additive float mask (0 or the dtype's minimum) of shape (b, 1 or h, t, s)."""
+    t, s = query.shape[-2], key.shape[-2]
+    if is_causal:
+        attn_mask = torch.ones(t, s, dtype=torch.bool, device=query.device).tril()
+    if attn_mask is None:
+        return None
+    if attn_mask.dtype == torch.bool:
+        attn_mask = torch.zeros(attn_mask.shape, dtype=query.dtype,
+                                device=query.device).masked_fill(~attn_mask, float("-inf"))
+    return attn_mask.to(query.dtype).expand(query.shape[0], -1, t, s) if attn_mask.dim() == 4 \
+        else attn_mask.to(query.dtype).expand(query.shape[0], query.shape[1], t, s)
+
+
+def _hf(forward, query, key, value, attn_mask, is_causal, scale, enable_gqa, extra=None):
+    _four_d(query, key, value)
+    groups = query.shape[1] // key.shape[1]
+    if groups != 1 and not enable_gqa:
+        raise ValueError("query and key heads differ without enable_gqa")
+    module = _HFModule(groups, is_causal)
+    mask = _hf_mask(attn_mask, is_causal, query, key)
+    scaling = query.shape[-1] ** -0.5 if scale is None else scale
+    out, _ = forward(module, query, key, value, mask, scaling=scaling, dropout=0.0,
+                     **(extra or {}))
+    return out.transpose(1, 2)  # HF returns (b, t, h, e); SDPA's convention is (b, h, t, e)
+
+
+def hf_eager_attention(query, key, value, attn_mask=None, is_causal=False, scale=None,
+                       enable_gqa=False):
+    """transformers' Llama ``eager_attention_forward`` (matmul, softmax in float32, matmul)."""
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    return _hf(eager_attention_forward, query, key, value, attn_mask, is_causal, scale,
+               enable_gqa)
+
+
+def hf_sdpa_attention(query, key, value, attn_mask=None, is_causal=False, scale=None,
+                      enable_gqa=False):
+    """transformers' ``sdpa_attention_forward`` (its wrapper of PyTorch's SDPA)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if is_causal:  # HF's wrapper takes causality from the module and drops the mask
+        return _hf(sdpa_attention_forward, query, key, value, None, True, scale, enable_gqa,
+                   {"is_causal": True})
+    return _hf(sdpa_attention_forward, query, key, value, attn_mask, False, scale, enable_gqa,
+               {"is_causal": False})
+
+
+__all__ = ["compiled_optimizer", "flex_sdpa", "hf_eager_attention", "hf_sdpa_attention"]
+
+
+def compiled_optimizer(cls: type[torch.optim.Optimizer], backend: str = "inductor"):
+    """``cls`` whose ``step`` runs under ``torch.compile`` (as a training script compiles it)."""
+
+    class Compiled(cls):  # type: ignore[misc, valid-type]
+        def __init__(self, params, **hyper):
+            super().__init__(params, **hyper)
+            self._compiled_step = torch.compile(super().step, backend=backend)
+
+        def step(self, closure=None):
+            return self._compiled_step(closure)
+
+    Compiled.__name__ = Compiled.__qualname__ = f"Compiled{cls.__name__}"
+    return Compiled
