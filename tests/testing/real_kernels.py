@@ -8,7 +8,6 @@ kernels"). Used by tests/testing/test_real_kernels.py and by the case studies in
 
 from __future__ import annotations
 
-
 import torch
 
 
@@ -97,7 +96,6 @@ def hf_sdpa_attention(query, key, value, attn_mask=None, is_causal=False, scale=
                {"is_causal": False})
 
 
-__all__ = ["compiled_optimizer", "flex_sdpa", "hf_eager_attention", "hf_sdpa_attention"]
 
 
 def compiled_optimizer(cls: type[torch.optim.Optimizer], backend: str = "inductor"):
@@ -113,3 +111,6 @@ def compiled_optimizer(cls: type[torch.optim.Optimizer], backend: str = "inducto
 
     Compiled.__name__ = Compiled.__qualname__ = f"Compiled{cls.__name__}"
     return Compiled
+
+
+__all__ = ["compiled_optimizer", "flex_sdpa", "hf_eager_attention", "hf_sdpa_attention"]
