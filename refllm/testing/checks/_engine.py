@@ -95,6 +95,8 @@ spec (a contract) names others: the example is reported as unsupported, never as
 
 _refused: contextvars.ContextVar[tuple[type[BaseException], ...]] = contextvars.ContextVar(
     "refllm_unsupported", default=())
+_fixed: contextvars.ContextVar[Any] = contextvars.ContextVar("refllm_fixed_example",
+                                                            default=None)
 
 
 DEFAULT_THREADS = 1
@@ -196,6 +198,15 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
     (its recompile limit hit) is named in the report's warnings and as an `OracleWarning`.
     """
     require_device(device)
+    report = Report(op=spec.op, target=target, dtype=dtype, device=str(device), seed=seed,
+                    features=tuple(features))
+    fixed = _fixed.get()
+    if fixed is not None:  # refllm.testing.judge: one given example, no search
+        with intra_op_threads(threads):
+            _judge_one(spec, fixed, report)
+        if raise_on_failure and not report.passed:
+            raise OracleFailure(report)
+        return report
     rows = {name: PropertyResult(name) for name in spec.properties}
     state: dict[str, Any] = {"examples": 0, "failing": None, "failed_once": False,
                              "unsupported": 0, "refusal": ""}
@@ -226,8 +237,6 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
     test = settings(_settings(examples, seed))(test)
     if seed is not None:
         test = hypothesis.seed(seed)(test)
-    report = Report(op=spec.op, target=target, dtype=dtype, device=str(device), seed=seed,
-                    features=tuple(features))
     refused = tuple(getattr(spec, "unsupported", UNSUPPORTED_ERRORS))
     token = _refused.set(refused)
     try:
@@ -258,6 +267,40 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
     if raise_on_failure and not report.passed:
         raise OracleFailure(report)
     return report
+
+
+def _judge_one(spec: Spec, drawn: Any, report: Report) -> None:
+    """Fill ``report`` with the spec's judgement of one example (`fixed_example`)."""
+    token = _refused.set(tuple(getattr(spec, "unsupported", UNSUPPORTED_ERRORS)))
+    try:
+        outcomes = spec.evaluate(drawn)
+    except _Unsupported as exc:
+        report.unsupported, report.unsupported_example = 1, f"{exc} on {_describe(spec, drawn)}"
+        return
+    finally:
+        _refused.reset(token)
+    report.examples = 1
+    rows = {name: PropertyResult(name) for name in spec.properties}
+    for o in outcomes:
+        row = rows.setdefault(o.property, PropertyResult(o.property))
+        row.examples, row.failures, row.failed_when_shrunk = 1, int(not o.passed), not o.passed
+    report.properties = list(rows.values())
+    failed = [o for o in outcomes if not o.passed]
+    if failed:
+        report.discrepancies = [Discrepancy(o.property, o.message, o.verdict) for o in failed]
+        report.case = spec.case_of(drawn)
+        report.snippet = spec.snippet(drawn, [o.property for o in failed])
+
+
+@contextlib.contextmanager
+def fixed_example(drawn: Any) -> Iterator[None]:
+    """Within the block, a check judges ``drawn`` (what its strategy would draw) and nothing
+    else: no search, no fixed default calls. `refllm.testing.judge` is built on it."""
+    token = _fixed.set(drawn)
+    try:
+        yield
+    finally:
+        _fixed.reset(token)
 
 
 class OracleWarning(UserWarning):
