@@ -113,4 +113,41 @@ def compiled_optimizer(cls: type[torch.optim.Optimizer], backend: str = "inducto
     return Compiled
 
 
-__all__ = ["compiled_optimizer", "flex_sdpa", "hf_eager_attention", "hf_sdpa_attention"]
+def _memory_efficient_attention():
+    """``efficient_dot_product_attention`` of the PyPI package memory-efficient-attention, whose
+    ``__init__`` imports its JAX version too: load the PyTorch module alone (None if absent)."""
+    import importlib.util
+    import sys
+    import types
+
+    if "memory_efficient_attention" not in sys.modules:
+        spec = importlib.util.find_spec("memory_efficient_attention")
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        package = types.ModuleType("memory_efficient_attention")
+        package.__path__ = list(spec.submodule_search_locations)
+        sys.modules["memory_efficient_attention"] = package
+    from memory_efficient_attention.attention_torch import efficient_dot_product_attention
+
+    return efficient_dot_product_attention
+
+
+def chunked_sdpa(query, key, value, attn_mask=None, is_causal=False, scale=None,
+                 enable_gqa=False, query_chunk_size=1024, key_chunk_size=4096):
+    """memory-efficient-attention 0.1.3 (Rabe & Staats' chunked attention) behind SDPA's
+    signature: its layout is (..., t, h, d), its mask a boolean, its scale 1/sqrt(d)."""
+    attention = _memory_efficient_attention()
+    if attention is None:
+        raise NotImplementedError("memory-efficient-attention is not installed")
+    if query.dim() < 3 or scale is not None or enable_gqa or is_causal:
+        raise NotImplementedError("(..., h, t, d) inputs, default scale, no GQA, no is_causal")
+    mask = None
+    if attn_mask is not None:
+        if attn_mask.dtype != torch.bool:
+            raise NotImplementedError("boolean masks only")
+        mask = attn_mask.expand(*query.shape[:-1], key.shape[-2])
+    out = attention(query.transpose(-2, -3), key.transpose(-2, -3), value.transpose(-2, -3),
+                    mask=mask, query_chunk_size=query_chunk_size,
+                    key_chunk_size=key_chunk_size)
+    return out.transpose(-2, -3)
+__all__ = ["chunked_sdpa", "compiled_optimizer", "flex_sdpa", "hf_eager_attention", "hf_sdpa_attention"]

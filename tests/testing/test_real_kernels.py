@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from refllm.testing import check_cross_entropy, check_optimizer, check_sdpa
 from tests.testing.real_kernels import (
+    chunked_sdpa,
     compiled_optimizer,
     flex_sdpa,
     hf_eager_attention,
@@ -128,3 +129,27 @@ def test_inductor_compiled_sdpa_cross_entropy_and_adamw():
     report = check_optimizer(compiled_optimizer(torch.optim.AdamW), like="adamw", lr=0.0,
                              seed=0, examples=5, raise_on_failure=False)
     assert report.failed_properties == ["parameters"]
+
+
+CHUNKED_FEATURES = ["masks", "non_contiguous", "batch_dims", "large_logits"]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # its torch.utils.checkpoint calls warn
+def test_memory_efficient_attention_returns_extra_rows_past_its_query_chunk():
+    # at its default chunks (1024 queries, 4096 keys) only kernel-sized inputs reach the bug:
+    # t = 4097 queries come back as 5120 rows (the last chunk is padded, never cut)
+    report = check_sdpa(chunked_sdpa, seed=0, features=CHUNKED_FEATURES, raise_on_failure=False)
+    assert report.failed_properties == ["output shape"]
+    t = report.case.args[0].shape[-2]
+    assert t > 1024 and t % 1024 != 0
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_memory_efficient_attention_counts_keys_twice_past_its_key_chunk():
+    # with chunks a kernel would use, s not a multiple of the key chunk: the last chunk's start
+    # is clamped back (JAX's dynamic_slice), so some keys are summed twice
+    chunked = functools.partial(chunked_sdpa, query_chunk_size=64, key_chunk_size=128)
+    report = check_sdpa(chunked, seed=0, features=CHUNKED_FEATURES, raise_on_failure=False)
+    assert "forward output" in report.failed_properties
+    s = report.case.args[1].shape[-2]
+    assert s > 128 and s % 128 != 0
