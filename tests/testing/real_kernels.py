@@ -150,4 +150,7 @@ def chunked_sdpa(query, key, value, attn_mask=None, is_causal=False, scale=None,
                     mask=mask, query_chunk_size=query_chunk_size,
                     key_chunk_size=key_chunk_size)
     return out.transpose(-2, -3)
-__all__ = ["chunked_sdpa", "compiled_optimizer", "flex_sdpa", "hf_eager_attention", "hf_sdpa_attention"]
+
+
+__all__ = ["chunked_sdpa", "compiled_optimizer", "flex_sdpa", "hf_eager_attention",
+           "hf_sdpa_attention"]
