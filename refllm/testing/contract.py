@@ -105,8 +105,8 @@ class Contract:
     gqa: bool = True
     scale: bool = True
     max_seq: int | None = None
-    sizes: Mapping[str, tuple[int, int]] = dataclasses.field(
-        default_factory=lambda: types.MappingProxyType({}))
+    sizes: Mapping[str, tuple[int, int]] = dataclasses.field(  # (not hashed: a mapping)
+        default_factory=lambda: types.MappingProxyType({}), hash=False)
     long_axes: bool = True
     budget: int = DEFAULT_BUDGET
     fully_masked_rows: str | None = None

@@ -23,7 +23,7 @@ def test_torch_defaults_are_those_of_the_installed_torch(like):
 @pytest.mark.parametrize("like", ["gd", *CLASSES])
 def test_default_problems_use_torch_defaults_in_every_group(like):
     problems = optimizer_default_problems(like=like, steps=(1, 3), hyper={"amsgrad": False})
-    assert len(problems) == 2
+    assert len(problems) == 3  # one group, two groups, one kernel-sized parameter
     for problem in problems:
         assert 1 <= len(problem.grads) <= 3
         assert all(g is not None for row in problem.grads for g in row)
@@ -34,7 +34,8 @@ def test_default_problems_use_torch_defaults_in_every_group(like):
 
 def test_the_default_calls_have_no_keyword_but_is_causal():
     sdpa = sdpa_default_calls()
-    assert [c.kwargs for c in sdpa] == [{}, {"is_causal": True}, {}]
+    # then the kernel-sized ones (tests/testing/test_size_tier.py)
+    assert [c.kwargs for c in sdpa] == [{}, {"is_causal": True}, {}, {"is_causal": True}, {}]
     assert all(c.args[0].dim() == 4 for c in sdpa)
     q, k, _ = sdpa[1].args
     assert q.shape[-2] == k.shape[-2]  # causal with t == s
@@ -45,9 +46,10 @@ def test_the_default_calls_have_no_keyword_but_is_causal():
     assert all(c.kwargs == {} for c in mse_default_calls())
 
 
-def test_the_default_calls_stay_within_max_size():
-    for case in [*sdpa_default_calls(max_size=2, max_batch_dims=0),
-                 *cross_entropy_default_calls(max_size=2), *mse_default_calls(max_size=2)]:
+def test_the_default_calls_stay_within_max_size_but_the_kernel_sized_ones():
+    for case in [*sdpa_default_calls(max_size=2, max_batch_dims=0, long=False),
+                 *cross_entropy_default_calls(max_size=2, long=False),
+                 *mse_default_calls(max_size=2, long=False)]:
         assert all(n <= 2 for a in case.args for n in a.shape), case.note
 
 

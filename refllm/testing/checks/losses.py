@@ -100,7 +100,8 @@ def check_cross_entropy(fn: Callable[..., Any] | str, *, dtype: torch.dtype = to
         grad_inputs={"input": 0}, dtype=dtype, device=device, grads=grads,
         naive=losses.cross_entropy_naive if naive else None, floors=cross_entropy_floors,
         default_calls=cross_entropy_default_calls(max_size=max_size,
-                                                  sizes=c.ranges("cross-entropy"))
+                                                  sizes=c.ranges("cross-entropy"),
+                                                  long=c.long_axes, budget=c.budget)
         if "index_targets" in chosen and "mean" in reductions else [],
     )
     spec.unsupported = c.unsupported  # type: ignore[attr-defined]
@@ -133,7 +134,8 @@ def check_mse(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float3
                         sizes=c.ranges("mse")),
         grad_inputs={"input": 0, "target": 1}, dtype=dtype, device=device, grads=grads,
         naive=losses.mse_loss_naive if naive else None,
-        default_calls=mse_default_calls(max_size=max_size, sizes=c.ranges("mse"))
+        default_calls=mse_default_calls(max_size=max_size, sizes=c.ranges("mse"),
+                                        long=c.long_axes, budget=c.budget)
         if "mean" in reductions else [],
     )
     spec.unsupported = c.unsupported  # type: ignore[attr-defined]

@@ -317,7 +317,8 @@ def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
                          device=device, cases=cases, grads=grads)
     defaults = multihead_default_calls(bias="bias" in chosen,
                                        need_weights="need_weights" in chosen, max_size=max_size,
-                                       sizes=c.ranges("multi-head attention"))
+                                       sizes=c.ranges("multi-head attention"),
+                                       long=c.long_axes, budget=c.budget)
     if c.causal == "only":
         defaults = []  # the default call is not causal: outside the contract
     spec.explicit = [(case, i) for i, case in enumerate(defaults)]

@@ -261,7 +261,8 @@ def check_optimizer(cls: Callable[..., torch.optim.Optimizer] | str, *, like: st
     spec = OptimizerSpec(op=f"optimizer (like {like})", cls=impl, target=target, like=like,
                          dtype=dtype, device=device, problems=problems,
                          explicit=optimizer_default_problems(like=like, steps=steps,
-                                                             hyper=hyper or None, sizes=numel),
+                                                             hyper=hyper or None, sizes=numel,
+                                                             long=c.long_axes, budget=c.budget),
                          params_only=c.params_only, unsupported=c.unsupported)
     return run(spec, target=target or repr(impl), dtype=dtype, device=device, examples=examples,
                seed=seed, raise_on_failure=raise_on_failure, threads=threads, features=(like,))

@@ -18,6 +18,7 @@ not drawn: add them yourself where you need them.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 
 import torch
@@ -92,8 +93,9 @@ def _heads(draw, plan: FeaturePlan, ranges: dict, max_size: int, head_axis: bool
     if plan.on(draw, "gqa", st.booleans()) and hi >= 2:
         g = draw(small_sizes(max(1, hi // 2)))
         r_lo = max(1, -(-lo // g))
-        if r_lo <= hi // g:
-            r = draw(st.integers(r_lo, hi // g)) if r_lo < hi // g else r_lo
+        if r_lo <= hi // g:  # r (query heads per group) = r_lo only now and then
+            r = draw(sometimes(st.just(r_lo), otherwise=st.integers(r_lo + 1, hi // g))) \
+                if r_lo < hi // g else r_lo
             return (g * r,), (g,), True
     if head_axis or lo > 1 or draw(st.booleans()):
         h = axis(draw, "h", {"h": (lo, hi)}, max_size)
@@ -118,9 +120,9 @@ def _mask_kind(draw, plan: FeaturePlan, kinds: tuple[str, ...], causal_mode: str
         else "none"
 
 
-def _lengths(draw, long: str | None, ranges: dict, max_size: int, budget: int, bh: int,
-             d: int, e: int) -> tuple[int, int]:
-    """(t, s) within ``ranges`` and the budget of ``bh * max(t, d, e) * max(s, d, e)``...
+def _lengths(draw, long: str | None, rng: random.Random, ranges: dict, max_size: int,
+             budget: int, bh: int, d: int, e: int) -> tuple[int, int]:
+    """(t, s) within ``ranges`` and the budget.
 
     Every tensor of the call, (b, h, t, d), (b, g, s, d), (b, g, s, e), (b, h, t, e) and the
     scores (b, h, t, s), holds at most ``budget`` elements. ``long``: None, "s" (keys), "t"
@@ -130,20 +132,20 @@ def _lengths(draw, long: str | None, ranges: dict, max_size: int, budget: int, b
         lo = max(ranges.get("t", (1, 1))[0], ranges.get("s", (1, 1))[0])
         hi = min(ranges.get("t", (1, 1 << 30))[1], ranges.get("s", (1, 1 << 30))[1])
         cap = min(math.isqrt(fit(budget, bh)), fit(budget, bh, width))
-        n = long_length(draw, lo, min(hi, cap)) if lo <= hi else None
+        n = long_length(rng, lo, min(hi, cap)) if lo <= hi else None
         if n is not None:
             return n, n
         long = "s"
     if long == "t":
         s = axis(draw, "s", ranges, max_size, fit(budget, bh, width))
-        return axis(draw, "t", ranges, max_size, fit(budget, bh, max(s, width)), True), s
+        return axis(draw, "t", ranges, max_size, fit(budget, bh, max(s, width)), rng), s
     t = axis(draw, "t", ranges, max_size, fit(budget, bh, width))
     s_cap = fit(budget, bh, max(t, width))
     if long is None and draw(st.integers(0, 3)) == 0:
         s_lo, s_hi = ranges.get("s", (1, max_size))
         if s_lo <= t <= min(s_hi, s_cap):
             return t, t  # self-attention, as in every decoder: a quarter of the cases
-    return t, axis(draw, "s", ranges, max_size, s_cap, long == "s")
+    return t, axis(draw, "s", ranges, max_size, s_cap, rng if long == "s" else None)
 
 
 @st.composite
@@ -211,7 +213,7 @@ def sdpa_cases(draw, *, dtype: torch.dtype = torch.float64, max_batch_dims: int 
                 "causal": causal_mode == "optional", "scale": scale, "gqa": gqa}
     plan = draw(feature_plan([n for n, on in switches.items() if on],
                              exclusive=[("mask", "causal")]))
-    long = draw(st.sampled_from(("s", "t", "ts"))) if long_tier(draw, long_axes) else None
+    long, rng = long_tier(draw, long_axes, ("s", "t", "ts"))
     b_lo, b_hi = ranges.get("b", (1, 3))
     fixed = layout is not None
     # half the default calls in a model's layout (b, h, t, d), where fused kernels take over
@@ -228,7 +230,7 @@ def sdpa_cases(draw, *, dtype: torch.dtype = torch.float64, max_batch_dims: int 
     else:
         d = axis(draw, "d", ranges, max_size, fit(budget, bh))
         e = axis(draw, "e", ranges, max_size, fit(budget, bh))
-    t, s = _lengths(draw, long, ranges, max_size, budget, bh, d, e)
+    t, s = _lengths(draw, long, rng, ranges, max_size, budget, bh, d, e)
     g = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
     # large logits saturate the softmax to one-hot rows, which hides most bugs in the weights:
     # an edge case to draw now and then, not a third of the time
@@ -257,14 +259,18 @@ def sdpa_cases(draw, *, dtype: torch.dtype = torch.float64, max_batch_dims: int 
 
 def sdpa_default_calls(*, max_batch_dims: int = 2, max_size: int = 6,
                        sizes: Ranges | None = None, head_dims: Sequence[int] | None = None,
-                       causal: bool | str = True, layout: str | None = None) -> list[Case]:
+                       causal: bool | str = True, layout: str | None = None,
+                       long: bool = True, budget: int = DEFAULT_BUDGET) -> list[Case]:
     """Fixed float64 examples of the default calls, the same whatever the seed.
 
     ``sdpa(q, k, v)`` and ``sdpa(q, k, v, is_causal=True)`` on (b, h, t, d) inputs with t == s
     (a decoder's self-attention), and ``sdpa(q, k, v)`` with s != t (cross-attention); within
     ``max_size`` and ``max_batch_dims`` (no batch axis when it is 0), and within a contract's
     ``sizes``, ``head_dims`` (d = e = the smallest), ``causal`` ("only": the causal call alone;
-    False/"never": no causal call) and ``layout`` ("bthd": (b, t, h, d) tensors).
+    False/"never": no causal call) and ``layout`` ("bthd": (b, t, h, d) tensors). With ``long``,
+    two kernel-sized ones follow: ``sdpa(q, k, v, is_causal=True)`` with t == s == 300 and
+    ``sdpa(q, k, v)`` with s == 1100 (shorter where ``sizes`` or ``budget`` demand it; left
+    out below 17), so that a bug past a tile is judged whatever the seed.
     """
     causal_mode = _choice(causal, CAUSAL_MODES, "causal")
     ranges = check_ranges(sizes, SDPA_AXES, "sdpa_default_calls")
@@ -291,6 +297,22 @@ def sdpa_default_calls(*, max_batch_dims: int = 2, max_size: int = 6,
              Case(args=qkv(ts, ts), kwargs={"is_causal": True},
                   note="causal default call, t == s"),
              Case(args=qkv(t, s), kwargs={}, note="default call, s != t")]
+    if long:  # kernel-sized: past 64-, 128- and 256-key tiles and buffers, s past 1024
+        bh, width = math.prod(batch) * h, max(d, e)
+        t_hi, s_hi = (ranges.get(a, (1, LONG_DEFAULT_S))[1] for a in ("t", "s"))
+        n = min(LONG_DEFAULT_T, t_hi, s_hi, math.isqrt(fit(budget, bh)), fit(budget, bh, width))
+        if n >= 17 and n >= max(ranges.get(a, (1, 1))[0] for a in ("t", "s")):
+            calls.append(Case(args=qkv(n, n), kwargs={"is_causal": True},
+                              note=f"causal default call, t == s == {n}"))
+        n = min(LONG_DEFAULT_S, s_hi, fit(budget, bh, max(t, width)))
+        if n >= 17:
+            calls.append(Case(args=qkv(t, n), kwargs={}, note=f"default call, s == {n}"))
     if causal_mode == "only":
-        return [calls[1]]
+        return [c for c in calls if c.kwargs]
     return [c for c in calls if causal_mode == "optional" or not c.kwargs]
+
+
+LONG_DEFAULT_T = 300
+"""t == s of the kernel-sized causal default call: past tiles of 64, 128 and 256 keys."""
+LONG_DEFAULT_S = 1100
+"""s of the kernel-sized default call: past tiles of 64 to 1024 keys, with a partial last one."""

@@ -153,7 +153,7 @@ def cross_entropy_cases(draw, *, dtype: torch.dtype = torch.float64, k_dims: boo
                 "label_smoothing": label_smoothing, "reduction": "mean" in reductions}
     plan = draw(feature_plan([n for n, on in switches.items() if on],
                              exclusive=[("prob_targets", "ignore_index")]))
-    long = draw(st.sampled_from(("classes", "rows"))) if long_tier(draw, long_axes) else None
+    long, rng = long_tier(draw, long_axes, ("classes", "rows"))
     layouts = (["b c k"] if k_dims else []) + ["c"]  # unbatched last: least often
     layout = draw(st.sampled_from(["b c", *layouts]) if plan.forced.get("layout") is None
                   else st.sampled_from(layouts) if plan.forced["layout"] else st.just("b c"))
@@ -162,12 +162,6 @@ def cross_entropy_cases(draw, *, dtype: torch.dtype = torch.float64, k_dims: boo
     extra = tuple(draw(st.lists(small_sizes(min(max_size, 3)), min_size=1, max_size=2))) if \
         layout == "b c k" else ()
     k = math.prod(extra)
-    rows_lo = ranges.get("rows", (1, 1))[0]
-    if long == "rows":
-        n_classes = axis(draw, "classes", ranges, max_size, fit(budget, k))
-    else:
-        n_classes = axis(draw, "classes", ranges, max_size, fit(budget, k, rows_lo),
-                         long == "classes")
     row_ranges = ranges
     if plan.default and "rows" not in ranges:
         row_ranges = {"rows": (min(2, max_size), max_size)}  # the LM loss: n > 1
@@ -175,8 +169,12 @@ def cross_entropy_cases(draw, *, dtype: torch.dtype = torch.float64, k_dims: boo
         row_ranges = {"rows": (max(2, ranges["rows"][0]), ranges["rows"][1])}
     if long == "rows" and "rows" not in ranges:
         row_ranges = {"rows": (row_ranges.get("rows", (1, 1))[0], 1 << 30)}
+    rows_lo = row_ranges.get("rows", (1, 1))[0] if layout != "c" else 1
+    n_classes = axis(draw, "classes", ranges, max_size, fit(budget, k, rows_lo),
+                     rng if long == "classes" else None)
     shape = (n_classes,) if layout == "c" else (
-        axis(draw, "rows", row_ranges, max_size, fit(budget, k, n_classes), long == "rows"),
+        axis(draw, "rows", row_ranges, max_size, fit(budget, k, n_classes),
+             rng if long == "rows" else None),
         n_classes)
     shape += extra
     class_dim = 0 if layout == "c" else 1
@@ -225,14 +223,14 @@ def mse_cases(draw, *, dtype: torch.dtype = torch.float64,
     reductions = _check_reductions(reductions)
     require_int("budget", budget, low=1)
     ranges = check_ranges(sizes, MSE_AXES, "mse_cases")
-    long = max_ndim > 0 and long_tier(draw, long_axes)
+    long, rng = long_tier(draw, long_axes and max_ndim > 0)
     # the full rank first: drawn most; a long case has at least one axis
     ndim = draw(st.sampled_from(range(max_ndim, 0 if long else -1, -1)))
     where = draw(st.integers(0, ndim - 1)) if long else -1
     shape = tuple(draw(small_sizes(max_size)) for _ in range(ndim))
     if long:
         rest = math.prod(shape) // shape[where]
-        shape = shape[:where] + (axis(draw, "n", {}, max_size, fit(budget, rest), True),) + \
+        shape = shape[:where] + (axis(draw, "n", {}, max_size, fit(budget, rest), rng),) + \
             shape[where + 1:]
     shape = _numel_within(shape, ranges.get("numel"))
     gen = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
@@ -263,17 +261,26 @@ def _numel_within(shape: tuple[int, ...], bounds: tuple[int, int] | None) -> tup
     return (*shape[:-1], last)
 
 
-def cross_entropy_default_calls(*, max_size: int = 6,
-                                sizes: Ranges | None = None) -> list[Case]:
+def cross_entropy_default_calls(*, max_size: int = 6, sizes: Ranges | None = None,
+                                long: bool = True,
+                                budget: int = DEFAULT_BUDGET) -> list[Case]:
     """Fixed float64 examples of the language-model loss ``F.cross_entropy(logits, targets)``:
     logits (n, c) with n > 1 rows, int64 class indices, no keyword (mean, no weight, no
     smoothing, nothing ignored); the same whatever the seed; within ``max_size`` and
-    ``sizes`` (ranges of "rows" and "classes")."""
+    ``sizes`` (ranges of "rows" and "classes"). With ``long``, a kernel-sized one follows:
+    (70, 300) logits, past row groups of 32 and vocabulary chunks of 128 and 256 (within
+    ``sizes`` and ``budget``)."""
     ranges = check_ranges(sizes, CROSS_ENTROPY_AXES, "cross_entropy_default_calls")
     g = torch.Generator().manual_seed(20260702)
     out = []
-    for n, c in ((4, 5), (6, 3)):
-        n, c = max(min(n, max_size), 1), min(c, max_size)
+    shapes = [(max(min(4, max_size), 1), min(5, max_size)), (max(min(6, max_size), 1),
+                                                             min(3, max_size))]
+    if long:
+        c = _clip(300, ranges.get("classes"))
+        n = min(_clip(70, ranges.get("rows")), max(1, budget // c))
+        if c * n <= budget and max(n, c) >= 17:
+            shapes.append((n, c))
+    for n, c in shapes:
         n = _clip(n, ranges.get("rows"))
         c = _clip(c, ranges.get("classes"))
         logits = torch.randn(n, c, generator=g, dtype=torch.float64)
@@ -282,13 +289,17 @@ def cross_entropy_default_calls(*, max_size: int = 6,
     return out
 
 
-def mse_default_calls(*, max_size: int = 6, sizes: Ranges | None = None) -> list[Case]:
+def mse_default_calls(*, max_size: int = 6, sizes: Ranges | None = None, long: bool = True,
+                      budget: int = DEFAULT_BUDGET) -> list[Case]:
     """Fixed float64 examples of ``F.mse_loss(input, target)`` (no keyword: the mean), within
-    ``sizes={"numel": (lo, hi)}``."""
+    ``sizes={"numel": (lo, hi)}``; with ``long``, a kernel-sized one of shape (3, 700) (2,100
+    elements: past two blocks of 1024 with a partial third; fewer within ``budget``)."""
     numel = check_ranges(sizes, MSE_AXES, "mse_default_calls").get("numel")
     g = torch.Generator().manual_seed(20260703)
-    shapes = [_numel_within(s, numel) for s in
-              ((min(3, max_size), min(4, max_size)), (min(5, max_size),))]
+    base: list[tuple[int, ...]] = [(min(3, max_size), min(4, max_size)), (min(5, max_size),)]
+    if long and min(2100, budget) >= 17:
+        base.append((3, 700) if budget >= 2100 else (budget,))
+    shapes = [_numel_within(s, numel) for s in base]
     return [Case(args=(torch.randn(s, generator=g, dtype=torch.float64),
                        torch.randn(s, generator=g, dtype=torch.float64)), kwargs={},
                  note=f"default call, input {s}") for s in shapes]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 from typing import Any
 
 import torch
@@ -146,22 +147,23 @@ def _optional(plan: Any, name: str, kinds: st.SearchStrategy[str]) -> st.SearchS
     return kinds if forced else st.just("none")
 
 
-def _lengths(draw: st.DrawFn, long: str | None, ranges: dict, max_size: int, budget: int,
-             bh: int, c: int) -> tuple[int, int]:
+def _lengths(draw: st.DrawFn, long: str | None, rng: random.Random, ranges: dict,
+             max_size: int, budget: int, bh: int, c: int) -> tuple[int, int]:
     """(t, s): short, or one of them (or both, "ts") long, within the budget of the (b, h, t, s)
     weights and the (b, t, c) activations."""
     if long == "ts":
         lo = max(ranges.get("t", (1, 1))[0], ranges.get("s", (1, 1))[0])
         hi = min(ranges.get("t", (1, 1 << 30))[1], ranges.get("s", (1, 1 << 30))[1])
-        n = long_length(draw, lo, min(hi, math.isqrt(fit(budget, bh)), fit(budget, bh, c)))
+        n = long_length(rng, lo, min(hi, math.isqrt(fit(budget, bh)), fit(budget, bh, c)))
         if n is not None:
             return n, n
         long = "s"
     if long == "t":
         s = axis(draw, "s", ranges, max_size, fit(budget, bh, c))
-        return axis(draw, "t", ranges, max_size, fit(budget, bh, max(s, c)), True), s
+        return axis(draw, "t", ranges, max_size, fit(budget, bh, max(s, c)), rng), s
     t = axis(draw, "t", ranges, max_size, fit(budget, bh, c))
-    return t, axis(draw, "s", ranges, max_size, fit(budget, bh, max(t, c)), long == "s")
+    return t, axis(draw, "s", ranges, max_size, fit(budget, bh, max(t, c)),
+                   rng if long == "s" else None)
 
 
 @st.composite
@@ -213,14 +215,14 @@ def multihead_cases(draw: st.DrawFn, *, dtype: torch.dtype = torch.float64,
                 "attn_mask": attn_mask, "need_weights": need_weights,
                 "batch_first": batch_first is None}
     plan = draw(feature_plan([n for n, on in switches.items() if on]))
-    long = draw(st.sampled_from(("s", "t", "ts"))) if long_tier(draw, long_axes) else None
+    long, rng = long_tier(draw, long_axes, ("s", "t", "ts"))
     h = axis(draw, "h", ranges, min(3, max_size))
     c = h * draw(small_sizes(max(1, max_size // h)))
     batched = st.integers(*ranges["b"]) if "b" in ranges else small_sizes(min(3, max_size))
     # None: unbatched (never on the default call)
     b = draw(batched if plan.default or "b" in ranges else
              sometimes(st.none(), otherwise=batched))
-    t, s = _lengths(draw, long, ranges, max_size, budget, (b or 1) * h, c)
+    t, s = _lengths(draw, long, rng, ranges, max_size, budget, (b or 1) * h, c)
     kdim = vdim = c
     if plan.on(draw, "kdim_vdim", st.booleans()):
         kdim, vdim = draw(small_sizes(max_size)), draw(small_sizes(max_size))
@@ -278,11 +280,14 @@ def multihead_cases(draw: st.DrawFn, *, dtype: torch.dtype = torch.float64,
 
 def multihead_default_calls(*, dtype: torch.dtype = torch.float64, bias: bool = True,
                             need_weights: bool = True, max_size: int = 6,
-                            sizes: Ranges | None = None) -> list[MultiheadCase]:
+                            sizes: Ranges | None = None, long: bool = True,
+                            budget: int = DEFAULT_BUDGET) -> list[MultiheadCase]:
     """Fixed default calls, the same whatever the seed: ``MultiheadAttention(c, h)`` (sequence
     first, PyTorch's default keywords written out) called as ``module(x, x, x)`` (self-attention)
     and ``module(query, key, value)`` with s != t. ``bias=False`` / ``need_weights=False``: the
     caller's features exclude PyTorch's default there, so the call takes the one allowed value.
+    With ``long``, a kernel-sized self-attention call follows (t == s == 150: past 64- and
+    128-key tiles; shorter within ``sizes`` and ``budget``).
     """
     ranges = check_ranges(sizes, MULTIHEAD_AXES, "multihead_default_calls")
 
@@ -301,7 +306,12 @@ def multihead_default_calls(*, dtype: torch.dtype = torch.float64, bias: bool = 
         names = torch.nn.MultiheadAttention(**{**init, "dtype": torch.float64}).state_dict()
     kw = {} if need_weights else {"need_weights": False}
     out = []
-    for note, lengths in (("self-attention", (t,)), ("s != t", (t, s, s))):
+    calls = [("self-attention", (t,)), ("s != t", (t, s, s))]
+    n = min(LONG_DEFAULT_T, *(ranges[a][1] for a in ("t", "s") if a in ranges),
+            math.isqrt(fit(budget, b * h)), fit(budget, b, c))
+    if long and n >= 17 and n >= max(ranges.get(a, (1, 1))[0] for a in ("t", "s")):
+        calls.append((f"self-attention, t == s == {n}", (n,)))
+    for note, lengths in calls:
         state = {k: torch.randn(v.shape, generator=g, dtype=torch.float64).to(dtype) * 0.5
                  for k, v in names.items()}
         seqs = [torch.randn(n, b, c, generator=g, dtype=torch.float64).to(dtype)
@@ -310,5 +320,8 @@ def multihead_default_calls(*, dtype: torch.dtype = torch.float64, bias: bool = 
         out.append(MultiheadCase(init, state, Case(args, dict(kw), f"default call, {note}")))
     return out
 
+
+LONG_DEFAULT_T = 150
+"""t == s of the kernel-sized default call: past key tiles of 64 and 128."""
 
 __all__ = ["MultiheadCase", "multihead_cases", "multihead_default_calls"]

@@ -279,9 +279,10 @@ def optimizer_problems(draw: st.DrawFn, *, like: str = "adamw", dtype: torch.dty
     gradients are None (and one parameter may never get one). ``steps``: (min, max) step count.
     ``save_load``: draw a step at which :meth:`OptimizerProblem.run` round-trips the state dict.
     Tensors hold at most 6 elements, so naive rules stay quick, except in about one problem in
-    six (``long_axes``): there one parameter is a vector of a length that crosses a SIMD width
+    five (``long_axes``): there one parameter is a vector of a length that crosses a SIMD width
     or a chunk (15, 16, 17, ..., 511, 512, 513, 1000, 2047, 2049, 4097: mostly odd, so a
-    vectorised loop has a scalar tail), of at most ``budget`` elements (default 2^20).
+    vectorised loop has a scalar tail; half the time one of the thousands), of at most
+    ``budget`` elements (default 2^20).
     ``sizes={"numel": (lo, hi)}`` keeps every parameter's element count in [lo, hi].
     """
     if like not in LIKES:
@@ -302,11 +303,14 @@ def optimizer_problems(draw: st.DrawFn, *, like: str = "adamw", dtype: torch.dty
     plan = draw(feature_plan(list(TORCH_DEFAULTS[like]), exclusive=[("dampening", "nesterov")]))
     hyper_strategy = _hyper_strategy(like, hyper, plan)  # built (and validated) once
     hypers = [draw(hyper_strategy) for _ in groups]
-    if long_tier(draw, long_axes):
+    long, rng = long_tier(draw, long_axes)
+    if long:
         lo, hi = numel or (1, LONG_LENGTHS[-1])
-        length = long_length(draw, lo, min(hi, budget))
+        # half the time in the thousands: past a chunk of 1024, not only a SIMD width
+        length = (rng.random() < 0.5 and long_length(rng, max(lo, 1000), min(hi, budget))) or \
+            long_length(rng, lo, min(hi, budget))
         if length is not None:
-            shapes[draw(st.integers(0, n - 1))] = (length,)
+            shapes[rng.randrange(n)] = (length,)
     lo, hi = steps
     n_steps = draw(sometimes(st.just(lo), otherwise=st.integers(min(lo + 1, hi), hi)))
     never = draw(st.sampled_from([None, *range(n)])) if none_grads else None
@@ -339,14 +343,16 @@ def _hyper_strategy(like: str, hyper: Any,
 
 def optimizer_default_problems(*, like: str = "adamw", dtype: torch.dtype = torch.float64,
                                steps: tuple[int, int] = (1, 25), hyper: Any = None,
-                               sizes: Ranges | None = None) -> list[OptimizerProblem]:
+                               sizes: Ranges | None = None, long: bool = True,
+                               budget: int = DEFAULT_BUDGET) -> list[OptimizerProblem]:
     """Fixed problems on torch's default hyper-parameters (`TORCH_DEFAULTS`), the same whatever
     the seed: one param group, then two groups with different lr, every gradient present.
 
     ``hyper``: a dict's plain values are laid over the defaults (its strategies are not drawn
     here); for a strategy of hyper-parameters there is no fixed problem (an empty list).
     ``sizes={"numel": (lo, hi)}``: parameters of another element count are replaced by vectors
-    inside the range.
+    inside the range. With ``long``, a third problem holds a vector of 1037 elements (past SIMD
+    widths and a 1024 chunk; fewer within ``sizes`` and ``budget``).
     """
     if like not in LIKES:
         raise ValueError(f"like must be one of {LIKES}, got {like!r}")
@@ -368,4 +374,17 @@ def optimizer_default_problems(*, like: str = "adamw", dtype: torch.dtype = torc
         grads: list[list[torch.Tensor | None]] = [
             [_values(s, g, dtype) for s in shapes] for _ in range(n_steps)]
         out.append(OptimizerProblem(like, params, groups, hypers, grads, None))
+    n = min(LONG_DEFAULT_NUMEL, budget, *(numel[1:] if numel else ()))
+    if long and n >= 17 and (numel is None or n >= numel[0]):
+        shapes = [(n,)] + shapes[2:]  # kernel-sized: past SIMD widths 8, 16 and a 1024 chunk
+        params = [_values(s, g, dtype) for s in shapes]
+        grads = [[_values(s, g, dtype) for s in shapes] for _ in range(n_steps)]
+        hypers = [{"lr": lr, **TORCH_DEFAULTS[like], **fixed}]
+        out.append(OptimizerProblem(like, params, [list(range(len(shapes)))], hypers, grads,
+                                    None))
     return out
+
+
+LONG_DEFAULT_NUMEL = 1037
+"""Elements of the kernel-sized parameter of the fixed problems: past SIMD widths of 8 and 16
+with a scalar tail (1037 = 64 * 16 + 13) and past one chunk of 1024."""

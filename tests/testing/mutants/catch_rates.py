@@ -1,12 +1,15 @@
 """How often the oracle catches each mutant: one check per seed, default features, no shrinking.
 
-    python -m tests.testing.mutants.catch_rates --seeds 16 --examples 40 [--defaults] [name ...]
+    python -m tests.testing.mutants.catch_rates --seeds 16 --examples 40 [--defaults]
+        [--random-only] [name ...]
 
 prints a Markdown table: per mutant, in how many of the seeds 0..N-1 the check failed on one of
 the properties the bug breaks (``caught``), and in how many it failed at all (``failed``), and the
 median number of examples the failing checks drew. ``--defaults`` also runs the focused mutants
-of test_mutants.py with the default features. Seeds give independent Hypothesis runs, so
-``caught / seeds`` estimates the chance that one run of the default size finds the bug.
+of test_mutants.py with the default features. ``--random-only`` leaves out the fixed
+kernel-sized default calls (`long=False`), so that the rates measure the random kernel-sized tier
+alone. Seeds give independent Hypothesis runs, so ``caught / seeds`` estimates the chance that
+one run of the default size finds the bug.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import dataclasses
 import statistics
 import sys
+from typing import Any
 
 import torch
 
@@ -29,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=40)
     parser.add_argument("--defaults", action="store_true",
                         help="check focused mutants with the default features too")
+    parser.add_argument("--random-only", action="store_true",
+                        help="leave out the fixed kernel-sized default calls")
     args = parser.parse_args(argv)
+    if args.random_only:
+        _without_fixed_kernel_sized_calls()
     load_profile("ci")  # the corpus test's settings under CI (seeds make every run reproducible)
     torch.set_num_threads(1)
     print(f"| mutant | caught | failed | median examples to failure |  "
@@ -53,6 +61,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| `{m.name}` | {n_caught}/{args.seeds} | {n_failed}/{args.seeds} | {median} |",
               flush=True)
     return 0
+
+
+def _without_fixed_kernel_sized_calls() -> None:
+    """Make every op's fixed default calls leave out their kernel-sized ones (``long=False``)."""
+    from refllm.testing.strategies import attention, losses, multihead, optim
+
+    def short(f: Any) -> Any:
+        return lambda *a, **k: f(*a, **{**k, "long": False})
+
+    for module, name in ((attention, "sdpa_default_calls"),
+                         (losses, "cross_entropy_default_calls"),
+                         (losses, "mse_default_calls"), (multihead, "multihead_default_calls"),
+                         (optim, "optimizer_default_problems")):
+        setattr(module, name, short(getattr(module, name)))
 
 
 if __name__ == "__main__":

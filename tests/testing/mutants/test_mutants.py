@@ -30,6 +30,7 @@ from refllm.testing import (
     check_sdpa,
 )
 from tests.testing.mutants import attention_mutants as A
+from tests.testing.mutants import kernel_mutants as K
 from tests.testing.mutants import loss_mutants as L
 from tests.testing.mutants import multihead_mutants as M
 from tests.testing.mutants import optim_mutants as O
@@ -154,7 +155,37 @@ MUTANTS = [
     # wrong only on the default call (docs/oracle.md, "The default call")
     opt(O.AdamDefaultBetasTypo, "adam"),
     opt(O.AdamWDefaultBetasTypo, "adamw"),
+    # wrong only past a tile, chunk, buffer or vector width (docs/oracle.md, "Kernel-sized
+    # inputs")
+    sdpa(K.tiles_of_64_output_not_rescaled),
+    sdpa(K.tiles_of_128_sum_not_rescaled),
+    sdpa(K.causal_mask_from_a_cached_buffer_of_256),
+    sdpa(K.query_grad_keeps_the_last_key_tile_of_64, caught=("grad wrt query",),
+         passes=(*FWD, "grad wrt key", "grad wrt value")),
+    ce(K.ce_vocab_chunks_of_128_merged_by_max),
+    ce(K.ce_vocab_chunks_of_256_local_softmax_grad, caught=("grad wrt input",), passes=FWD),
+    ce(K.ce_row_groups_of_32_mean_of_means),
+    mse(K.mse_blocks_of_1024_drop_the_tail),
+    mha(K.KeyPaddingMaskReadInChunksOf64),
+    mha(K.CausalMaskFromABufferOf128),
+    opt(K.AdamWSimd8TailSkipsDecay, "adamw"),
+    opt(K.AdamSimd16TailStaleMoment, "adam"),
+    opt(K.SGDMomentumChunksOf1024, "sgd", caught=("parameters", "state 'momentum_buffer'")),
+    # wrong only on the default path of a kernel
+    sdpa(K.sdpa_plain_call_heads_and_queries_swapped),
+    sdpa(K.sdpa_causal_self_attention_value_grad_unmasked, caught=("grad wrt value",),
+         passes=FWD),
+    ce(K.ce_language_model_path_ignores_the_upstream_grad, caught=("grad wrt input",),
+       passes=FWD),
+    mse(K.mse_default_call_drops_the_target_grad, caught=("grad wrt target",), passes=FWD),
+    opt(K.AdamDefaultHyperEpsInsideSqrt, "adam"),
+    opt(K.SGDPlainStepUsesTheFirstGroupsLr, "sgd"),
 ]
+SLOW = {"KeyPaddingMaskReadInChunksOf64", "CausalMaskFromABufferOf128",
+        "SGDMomentumChunksOf1024"}
+"""Mutants that only the random kernel-sized tier reaches (no fixed example does): caught with
+some seeds, not all (docs/oracle.md has the rates); their corpus test runs under -m slow, with
+the first of seeds 0..15 that catches it."""
 
 CORRECT = [
     *(Mutant(f, check_sdpa, ()) for f in A.CORRECT),
@@ -196,9 +227,7 @@ def caught(mutant: Mutant, report: Any) -> bool:
     return not report.passed and bool(set(report.failed_properties) & set(mutant.caught))
 
 
-@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
-def test_the_oracle_catches_the_planted_bug_on_the_property_it_breaks(mutant):
-    report = run(mutant)
+def assert_caught(mutant: Mutant, report: Any) -> None:
     assert not report.passed, f"{mutant.name} was not caught:\n{report}"
     failed = set(report.failed_properties)
     assert failed & set(mutant.caught), f"{mutant.name}: expected one of {mutant.caught}, " \
@@ -208,15 +237,30 @@ def test_the_oracle_catches_the_planted_bug_on_the_property_it_breaks(mutant):
     assert report.snippet
 
 
+@pytest.mark.parametrize("mutant", [m for m in MUTANTS if m.name not in SLOW],
+                         ids=lambda m: m.name)
+def test_the_oracle_catches_the_planted_bug_on_the_property_it_breaks(mutant):
+    assert_caught(mutant, run(mutant))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mutant", [m for m in MUTANTS if m.name in SLOW], ids=lambda m: m.name)
+def test_the_random_kernel_sized_tier_catches_a_bug_past_a_width_in_a_quarter_of_runs(mutant):
+    reports = [run(mutant, seed) for seed in range(8)]
+    hits = [r for r in reports if caught(mutant, r)]
+    assert len(hits) >= 2, f"{mutant.name}: caught with {len(hits)} of 8 seeds"
+    assert_caught(mutant, hits[0])
+
+
 @pytest.mark.parametrize("correct", CORRECT, ids=lambda m: m.name)
 def test_the_correct_versions_the_mutants_derive_from_pass(correct):
     report = run(correct)
     assert report.passed, str(report)
 
 
-def test_the_corpus_covers_every_op_family_with_at_least_36_mutants():
+def test_the_corpus_covers_every_op_family_with_at_least_55_mutants():
     checks = {m.check for m in MUTANTS}
     assert checks == {check_sdpa, check_cross_entropy, check_mse, check_multihead_attention,
                       check_optimizer}
-    assert len(MUTANTS) >= 36
+    assert len(MUTANTS) >= 55
     assert len({m.name for m in MUTANTS}) == len(MUTANTS)
