@@ -17,9 +17,12 @@ def _four_d(*tensors: torch.Tensor) -> None:
 
 
 def flex_sdpa(query, key, value, attn_mask=None, is_causal=False, scale=None,
-              enable_gqa=False):
-    """PyTorch's `flex_attention` (eager) behind SDPA's signature: masks become a ``score_mod``."""
+              enable_gqa=False, flex=None):
+    """PyTorch's `flex_attention` (eager) behind SDPA's signature: masks become a ``score_mod``
+    that reads the mask tensor (captured by the closure)."""
     from torch.nn.attention.flex_attention import flex_attention
+
+    flex_attention = flex or flex_attention
 
     _four_d(query, key, value)
     t, s = query.shape[-2], key.shape[-2]
@@ -152,5 +155,21 @@ def chunked_sdpa(query, key, value, attn_mask=None, is_causal=False, scale=None,
     return out.transpose(-2, -3)
 
 
-__all__ = ["chunked_sdpa", "compiled_optimizer", "flex_sdpa", "hf_eager_attention",
-           "hf_sdpa_attention"]
+
+def compiled_flex_sdpa(query, key, value, attn_mask=None, is_causal=False, scale=None,
+                       enable_gqa=False):
+    """`flex_sdpa` with ``flex_attention`` compiled (inductor), as its docs recommend."""
+    global _compiled_flex
+    if _compiled_flex is None:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        _compiled_flex = torch.compile(flex_attention)
+    return flex_sdpa(query, key, value, attn_mask, is_causal, scale, enable_gqa,
+                     flex=_compiled_flex)
+
+
+_compiled_flex = None
+
+
+__all__ = ["chunked_sdpa", "compiled_flex_sdpa", "compiled_optimizer", "flex_sdpa",
+           "hf_eager_attention", "hf_sdpa_attention"]
