@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--threads", type=int, default=1,
                        help="intra-op threads during the check (default 1: the fastest on its "
                             "small examples)")
+    check.add_argument("--contract", default=None, metavar="module:name",
+                       help="a refllm.testing.contract.Contract: draw only the inputs the target "
+                            "supports; what it refuses is reported as unsupported")
     for keyword in choice_keywords():  # each op's own options: --features, --reductions, --like
         takers = [r for r in RECORDS.values() if r.choice(keyword)]
         choice = takers[0].choice(keyword)
@@ -110,7 +113,7 @@ def _check(args: argparse.Namespace) -> int:
 
     record = RECORDS[args.op]
     options = CheckOptions(dtype=args.dtype, device=args.device, examples=args.examples,
-                           seed=args.seed, threads=args.threads,
+                           seed=args.seed, threads=args.threads, contract=args.contract,
                            choices={k: getattr(args, k) for k in choice_keywords()})
     kwargs = options.kwargs(record)  # every bad option refused before the target is imported
     load(args.target)  # fail early, with the reason, when the target cannot be imported

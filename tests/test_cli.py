@@ -10,6 +10,7 @@ import torch
 
 import refllm
 from refllm.cli import demo_rows, main
+from refllm.testing.contract import Contract
 from refllm.testing.records import RECORDS
 
 BUGGY = types.ModuleType("refllm_cli_buggy")
@@ -22,6 +23,22 @@ def _mse_without_mean(input, target, reduction="mean"):
 
 
 BUGGY.mse_loss = _mse_without_mean
+
+
+def _causal_only_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
+                           scale=None, enable_gqa=False):
+    """A kernel that supports causal attention only, and says so."""
+    import torch.nn.functional as F
+
+    if not is_causal or attn_mask is not None:
+        raise NotImplementedError("causal attention only")
+    return F.scaled_dot_product_attention(query, key, value, is_causal=True, scale=scale,
+                                          enable_gqa=enable_gqa)
+
+
+BUGGY.causal_only = _causal_only_attention
+CAUSAL_ONLY = Contract(causal="only", masks="none", sizes={"t": (1, 6), "s": (1, 6)})
+HEAD_DIMS = Contract(head_dims=(8,))
 
 
 def test_check_exits_zero_when_torch_agrees(capsys):
@@ -147,3 +164,24 @@ def test_refllm_check_runs_on_a_plain_install_without_pytest(capsys):
             setattr(refllm, name, module)
     assert code == 0 and "PASSED" in capsys.readouterr().out
     assert loaded == []
+
+
+def test_a_contract_by_name_reaches_the_check(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "refllm_cli_buggy", BUGGY)
+    causal = ["check", "sdpa", "refllm_cli_buggy:causal_only", "--examples", "2", "--seed", "0"]
+    main(causal)  # PyTorch's whole contract: most inputs are refused
+    assert "unsupported: the target refused" in capsys.readouterr().out
+    assert main([*causal, "--contract", "tests.test_cli:CAUSAL_ONLY"]) == 0
+    out = capsys.readouterr().out
+    assert "PASSED" in out and "unsupported" not in out
+
+
+@pytest.mark.parametrize("contract,message", [
+    ("tests.test_cli:HEAD_DIMS", "--contract: Contract fields ['head_dims'] do not apply to mse"),
+    ("tests.test_cli:MSE", "--contract: tests.test_cli:MSE is a list, not a refllm.testing"),
+    ("tests.test_cli:NO_SUCH", "--contract: cannot import 'tests.test_cli:NO_SUCH'"),
+    ("CAUSAL_ONLY", "--contract: write the contract as 'module:name', got 'CAUSAL_ONLY'"),
+])
+def test_a_bad_contract_is_a_usage_error(capsys, contract, message):
+    assert main([*MSE, "--contract", contract]) == 2
+    assert message in _one_error_line(capsys)

@@ -1,11 +1,11 @@
 """The options of a check, as the CLI and the pytest plugin take them: one object, validated once.
 
-`CheckOptions` holds what every check takes (dtype, device, examples, seed, threads) and the
-op's own choices by keyword (``features``, ``reductions``, ``like``: see the op's record in
-:mod:`refllm.testing.records`). `CheckOptions.kwargs` validates them against a record and returns
-the keyword arguments of its check; every bad value is a `ValueError` that names the option, what
-was given and what is allowed, raised before anything is drawn. ``refllm check`` turns it into
-exit status 2, the plugin into a pytest usage error.
+`CheckOptions` holds what every check takes (dtype, device, examples, seed, threads, a kernel
+contract) and the op's own choices by keyword (``features``, ``reductions``, ``like``: see the
+op's record in :mod:`refllm.testing.records`). `CheckOptions.kwargs` validates them against a
+record and returns the keyword arguments of its check; every bad value is a `ValueError` that names
+the option, what was given and what is allowed, raised before anything is drawn. ``refllm check``
+turns it into exit status 2, the plugin into a pytest usage error.
 
 This module imports neither pytest nor torch at import time: ``refllm check`` runs on a plain
 install.
@@ -92,9 +92,10 @@ class CheckOptions:
 
     ``dtype`` is a name (``"bf16"``) or a ``torch.dtype``, None for the check's own default;
     ``examples`` None for the default count (`refllm.testing.settings.default_examples`);
-    ``threads`` None leaves the caller's thread count alone; ``choices`` maps an op option's
-    keyword (``"features"``, ``"reductions"``, ``"like"``) to the names chosen, None or absent
-    for the check's default.
+    ``threads`` None leaves the caller's thread count alone; ``contract`` is a
+    `refllm.testing.contract.Contract` or the ``"module:name"`` of one (None: PyTorch's whole
+    contract); ``choices`` maps an op option's keyword (``"features"``, ``"reductions"``,
+    ``"like"``) to the names chosen, None or absent for the check's default.
     """
 
     dtype: Any = None
@@ -102,6 +103,7 @@ class CheckOptions:
     examples: int | None = None
     seed: int | None = None
     threads: int | None = 1
+    contract: Any = None
     choices: Mapping[str, str | tuple[str, ...] | None] = dataclasses.field(default_factory=dict)
 
     def kwargs(self, record: OpRecord, *, flag: str = "--{}",
@@ -132,4 +134,34 @@ class CheckOptions:
                     raise ValueError(f"{flag.format(name)}: {exc}") from None
         out.update(examples=self.examples, seed=self.seed, threads=self.threads)
         out.update(record.choice_kwargs(self.choices, flag=choice_flag or flag))
+        if self.contract is not None:
+            where = (choice_flag or flag).format("contract")
+            out["contract"] = _contract(self.contract, record, out.get("dtype"), where)
         return out
+
+
+def _contract(contract: Any, record: OpRecord, dtype: Any, flag: str) -> Any:
+    """The `Contract` named by ``contract`` (an object or ``"module:name"``), checked against the
+    op and the dtype; `ValueError` naming ``flag`` otherwise."""
+    import inspect
+
+    from refllm.testing.contract import Contract, apply
+    from refllm.testing.records import load
+
+    name = contract if isinstance(contract, str) else None
+    try:
+        if name is not None:
+            if ":" not in name:
+                raise ValueError(f"write the contract as 'module:name', got {name!r}")
+            try:
+                contract = load(name)
+            except (ImportError, AttributeError) as exc:
+                raise ValueError(f"cannot import {name!r}: {exc}") from None
+        if not isinstance(contract, Contract):
+            raise ValueError(f"{name or 'it'} is a {type(contract).__name__}, not a "
+                             "refllm.testing.contract.Contract")
+        if dtype is None:
+            dtype = inspect.signature(load(record.check)).parameters["dtype"].default
+        return apply(contract, record.contract_op, dtype)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{flag}: {exc}") from None

@@ -46,6 +46,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(f"--refllm-{record.name}", default=None, metavar=f"module:{what}",
                         help=f"check this {record.name} implementation (the signature of "
                              f"{record.signature}) against refllm")
+        group.addoption(f"--refllm-{record.name}-contract", default=None, metavar="module:name",
+                        help=f"{record.name}: a refllm.testing.contract.Contract (what the "
+                             "target supports)")
         for choice in record.choices:
             group.addoption(f"--refllm-{record.name}-{choice.keyword}", default=None,
                             metavar="NAME" if not choice.many else "NAME,...",
@@ -67,6 +70,7 @@ def check_options(config: pytest.Config, record: OpRecord) -> CheckOptions:
         dtype=config.getoption("--refllm-dtype"), device=config.getoption("--refllm-device"),
         examples=config.getoption("--refllm-examples"), seed=config.getoption("--refllm-seed"),
         threads=config.getoption("--refllm-threads"),
+        contract=config.getoption(f"--refllm-{record.name}-contract", None),
         choices={c.keyword: config.getoption(f"--refllm-{record.name}-{c.keyword}", None)
                  for c in record.choices})  # None: a record added after pytest started
 

@@ -93,6 +93,11 @@ class OpRecord:
     target: Literal["function", "class"] = "function"
     choices: tuple[Choice, ...] = ()
     demos: tuple[Demo, ...] = ()
+    contract_op: str = ""  # the op's name in refllm.testing.contract (default: name)
+
+    def __post_init__(self) -> None:
+        if not self.contract_op:
+            object.__setattr__(self, "contract_op", self.name)
 
     @property
     def method(self) -> str:
@@ -153,6 +158,7 @@ RECORDS: dict[str, OpRecord] = {r.name: r for r in [
                         help="comma-separated features to exercise (default: all but "
                              "fully_masked_rows)"),),
         demos=(Demo("nn.MultiheadAttention", "torch.nn:MultiheadAttention"),),
+        contract_op="multi-head attention",
     ),
     OpRecord(
         name="cross-entropy", signature="torch.nn.functional.cross_entropy",

@@ -105,11 +105,26 @@ def test_the_oracle_has_one_method_per_op_record_and_no_other(pytestconfig):
     ("--refllm-optimizer-like=lion", "--refllm-optimizer-like: unknown optimizer like ['lion']"),
     ("--refllm-threads=0", "--refllm-threads: threads must be >= 1, got 0"),
     ("--refllm-device=gpu", "--refllm-device: device 'gpu' is not a torch device"),
+    ("--refllm-mse-contract=tests.test_cli:HEAD_DIMS",
+     "--refllm-mse-contract: Contract fields ['head_dims'] do not apply to mse"),
 ])
 def test_a_bad_option_is_a_usage_error_not_a_failed_test(pytester, option, message):
     result = _run(pytester, option)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert message in result.stderr.str() and "collected" not in result.stdout.str()
+
+
+def test_a_contract_named_on_the_command_line_reaches_the_check(pytester):
+    pytester.makepyfile(test_mine='''
+def test_causal_only(refllm_oracle):
+    report = refllm_oracle.sdpa()
+    assert report.passed and not report.unsupported
+''')
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--refllm-examples", "2", "--refllm-seed", "0",
+        "--refllm-sdpa=tests.test_cli:BUGGY.causal_only",
+        "--refllm-sdpa-contract=tests.test_cli:CAUSAL_ONLY")
+    result.assert_outcomes(passed=1)
 
 
 def test_a_device_this_machine_lacks_is_a_usage_error(pytester, monkeypatch):
