@@ -146,7 +146,8 @@ def test_the_backward_scales_with_the_upstream_gradient(case, g):
     assert_close(grad, g * cross_entropy_grad(*case.args, **case.kwargs))
 
 
-@given(cross_entropy_cases(max_size=3))
+# no kernel-sized tier: finite differences cost two calls per logit
+@given(cross_entropy_cases(max_size=3, long_axes=False))
 def test_cross_entropy_passes_gradcheck_in_float64(case):
     assume(bool(case.call(cross_entropy).isfinite().all()))  # not the all-ignored mean (nan)
     x = case.args[0].clone().requires_grad_()

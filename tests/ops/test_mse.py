@@ -61,7 +61,8 @@ def test_reduction_none_summed_equals_reduction_sum(case):
     assert_close(none.call(mse_loss).sum(), case.call(mse_loss))
 
 
-@given(mse_cases(max_size=3))
+# no kernel-sized tier: finite differences cost two calls per element
+@given(mse_cases(max_size=3, long_axes=False))
 def test_mse_passes_gradcheck_in_float64(case):
     x, y = (t.clone().requires_grad_() for t in case.args)
     assert torch.autograd.gradcheck(lambda x, y: mse_loss(x, y, **case.kwargs), (x, y))
