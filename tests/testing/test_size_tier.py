@@ -168,8 +168,8 @@ def test_the_fixed_default_calls_include_kernel_sized_ones():
     assert ce.kwargs == {} and ce.args[0].shape[0] > 32 and ce.args[0].shape[1] > 256
     (mse,) = [c for c in mse_default_calls() if c.args[0].numel() > 30]
     assert mse.args[0].numel() > 2048 and mse.args[0].numel() % 1024
-    (mha,) = [c for c in multihead_default_calls() if c.forward.args[0].shape[0] > 6]
-    assert mha.forward.kwargs == {}
+    mha = [c for c in multihead_default_calls() if c.forward.args[0].shape[0] > 6]
+    assert [sorted(c.forward.kwargs) for c in mha] == [[], ["attn_mask", "is_causal"]]
     problems = optimizer_default_problems(like="adamw")
     assert max(p.numel() for p in problems[-1].params) % 16 and max(
         p.numel() for p in problems[-1].params) > 1024

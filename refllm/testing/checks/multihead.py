@@ -319,8 +319,15 @@ def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
                                        need_weights="need_weights" in chosen, max_size=max_size,
                                        sizes=c.ranges("multi-head attention"),
                                        long=c.long_axes, budget=c.budget)
-    if c.causal == "only":
-        defaults = []  # the default call is not causal: outside the contract
+
+    def inside(case: Any) -> bool:  # the fixed calls a contract and the features allow
+        causal_call = bool(case.forward.kwargs.get("is_causal"))
+        if c.causal == "only":
+            return causal_call and c.masks != "additive"
+        return not causal_call or (c.causal == "optional" and "attn_mask" in chosen
+                                   and c.masks in ("any", "bool"))
+
+    defaults = [d for d in defaults if inside(d)]
     spec.explicit = [(case, i) for i, case in enumerate(defaults)]
     spec.unsupported = c.unsupported
     if not grads:

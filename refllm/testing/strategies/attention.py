@@ -298,6 +298,8 @@ def sdpa_default_calls(*, max_batch_dims: int = 2, max_size: int = 6,
                   note="causal default call, t == s"),
              Case(args=qkv(t, s), kwargs={}, note="default call, s != t")]
     if long:  # kernel-sized: past 64-, 128- and 256-key tiles and buffers, s past 1024
+        batch = tuple(clip("b", 1) for _ in batch)  # one sequence, two heads: cheap
+        h = clip("h", 2)
         bh, width = math.prod(batch) * h, max(d, e)
         t_hi, s_hi = (ranges.get(a, (1, LONG_DEFAULT_S))[1] for a in ("t", "s"))
         n = min(LONG_DEFAULT_T, t_hi, s_hi, math.isqrt(fit(budget, bh)), fit(budget, bh, width))

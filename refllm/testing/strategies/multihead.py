@@ -286,8 +286,9 @@ def multihead_default_calls(*, dtype: torch.dtype = torch.float64, bias: bool = 
     first, PyTorch's default keywords written out) called as ``module(x, x, x)`` (self-attention)
     and ``module(query, key, value)`` with s != t. ``bias=False`` / ``need_weights=False``: the
     caller's features exclude PyTorch's default there, so the call takes the one allowed value.
-    With ``long``, a kernel-sized self-attention call follows (t == s == 150: past 64- and
-    128-key tiles; shorter within ``sizes`` and ``budget``).
+    With ``long``, two kernel-sized self-attention calls follow (t == s == 150: past 64- and
+    128-key tiles; shorter within ``sizes`` and ``budget``): ``module(x, x, x)`` and a decoder's
+    ``module(x, x, x, attn_mask=causal, is_causal=True)`` (a boolean causal mask).
     """
     ranges = check_ranges(sizes, MULTIHEAD_AXES, "multihead_default_calls")
 
@@ -311,13 +312,18 @@ def multihead_default_calls(*, dtype: torch.dtype = torch.float64, bias: bool = 
             math.isqrt(fit(budget, b * h)), fit(budget, b, c))
     if long and n >= 17 and n >= max(ranges.get(a, (1, 1))[0] for a in ("t", "s")):
         calls.append((f"self-attention, t == s == {n}", (n,)))
+        calls.append((f"causal self-attention (a decoder's call), t == s == {n}", (n,)))
     for note, lengths in calls:
         state = {k: torch.randn(v.shape, generator=g, dtype=torch.float64).to(dtype) * 0.5
                  for k, v in names.items()}
         seqs = [torch.randn(n, b, c, generator=g, dtype=torch.float64).to(dtype)
                 for n in lengths]
         args = (seqs[0], seqs[0], seqs[0]) if len(seqs) == 1 else tuple(seqs)
-        out.append(MultiheadCase(init, state, Case(args, dict(kw), f"default call, {note}")))
+        call: dict[str, Any] = dict(kw)
+        if note.startswith("causal"):
+            call["attn_mask"] = _causal(lengths[0], lengths[0], "bool", dtype)
+            call["is_causal"] = True
+        out.append(MultiheadCase(init, state, Case(args, call, f"default call, {note}")))
     return out
 
 
