@@ -280,7 +280,7 @@ def sdpa_default_calls(*, max_batch_dims: int = 2, max_size: int = 6,
         return max(lo, min(n, hi))
 
     g = torch.Generator().manual_seed(20260701)
-    batch = (clip("b", 2),) if max_batch_dims > 0 or layout else ()
+    batch: tuple[int, ...] = (clip("b", 2),) if max_batch_dims > 0 or layout else ()
     h, t, s, d = clip("h", 3), clip("t", 5), clip("s", 4), clip("d", 4)
     d = e = min(head_dims) if head_dims else d
     if s == t and t > ranges.get("s", (1, t))[0]:
