@@ -26,6 +26,7 @@ from refllm._validation import (
     require_same_dtype,
     require_tensor,
 )
+from refllm.ops.masks import allowed, causal_allowed, from_ignore, is_boolean
 
 
 @dataclasses.dataclass
@@ -137,9 +138,9 @@ def _check_causal_hint(attn_mask: Tensor | None, t: int, s: int) -> None:
     if attn_mask is None:
         raise ValueError("is_causal=True needs attn_mask (as in PyTorch: is_causal is a hint that "
                          "attn_mask is the causal mask), got attn_mask None")
-    future = torch.ones(t, s, dtype=torch.bool, device=attn_mask.device).triu(1)
-    ignored = attn_mask if attn_mask.dtype == torch.bool else attn_mask == float("-inf")
-    zero_elsewhere = attn_mask.dtype == torch.bool or bool((attn_mask[..., ~future] == 0).all())
+    future = ~causal_allowed(t, s, device=attn_mask.device)
+    ignored = ~allowed(from_ignore(attn_mask))
+    zero_elsewhere = is_boolean(attn_mask) or bool((attn_mask[..., ~future] == 0).all())
     if not (bool((ignored == future).all()) and zero_elsewhere):
         raise ValueError("is_causal=True is a hint that attn_mask is the top-left causal mask "
                          f"(ignore key j > query i), but attn_mask {describe(attn_mask)} is not")

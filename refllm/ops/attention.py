@@ -35,6 +35,8 @@ from torch import Tensor
 from refllm.ops._attention_args import causal_offset, check_sdpa_args
 from refllm.ops._attention_softmax import masked_softmax
 from refllm.ops._dropout import apply_keep_mask, draw_keep_mask
+from refllm.ops.masks import apply as apply_mask
+from refllm.ops.masks import causal_allowed, is_boolean
 from refllm.ops.softmax import softmax_naive
 
 NEG_INF = float("-inf")
@@ -125,12 +127,12 @@ def scaled_dot_product_attention_with_weights(
     scores = einsum(query * a.scale, key, "... t d, ... s d -> ... t s")
     allowed = None  # bool, broadcast to scores; False -> -inf (masked inside the softmax)
     if is_causal:
-        offset = causal_offset(a.t, a.s, causal_alignment)
-        allowed = torch.ones(a.t, a.s, dtype=torch.bool, device=query.device).tril(offset)
-    elif attn_mask is not None and attn_mask.dtype == torch.bool:
+        allowed = causal_allowed(a.t, a.s, causal_offset(a.t, a.s, causal_alignment),
+                                 device=query.device)
+    elif is_boolean(attn_mask):
         allowed = attn_mask
-    elif attn_mask is not None:
-        scores = scores + attn_mask
+    else:
+        scores = apply_mask(scores, attn_mask)  # additive (or None)
     probs = masked_softmax(scores, allowed)  # softmax(scores masked), one (t, s) matrix kept
     keep = draw_keep_mask(tuple(scores.shape), float(dropout_p), generator=generator,
                           device=query.device)

@@ -48,6 +48,8 @@ from torch.autograd.function import once_differentiable
 
 from refllm._validation import require_int, require_real
 from refllm.ops._attention_args import causal_offset, check_sdpa_args
+from refllm.ops.masks import apply as apply_mask
+from refllm.ops.masks import causal_allowed
 
 NEG_INF = float("-inf")
 BLOCK_Q, BLOCK_K = 256, 256  # chosen by measurement (docs/ops/flash_attention.md)
@@ -85,13 +87,10 @@ def _scores(p: _Plan, q_i: Tensor, k: Tensor, mask: Tensor | None, i0: int, i1: 
     """S_ij = (Q_i * scale) K_j^T + M_ij, a fresh (n, g, r, bq, bk) tensor (q_i pre-scaled)."""
     scores = q_i @ k[..., j0:j1, :].transpose(-1, -2)
     if p.offset is not None and j1 - 1 > i0 + p.offset:  # the tile crosses the causal diagonal
-        rows = torch.arange(i0, i1, device=q_i.device)[:, None] + p.offset
-        future = torch.arange(j0, j1, device=q_i.device)[None, :] > rows
-        scores.masked_fill_(future, NEG_INF)
-    elif mask is not None and mask.dtype == torch.bool:
-        scores.masked_fill_(~_mask_tile(p, mask, i0, i1, j0, j1), NEG_INF)
+        causal = causal_allowed(i1 - i0, j1 - j0, p.offset, i0=i0, j0=j0, device=q_i.device)
+        apply_mask(scores, causal, inplace=True)
     elif mask is not None:
-        scores.add_(_mask_tile(p, mask, i0, i1, j0, j1))
+        apply_mask(scores, _mask_tile(p, mask, i0, i1, j0, j1), inplace=True)
     return scores
 
 

@@ -48,6 +48,7 @@ from refllm.ops.attention import (
     scaled_dot_product_attention_with_weights,
 )
 from refllm.ops.flash_attention import flash_attention
+from refllm.ops.masks import additive, combine, from_ignore, is_boolean
 
 NEG_INF = float("-inf")
 
@@ -70,14 +71,14 @@ def _mask_term(a: MhaArgs, bi: int, hi: int, i: int, j: int, zero: Tensor) -> Te
     term = zero
     if j >= a.key.shape[1]:  # bias_k or zero-attention key: always takes part
         return term
+    entries = []  # MHA's convention: bool True = ignore, or additive
     if a.attn_mask is not None:
-        m = a.attn_mask[i, j] if a.attn_mask.ndim == 2 else a.attn_mask[bi * a.h + hi, i, j]
-        term = term + (zero + NEG_INF if m.dtype == torch.bool and m else
-                       zero if m.dtype == torch.bool else m)
+        entries.append(a.attn_mask[i, j] if a.attn_mask.ndim == 2 else
+                       a.attn_mask[bi * a.h + hi, i, j])
     if a.key_padding_mask is not None:
-        m = a.key_padding_mask[bi, j]
-        term = term + (zero + NEG_INF if m.dtype == torch.bool and m else
-                       zero if m.dtype == torch.bool else m)
+        entries.append(a.key_padding_mask[bi, j])
+    for m in entries:
+        term = term + additive(from_ignore(m), zero.dtype)
     return term
 
 
@@ -167,20 +168,17 @@ def _check_backend(backend: object, need_weights: bool) -> None:
 def _sdpa_mask(a: MhaArgs, n_extra: int) -> Tensor | None:
     """Both masks as one SDPA mask (b or 1, h or 1, t, s + n_extra); extra keys take part."""
     b, h = a.query.shape[0], a.h
-    masks = []
+    masks = []  # in SDPA's convention (True = take part), broadcast to (b, h, t, s)
     if a.attn_mask is not None:
-        am = a.attn_mask
+        am = from_ignore(a.attn_mask)
         masks.append(am[None, None] if am.ndim == 2 else rearrange(am, "(b h) t s -> b h t s", h=h))
     if a.key_padding_mask is not None:
-        masks.append(rearrange(a.key_padding_mask, "b s -> b 1 1 s"))
-    if not masks:
+        masks.append(rearrange(from_ignore(a.key_padding_mask), "b s -> b 1 1 s"))
+    total = combine(masks, a.query.dtype)
+    if total is None:
         return None
-    if all(m.dtype == torch.bool for m in masks):  # MHA's True = ignore -> SDPA's True = take part
-        allowed = ~masks[0] if len(masks) == 1 else ~(masks[0] | masks[1])
-        return torch.nn.functional.pad(allowed, (0, n_extra), value=True)
-    additive = [torch.zeros(m.shape, dtype=a.query.dtype, device=m.device).masked_fill(m, NEG_INF)
-                if m.dtype == torch.bool else m for m in masks]
-    total = additive[0] if len(additive) == 1 else additive[0] + additive[1]
+    if is_boolean(total):
+        return torch.nn.functional.pad(total, (0, n_extra), value=True)
     return torch.nn.functional.pad(total, (0, n_extra), value=0.0).expand(b, h, -1, -1)
 
 
