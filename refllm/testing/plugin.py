@@ -82,14 +82,16 @@ def _kwargs(config: pytest.Config, record: OpRecord) -> dict[str, Any]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Refuse a bad ``--refllm-*`` option up front, as a usage error rather than a failed test."""
-    from refllm.testing.checks._engine import load
+    """Refuse a bad ``--refllm-*`` option up front, as a usage error rather than a failed test.
 
+    Cheap where no option is given (no check is imported then)."""
     try:
         for record in RECORDS.values():
             _kwargs(config, record)
             target = config.getoption(f"--refllm-{record.name}")
             if target is not None:
+                from refllm.testing.checks._engine import load
+
                 load(target)
     except ValueError as exc:
         raise pytest.UsageError(f"refllm: {exc}") from None
