@@ -16,8 +16,6 @@ version of the corpus (attention_mutants, loss_mutants, multihead_mutants, optim
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from tests.testing.mutants import attention_mutants as A
@@ -202,42 +200,40 @@ def _tail(p, width):
 
 class AdamWSimd8TailSkipsDecay(O.AdamW):
     # The vector loop of width 8 applies the decoupled decay; the scalar tail forgets it.
-    def update(self, p, grad, state, group):
+    def decay(self, p, g, group):
         tail = _tail(p, 8)
         if tail is None or tail == p.numel():
-            return super().update(p, grad, state, group)
+            return super().decay(p, g, group)
         before = p.detach().reshape(-1)[tail:].clone()
-        super().update(p, grad, state, group)
-        # BUG: the tail elements get the Adam step but not p <- p (1 - lr wd)
-        p.view(-1)[tail:] += group["lr"] * group["weight_decay"] * before
+        g = super().decay(p, g, group)
+        p.view(-1)[tail:] = before  # BUG: the tail elements are not decayed
+        return g
 
 
 class AdamSimd16TailStaleMoment(O.Adam):
     # The scalar tail of a width-16 loop reads the first moment before this step's update.
-    def update(self, p, grad, state, group):
-        tail = _tail(p, 16)
-        if tail is None or tail == p.numel() or not state:
-            return super().update(p, grad, state, group)
-        stale = state["exp_avg"].reshape(-1)[tail:].clone()
-        before = p.detach().reshape(-1)[tail:].clone()
-        super().update(p, grad, state, group)
-        lr, (b1, b2) = group["lr"], group["betas"]
-        t = state["step"].item()
-        v = (state["max_exp_avg_sq"] if group["amsgrad"] else state["exp_avg_sq"]).reshape(-1)
-        denom = v[tail:].sqrt() / math.sqrt(1 - b2**t) + group["eps"]
-        p.view(-1)[tail:] = before - lr / (1 - b1**t) * stale / denom  # BUG: stale m
+    def moments(self, g, state, group):
+        stale = state["exp_avg"].clone()
+        m, v = super().moments(g, state, group)
+        tail = _tail(m, 16)
+        if tail is None or tail == m.numel() or state["step"].item() == 1:
+            return m, v
+        m = m.clone()
+        m.view(-1)[tail:] = stale.reshape(-1)[tail:]  # BUG: the tail steps with a stale m
+        return m, v
 
 
 class SGDMomentumChunksOf1024(O.SGD):
     # A multi-tensor apply in chunks of 1024 elements; chunks after the first read the
     # momentum buffer but never write it back.
-    def update(self, p, grad, state, group):
+    def momentum(self, g, state, group):
         old = state.get("momentum_buffer")
         old = None if old is None else old.clone()
-        super().update(p, grad, state, group)
+        out = super().momentum(g, state, group)
         buf = state.get("momentum_buffer")
         if buf is not None and old is not None and buf.numel() > 1024:
             buf.view(-1)[1024:] = old.reshape(-1)[1024:]  # BUG: not written back past 1024
+        return out
 
 
 # ============================================================================ the default path
@@ -314,20 +310,13 @@ def mse_default_call_drops_the_target_grad(input, target, reduction=None):
 class AdamDefaultHyperEpsInsideSqrt(O.Adam):
     # A fused step for torch's defaults (betas, eps, no decay, no amsgrad, not maximize) puts
     # eps inside the square root; any other setting takes the general step.
-    def update(self, p, grad, state, group):
+    def denominator(self, v, c2, group):
         defaults = (tuple(group["betas"]) == (0.9, 0.999) and group["eps"] == 1e-8
                     and not group["weight_decay"] and not group["amsgrad"]
                     and not group["maximize"])
         if not defaults:
-            return super().update(p, grad, state, group)
-        self._init(p, state, group)
-        lr, (b1, b2) = group["lr"], group["betas"]
-        state["step"] += 1
-        t = state["step"].item()
-        m = state["exp_avg"].mul_(b1).add_(grad, alpha=1 - b1)
-        v = state["exp_avg_sq"].mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        denom = (v / (1 - b2**t) + group["eps"]).sqrt()  # BUG: eps inside the sqrt
-        p.addcdiv_(m, denom, value=-lr / (1 - b1**t))
+            return super().denominator(v, c2, group)
+        return (v / c2 + group["eps"]).sqrt()  # BUG: eps inside the sqrt
 
 
 class SGDPlainStepUsesTheFirstGroupsLr(O.SGD):

@@ -7,10 +7,11 @@
            p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
                                       (Kingma & Ba 2015, Alg. 1; Loshchilov & Hutter 2019, Alg. 2)
 
-The loop over param groups and parameters (``_Base.step``) is shared; each class's ``update``
-is the whole update rule of one parameter, and each mutant's rule is ONE bug away from the
-correct one (``SGD.update``, ``Adam.update``). State is kept under torch.optim's keys, so that
-the oracle compares it and ``state_dict`` round trips work.
+The loop over param groups and parameters (``_Base.step``) is shared. The correct rules
+(``SGD``, ``Adam``, ``AdamW``) are written as a few small steps, methods each, and every mutant
+overrides ONE of them with a bug, as the multi-head attention mutants do: the bug is the whole of
+the mutant's code. State is kept under torch.optim's keys, so that the oracle compares it and
+``state_dict`` round trips work.
 """
 
 from __future__ import annotations
@@ -42,16 +43,38 @@ class SGD(_Base):
                                       maximize=maximize))
 
     def update(self, p, grad, state, group):
-        g = -grad if group["maximize"] else grad
-        if group["weight_decay"]:
-            g = g + group["weight_decay"] * p
+        p.add_(self.direction(p, grad, state, group), alpha=-group["lr"])
+
+    def direction(self, p, grad, state, group):
+        """The order of the steps: sign, then decay, then momentum."""
+        return self.momentum(self.decayed(p, self.signed(grad, group), group), state, group)
+
+    def signed(self, grad, group):
+        return -grad if group["maximize"] else grad
+
+    def decayed(self, p, g, group):
+        return g + group["weight_decay"] * p if group["weight_decay"] else g
+
+    def momentum(self, g, state, group):
         mu = group["momentum"]
-        if mu:
-            buf = state.get("momentum_buffer")
-            buf = g.clone() if buf is None else mu * buf + (1 - group["dampening"]) * g
-            state["momentum_buffer"] = buf
-            g = g + mu * buf if group["nesterov"] else buf
-        p.add_(g, alpha=-group["lr"])
+        if not mu:
+            return g
+        store = self.buffers(state)
+        buf = store.get("momentum_buffer")
+        buf = self.first_buffer(g, group) if buf is None else (
+            mu * buf + (1 - group["dampening"]) * g)
+        store["momentum_buffer"] = buf
+        return self.lookahead(g, buf, group)
+
+    def buffers(self, state):
+        """Where the momentum buffer lives: the optimizer's state (saved by state_dict)."""
+        return state
+
+    def first_buffer(self, g, group):
+        return g.clone()  # the first step is not dampened
+
+    def lookahead(self, g, buf, group):
+        return g + group["momentum"] * buf if group["nesterov"] else buf
 
 
 class Adam(_Base):
@@ -74,20 +97,44 @@ class Adam(_Base):
 
     def update(self, p, grad, state, group):
         self._init(p, state, group)
-        lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
-        g = -grad if group["maximize"] else grad
+        g, sign = self.signed(grad, group)
+        g = self.decay(p, g, group)
+        state["step"] += 1
+        c1, c2 = self.corrections(state["step"].item(), group)
+        m, v = self.moments(g, state, group)
+        self.apply(p, m, self.denominator(v, c2, group), sign * group["lr"] / c1, group)
+
+    def signed(self, grad, group):
+        """(gradient, sign of the step): maximize negates the gradient, the step stays -lr."""
+        return (-grad if group["maximize"] else grad), -1.0
+
+    def decay(self, p, g, group):
+        """AdamW decays p in place by lr * wd; Adam adds wd p to the gradient (L2)."""
+        lr, wd = group["lr"], group["weight_decay"]
         if self.decoupled:
             p.mul_(1 - lr * wd)
-        elif wd:
-            g = g + wd * p
-        state["step"] += 1
-        t = state["step"].item()
+            return g
+        return g + wd * p if wd else g
+
+    def corrections(self, t, group):
+        """The bias corrections (1 - b1^t, 1 - b2^t)."""
+        b1, b2 = group["betas"]
+        return 1 - b1**t, 1 - b2**t
+
+    def moments(self, g, state, group):
+        """Update the moments; (m, v) for the step (amsgrad: the running max of v)."""
+        b1, b2 = group["betas"]
         m = state["exp_avg"].mul_(b1).add_(g, alpha=1 - b1)
         v = state["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
         if group["amsgrad"]:
             v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-        denom = v.sqrt() / math.sqrt(1 - b2**t) + group["eps"]
-        p.addcdiv_(m, denom, value=-lr / (1 - b1**t))
+        return m, v
+
+    def denominator(self, v, c2, group):
+        return v.sqrt() / math.sqrt(c2) + group["eps"]
+
+    def apply(self, p, m, denom, step_size, group):
+        p.addcdiv_(m, denom, value=step_size)
 
 
 class AdamW(Adam):
@@ -103,239 +150,101 @@ class AdamW(Adam):
 # ----------------------------------------------------------------------------- SGD mutants
 class SGDDampensFirstStep(SGD):
     # Modelled on ml-explore/mlx#473 and pytorch/pytorch#152833 (first-step dampening).
-    def update(self, p, grad, state, group):
-        g = -grad if group["maximize"] else grad
-        if group["weight_decay"]:
-            g = g + group["weight_decay"] * p
-        mu = group["momentum"]
-        if mu:
-            buf = state.get("momentum_buffer", torch.zeros_like(p))  # BUG: b starts at 0, so
-            buf = mu * buf + (1 - group["dampening"]) * g  # the first step is dampened too
-            state["momentum_buffer"] = buf
-            g = g + mu * buf if group["nesterov"] else buf
-        p.add_(g, alpha=-group["lr"])
+    def first_buffer(self, g, group):
+        return (1 - group["dampening"]) * g  # BUG: b starts at 0, so the first step is dampened
 
 
 class SGDNesterovStepsWithBuffer(SGD):
     # Modelled on google-deepmind/optax#900 and pytorch/pytorch#5920 (Nesterov's formula).
-    def update(self, p, grad, state, group):
-        g = -grad if group["maximize"] else grad
-        if group["weight_decay"]:
-            g = g + group["weight_decay"] * p
+    def lookahead(self, g, buf, group):
         mu = group["momentum"]
-        if mu:
-            buf = state.get("momentum_buffer")
-            buf = g.clone() if buf is None else mu * buf + (1 - group["dampening"]) * g
-            state["momentum_buffer"] = buf
-            g = mu * buf + (1 - mu) * g if group["nesterov"] else buf  # BUG: g + mu b
-        p.add_(g, alpha=-group["lr"])
+        return mu * buf + (1 - mu) * g if group["nesterov"] else buf  # BUG: g + mu b
 
 
 class SGDDecayOutsideMomentum(SGD):
     # Modelled on FluxML/model-zoo#303 and kozistr/pytorch_optimizer#518 (where decay enters).
-    def update(self, p, grad, state, group):
-        g = -grad if group["maximize"] else grad
-        mu = group["momentum"]
-        if mu:
-            buf = state.get("momentum_buffer")
-            buf = g.clone() if buf is None else mu * buf + (1 - group["dampening"]) * g
-            state["momentum_buffer"] = buf
-            g = g + mu * buf if group["nesterov"] else buf
-        if group["weight_decay"]:
-            g = g + group["weight_decay"] * p  # BUG: decay added after the momentum buffer
-        p.add_(g, alpha=-group["lr"])
+    def direction(self, p, grad, state, group):
+        # BUG: decay added after the momentum buffer
+        return self.decayed(p, self.momentum(self.signed(grad, group), state, group), group)
 
 
 class SGDMaximizeFlipsDecay(SGD):
     # Modelled on kozistr/pytorch_optimizer#528 (maximize negation vs weight decay order).
-    def update(self, p, grad, state, group):
-        g = grad
-        if group["weight_decay"]:
-            g = g + group["weight_decay"] * p
-        g = -g if group["maximize"] else g  # BUG: negates the decay too (negate grad first)
-        mu = group["momentum"]
-        if mu:
-            buf = state.get("momentum_buffer")
-            buf = g.clone() if buf is None else mu * buf + (1 - group["dampening"]) * g
-            state["momentum_buffer"] = buf
-            g = g + mu * buf if group["nesterov"] else buf
-        p.add_(g, alpha=-group["lr"])
+    def direction(self, p, grad, state, group):
+        # BUG: negates the decay too (negate the gradient first)
+        return self.momentum(self.signed(self.decayed(p, grad, group), group), state, group)
 
 
 class SGDMomentumOutsideState(SGD):
     # Modelled on martinnormark/neural-mesh-simplification#45 (optimizer state kept aside).
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.buffers = {}  # BUG: not in self.state, so state_dict() does not carry it
-
-    def update(self, p, grad, state, group):
-        g = -grad if group["maximize"] else grad
-        if group["weight_decay"]:
-            g = g + group["weight_decay"] * p
-        mu = group["momentum"]
-        if mu:
-            buf = self.buffers.get(p)
-            buf = g.clone() if buf is None else mu * buf + (1 - group["dampening"]) * g
-            self.buffers[p] = buf
-            g = g + mu * buf if group["nesterov"] else buf
-        p.add_(g, alpha=-group["lr"])
+    def buffers(self, state):
+        # BUG: not in self.state, so state_dict() does not carry it
+        if not hasattr(self, "_aside"):
+            self._aside: dict[int, dict] = {}
+        return self._aside.setdefault(id(state), {})
 
 
 # ----------------------------------------------------------------------------- Adam mutants
 class AdamEpsInsideSqrt(Adam):
     # Modelled on FluxML/Flux.jl#448 and keras-team/tf-keras#315 (eps inside the sqrt).
-    def update(self, p, grad, state, group):
-        self._init(p, state, group)
-        lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
-        g = -grad if group["maximize"] else grad
-        if wd:
-            g = g + wd * p
-        state["step"] += 1
-        t = state["step"].item()
-        m = state["exp_avg"].mul_(b1).add_(g, alpha=1 - b1)
-        v = state["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
-        if group["amsgrad"]:
-            v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-        denom = (v / (1 - b2**t) + group["eps"]).sqrt()  # BUG: sqrt(v_hat + eps)
-        p.addcdiv_(m, denom, value=-lr / (1 - b1**t))
+    def denominator(self, v, c2, group):
+        return (v / c2 + group["eps"]).sqrt()  # BUG: sqrt(v_hat + eps)
 
 
 class AdamNoBiasCorrection(Adam):
     # Modelled on keras-team/keras#10129 and eriklindernoren/ML-From-Scratch#35.
-    def update(self, p, grad, state, group):
-        self._init(p, state, group)
-        lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
-        g = -grad if group["maximize"] else grad
-        if wd:
-            g = g + wd * p
-        state["step"] += 1
-        m = state["exp_avg"].mul_(b1).add_(g, alpha=1 - b1)
-        v = state["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
-        if group["amsgrad"]:
-            v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-        p.addcdiv_(m, v.sqrt() + group["eps"], value=-lr)  # BUG: no 1 - beta^t corrections
+    def corrections(self, t, group):
+        return 1.0, 1.0  # BUG: no 1 - beta^t corrections
 
 
 class AdamBiasCorrectionStepAhead(Adam):
     # Modelled on Oneflow-Inc/oneflow#5960 ("step is start from 1": the step counted twice).
-    def update(self, p, grad, state, group):
-        self._init(p, state, group)
-        lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
-        g = -grad if group["maximize"] else grad
-        if wd:
-            g = g + wd * p
-        state["step"] += 1
-        t = state["step"].item() + 1  # BUG: the step was already incremented
-        m = state["exp_avg"].mul_(b1).add_(g, alpha=1 - b1)
-        v = state["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
-        if group["amsgrad"]:
-            v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-        denom = v.sqrt() / math.sqrt(1 - b2**t) + group["eps"]
-        p.addcdiv_(m, denom, value=-lr / (1 - b1**t))
+    def corrections(self, t, group):
+        return super().corrections(t + 1, group)  # BUG: the step was already incremented
 
 
 class AdamSecondCorrectionNotRooted(Adam):
     # Modelled on kozistr/AdaBound-tensorflow#3 (sqrt of the second bias correction).
-    def update(self, p, grad, state, group):
-        self._init(p, state, group)
-        lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
-        g = -grad if group["maximize"] else grad
-        if wd:
-            g = g + wd * p
-        state["step"] += 1
-        t = state["step"].item()
-        m = state["exp_avg"].mul_(b1).add_(g, alpha=1 - b1)
-        v = state["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
-        if group["amsgrad"]:
-            v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-        denom = v.sqrt() / (1 - b2**t) + group["eps"]  # BUG: sqrt(1 - b2^t) meant
-        p.addcdiv_(m, denom, value=-lr / (1 - b1**t))
+    def denominator(self, v, c2, group):
+        return v.sqrt() / c2 + group["eps"]  # BUG: sqrt(1 - b2^t) meant
 
 
 class AdamAmsgradMaxUnused(Adam):
     # Modelled on frgfm/holocron#1 (state kept but the wrong moment used in the step).
-    def update(self, p, grad, state, group):
-        self._init(p, state, group)
-        lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
-        g = -grad if group["maximize"] else grad
-        if wd:
-            g = g + wd * p
-        state["step"] += 1
-        t = state["step"].item()
+    def moments(self, g, state, group):
+        b1, b2 = group["betas"]
         m = state["exp_avg"].mul_(b1).add_(g, alpha=1 - b1)
         v = state["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
         if group["amsgrad"]:
             torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])  # BUG: unused
-        denom = v.sqrt() / math.sqrt(1 - b2**t) + group["eps"]
-        p.addcdiv_(m, denom, value=-lr / (1 - b1**t))
+        return m, v
 
 
 class AdamMaximizeFlipsTheStep(Adam):
     # Modelled on pytorch/pytorch#75330 (maximize must negate the gradient, not the step).
-    def update(self, p, grad, state, group):
-        self._init(p, state, group)
-        lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
-        g = grad + wd * p if wd else grad
-        state["step"] += 1
-        t = state["step"].item()
-        m = state["exp_avg"].mul_(b1).add_(g, alpha=1 - b1)
-        v = state["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
-        if group["amsgrad"]:
-            v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-        denom = v.sqrt() / math.sqrt(1 - b2**t) + group["eps"]
-        sign = 1.0 if group["maximize"] else -1.0  # BUG: m keeps the minimizing sign
-        p.addcdiv_(m, denom, value=sign * lr / (1 - b1**t))
+    def signed(self, grad, group):
+        return grad, (1.0 if group["maximize"] else -1.0)  # BUG: m keeps the minimizing sign
 
 
 class AdamWCoupledDecay(AdamW):
     # Modelled on pytorch/pytorch#4429 and chainer/chainer#261 (L2 in the gradient, not AdamW).
-    def update(self, p, grad, state, group):
-        self._init(p, state, group)
-        lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
-        g = -grad if group["maximize"] else grad
-        g = g + wd * p  # BUG: decay through the moments (Adam's L2), not p (1 - lr wd)
-        state["step"] += 1
-        t = state["step"].item()
-        m = state["exp_avg"].mul_(b1).add_(g, alpha=1 - b1)
-        v = state["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
-        if group["amsgrad"]:
-            v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-        denom = v.sqrt() / math.sqrt(1 - b2**t) + group["eps"]
-        p.addcdiv_(m, denom, value=-lr / (1 - b1**t))
+    def decay(self, p, g, group):
+        return g + group["weight_decay"] * p  # BUG: decay through the moments (Adam's L2)
 
 
 class AdamWDecayNotScaledByLr(AdamW):
     # Modelled on egg-west/AdamW-pytorch#1 and NVIDIA/apex#1849 (lr times wd, or not).
-    def update(self, p, grad, state, group):
-        self._init(p, state, group)
-        lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
-        g = -grad if group["maximize"] else grad
-        p.mul_(1 - wd)  # BUG: torch.optim.AdamW decays by lr * wd
-        state["step"] += 1
-        t = state["step"].item()
-        m = state["exp_avg"].mul_(b1).add_(g, alpha=1 - b1)
-        v = state["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
-        if group["amsgrad"]:
-            v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-        denom = v.sqrt() / math.sqrt(1 - b2**t) + group["eps"]
-        p.addcdiv_(m, denom, value=-lr / (1 - b1**t))
+    def decay(self, p, g, group):
+        p.mul_(1 - group["weight_decay"])  # BUG: torch.optim.AdamW decays by lr * wd
+        return g
 
 
 class AdamWDecayAfterUpdate(AdamW):
     # Modelled on kozistr/pytorch_optimizer#518 (order of the decay and the update).
-    def update(self, p, grad, state, group):
-        self._init(p, state, group)
-        lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
-        g = -grad if group["maximize"] else grad
-        state["step"] += 1
-        t = state["step"].item()
-        m = state["exp_avg"].mul_(b1).add_(g, alpha=1 - b1)
-        v = state["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
-        if group["amsgrad"]:
-            v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-        denom = v.sqrt() / math.sqrt(1 - b2**t) + group["eps"]
-        p.addcdiv_(m, denom, value=-lr / (1 - b1**t))
-        p.mul_(1 - lr * wd)  # BUG: decays the updated p; AdamW decays p_{t-1}
+    def apply(self, p, m, denom, step_size, group):
+        # BUG: decays the updated p: (p (1 - lr wd) + step) instead of p (1 - lr wd) + step,
+        # i.e. the step is decayed too
+        p.addcdiv_(m, denom, value=step_size * (1 - group["lr"] * group["weight_decay"]))
 
 
 class AdamWStepsOnMissingGrads(AdamW):
@@ -356,24 +265,10 @@ class AdamDefaultBetasTypo(Adam):
     """At torch's default betas (0.9, 0.999) the bias corrections come from precomputed
     constants, one of them mistyped; any other betas take the general formula."""
 
-    def update(self, p, grad, state, group):
+    def corrections(self, t, group):
         if tuple(group["betas"]) != (0.9, 0.999):
-            return super().update(p, grad, state, group)
-        self._init(p, state, group)
-        lr, wd = group["lr"], group["weight_decay"]
-        g = -grad if group["maximize"] else grad
-        if self.decoupled:
-            p.mul_(1 - lr * wd)
-        elif wd:
-            g = g + wd * p
-        state["step"] += 1
-        t = state["step"].item()
-        m = state["exp_avg"].mul_(0.9).add_(g, alpha=0.1)
-        v = state["exp_avg_sq"].mul_(0.999).addcmul_(g, g, value=0.001)
-        if group["amsgrad"]:
-            v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-        denom = v.sqrt() / math.sqrt(1 - 0.99**t) + group["eps"]  # BUG: 0.99, not 0.999
-        p.addcdiv_(m, denom, value=-lr / (1 - 0.9**t))
+            return super().corrections(t, group)
+        return 1 - 0.9**t, 1 - 0.99**t  # BUG: 0.99, not 0.999
 
 
 class AdamWDefaultBetasTypo(AdamDefaultBetasTypo):
