@@ -57,10 +57,11 @@ def _parser() -> argparse.ArgumentParser:
                             "supports; what it refuses is reported as unsupported")
     for keyword in choice_keywords():  # each op's own options: --features, --reductions, --like
         takers = [r for r in RECORDS.values() if r.choice(keyword)]
-        choice = takers[0].choice(keyword)
-        assert choice is not None
+        helps = {str(getattr(r.choice(keyword), "help", "")) for r in takers}
+        text = helps.pop() if len(helps) == 1 else (
+            f"comma-separated {keyword} (default: each op's own; a wrong name lists the names)")
         check.add_argument(f"--{keyword}", default=None,
-                           help=f"for {', '.join(r.name for r in takers)}: {choice.help}")
+                           help=f"for {', '.join(r.name for r in takers)}: {text}")
     demo = sub.add_parser("demo", help="check PyTorch's own ops against refllm (float32)")
     demo.add_argument("--examples", type=int, default=200)
     demo.add_argument("--seed", type=int, default=0)
