@@ -22,6 +22,8 @@ if TYPE_CHECKING:
         check_sdpa,
     )
     from refllm.testing.compare import assert_close
+    from refllm.testing.contract import Contract
+    from refllm.testing.judging import judge
     from refllm.testing.settings import load_profile, register_profiles
     from refllm.testing.tolerances import Tolerance, tolerance
 
@@ -30,6 +32,8 @@ _WHERE = {
                               "check_mse", "check_multihead_attention", "check_optimizer",
                               "check_sdpa"],
     "refllm.testing.compare": ["assert_close"],
+    "refllm.testing.contract": ["Contract"],
+    "refllm.testing.judging": ["judge"],
     "refllm.testing.settings": ["load_profile", "register_profiles"],
     "refllm.testing.tolerances": ["Tolerance", "tolerance"],
 }
@@ -50,5 +54,4 @@ def __dir__() -> list[str]:
 
 __all__ = ["assert_close", "load_profile", "register_profiles", "Tolerance", "tolerance",
            "OracleFailure", "Report", "check_sdpa", "check_cross_entropy", "check_mse",
-           "check_kv_cache",
-           "check_multihead_attention", "check_optimizer"]
+           "check_kv_cache", "check_multihead_attention", "check_optimizer", "Contract", "judge"]

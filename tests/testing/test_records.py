@@ -159,3 +159,13 @@ def test_a_record_is_plain_data():
         assert isinstance(r, OpRecord)
         fields = dataclasses.asdict(r)
         assert all(isinstance(v, (str, tuple, list)) for v in fields.values())
+
+
+def test_the_public_names_of_refllm_testing_import_on_first_use():
+    import refllm.testing as T
+
+    for name in T.__all__:
+        assert getattr(T, name) is not None, name
+    assert set(T.__all__) <= set(dir(T))
+    with pytest.raises(AttributeError, match="no attribute 'check_softmax'"):
+        T.check_softmax  # noqa: B018
