@@ -155,7 +155,7 @@ def _contract(contract: Any, record: OpRecord, dtype: Any, flag: str) -> Any:
                 raise ValueError(f"write the contract as 'module:name', got {name!r}")
             try:
                 contract = load(name)
-            except (ImportError, AttributeError) as exc:
+            except Exception as exc:  # an import error, or an error raised while importing
                 raise ValueError(f"cannot import {name!r}: {exc}") from None
         if not isinstance(contract, Contract):
             raise ValueError(f"{name or 'it'} is a {type(contract).__name__}, not a "
