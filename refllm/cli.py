@@ -15,7 +15,9 @@ from the op records, :mod:`refllm.testing.records`; ``refllm check`` does not ne
 
 Exit status: 0 when every check agrees, 1 on a disagreement, 2 on a usage error (an unknown
 option, dtype, feature or reduction, an option the op does not take, a device this machine does
-not have, a target that cannot be imported), with one line on stderr.
+not have, a target that cannot be imported), with one line on stderr, and 3 when the target
+refused every drawn input as unsupported (NotImplementedError, or a contract's errors): nothing
+was judged, so nothing passed.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ def _check(args: argparse.Namespace) -> int:
     load(args.target)  # fail early, with the reason, when the target cannot be imported
     report = record.run(args.target, raise_on_failure=False, **kwargs)
     print(report)
-    return 0 if report.passed else 1
+    return {"passed": 0, "failed": 1, "unsupported": 3}[report.verdict]
 
 
 def _demo(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:

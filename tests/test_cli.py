@@ -62,6 +62,12 @@ def test_check_exits_one_on_a_disagreement_and_prints_the_report(capsys, monkeyp
     assert "FAILED" in out and "forward output" in out and "reproduce it with" in out
 
 
+def test_check_exits_three_when_the_target_refuses_every_input(capsys):
+    assert main(["check", "sdpa", "tests.testing.test_unsupported:refuses_everything",
+                 "--examples", "3", "--seed", "0"]) == 3
+    assert "UNSUPPORTED" in capsys.readouterr().out
+
+
 def test_check_exits_two_on_an_unimportable_target(capsys):
     assert main(["check", "sdpa", "no_such_package_xyz:attention"]) == 2
     assert "cannot import module 'no_such_package_xyz'" in capsys.readouterr().err

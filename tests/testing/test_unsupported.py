@@ -99,5 +99,5 @@ def test_an_absent_device_is_a_value_error_before_any_example():
 
 
 def test_a_device_name_that_is_not_a_device_is_a_value_error():
-    with pytest.raises(ValueError, match="device must name a torch device"):
+    with pytest.raises(ValueError, match="is not a torch device"):
         check_sdpa(F.scaled_dot_product_attention, device="gpu0", examples=1)

@@ -310,19 +310,9 @@ class OracleWarning(UserWarning):
 def require_device(device: Any) -> None:
     """`ValueError` unless ``device`` names a device this machine has (``"cuda"`` without CUDA
     would otherwise fail deep inside the first example as a "disagreement")."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got "
-                         f"{device!r}: {exc}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} is not available: torch.cuda.is_available() is "
-                         f"False on this machine (torch {torch.__version__}); use device='cpu'")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"device {device!r} does not exist: this machine has "
-                         f"{torch.cuda.device_count()} CUDA device(s)")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r} is not available on this machine; use 'cpu'")
+    from refllm.testing.options import check_device
+
+    check_device(device)
 
 
 def _describe(spec: Any, drawn: Any) -> str:
