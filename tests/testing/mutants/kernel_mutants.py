@@ -168,14 +168,14 @@ def mse_blocks_of_1024_drop_the_tail(input, target, reduction="mean"):
 
 
 # ----------------------------------------------------------------------------- multi-head
-class KeyPaddingMaskReadInChunksOf64(M.EagerMultiheadAttention):
-    # The key padding mask is read in chunks of 64 keys; the loop bound drops the partial last
-    # chunk (right while s <= 64 or a multiple of 64).
+class KeyPaddingMaskReadInChunksOf32(M.EagerMultiheadAttention):
+    # The key padding mask is read in chunks of 32 keys; the loop bound drops the partial last
+    # chunk (right while s <= 32 or a multiple of 32).
     def padding_bias(self, key_padding_mask, b, s, dtype):
         bias = super().padding_bias(key_padding_mask, b, s, dtype)
-        if s > 64:
+        if s > 32:
             bias = bias.clone()
-            bias[..., s // 64 * 64:] = 0.0  # BUG: the tail of the mask is not applied
+            bias[..., s // 32 * 32:] = 0.0  # BUG: the tail of the mask is not applied
         return bias
 
 

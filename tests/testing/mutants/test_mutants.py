@@ -172,7 +172,7 @@ MUTANTS = [
     ce(K.ce_vocab_chunks_of_256_local_softmax_grad, caught=("grad wrt input",), passes=FWD),
     ce(K.ce_row_groups_of_32_mean_of_means),
     mse(K.mse_blocks_of_1024_drop_the_tail),
-    mha(K.KeyPaddingMaskReadInChunksOf64),
+    mha(K.KeyPaddingMaskReadInChunksOf32),
     mha(K.CausalMaskFromABufferOf128),
     opt(K.AdamWSimd8TailSkipsDecay, "adamw"),
     opt(K.AdamSimd16TailStaleMoment, "adam"),
@@ -187,7 +187,7 @@ MUTANTS = [
     opt(K.AdamDefaultHyperEpsInsideSqrt, "adam"),
     opt(K.SGDPlainStepUsesTheFirstGroupsLr, "sgd"),
 ]
-SLOW = {"KeyPaddingMaskReadInChunksOf64", "SGDMomentumChunksOf1024"}
+SLOW = {"KeyPaddingMaskReadInChunksOf32", "SGDMomentumChunksOf1024"}
 """Mutants that only the random kernel-sized tier reaches (no fixed example does): caught with
 some seeds, not all (docs/oracle.md has the rates); their corpus test runs under -m slow, over
 seeds 0..7."""
