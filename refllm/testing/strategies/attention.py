@@ -167,7 +167,7 @@ def sdpa_cases(draw, *, dtype: torch.dtype = torch.float64, max_batch_dims: int 
     draw each feature freely (`refllm.testing.strategies._odds.feature_plan`); t == s in about a
     quarter of the cases. `sdpa_default_calls` gives fixed examples of the default call.
 
-    About one case in six is kernel-sized (``long_axes``): s, or t, or both (t == s) take a
+    About one case in four is kernel-sized (``long_axes``): s, or t, or both (t == s) take a
     length that crosses a block boundary (15, 16, 17, ..., 511, 512, 513, 1000, 2047, 2049, 4097;
     `refllm.testing.strategies._sizes`), the other axes stay small, and no tensor of the call
     (q, k, v, the output, the (b, h, t, s) scores) holds more than ``budget`` elements (default

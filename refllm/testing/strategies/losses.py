@@ -30,6 +30,7 @@ from refllm.testing.strategies._odds import FeaturePlan, feature_plan, sometimes
 from refllm.testing.strategies._odds import sizes as small_sizes
 from refllm.testing.strategies._sizes import (
     DEFAULT_BUDGET,
+    LONG_LENGTHS,
     Ranges,
     axis,
     check_ranges,
@@ -132,7 +133,7 @@ def cross_entropy_cases(draw, *, dtype: torch.dtype = torch.float64, k_dims: boo
     ``reduction="mean"`` out where the case leaves it at the default (the checks pass False, to
     call exactly as a model does).
 
-    About one case in six is kernel-sized (``long_axes``; `refllm.testing.strategies._sizes`):
+    About one case in four is kernel-sized (``long_axes``; `refllm.testing.strategies._sizes`):
     the classes (a vocabulary cut into chunks) or the rows (rows processed in groups) take a
     length that crosses a block boundary (15, 16, 17, ..., 511, 512, 513, 1000, 2047, 2049,
     4097), the other axes small; the logits never hold more than ``budget`` elements (default
@@ -214,9 +215,10 @@ def mse_cases(draw, *, dtype: torch.dtype = torch.float64,
     About a third of the cases are the default call, the mean, with ``reduction`` written out
     as "mean" unless ``write_defaults`` is False (as the checks call: ``mse_loss(x, y)``).
 
-    About one case in six is kernel-sized (``long_axes``): one axis takes a length that crosses a
-    block boundary (15, 16, 17, ..., 1000, 2047, 2049, 4097), so the element count crosses the
-    blocks of a blocked reduction; at most ``budget`` elements (default 2^20).
+    About one case in four is kernel-sized (``long_axes``): one axis takes a length that crosses a
+    block boundary (15, 16, 17, ..., 1000, 2047, 2049, 4097; half the time one of the thousands),
+    so the element count crosses the blocks of a blocked reduction; at most ``budget`` elements
+    (default 2^20).
     ``sizes={"numel": (lo, hi)}`` keeps the element count in [lo, hi] (cases outside are
     redrawn smaller: the last axis is cut, or lengthened, to fit).
     """
@@ -230,8 +232,10 @@ def mse_cases(draw, *, dtype: torch.dtype = torch.float64,
     shape = tuple(draw(small_sizes(max_size)) for _ in range(ndim))
     if long:
         rest = math.prod(shape) // shape[where]
-        shape = shape[:where] + (axis(draw, "n", {}, max_size, fit(budget, rest), rng),) + \
-            shape[where + 1:]
+        # half the time in the thousands, so that the element count passes a block of 1024
+        lo = 1000 if rng.random() < 0.5 and fit(budget, rest) >= 1000 else 1
+        shape = shape[:where] + (axis(draw, "n", {"n": (lo, LONG_LENGTHS[-1])}, max_size,
+                                      fit(budget, rest), rng),) + shape[where + 1:]
     shape = _numel_within(shape, ranges.get("numel"))
     gen = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
     scale = draw(st.sampled_from([1e-3, 1.0, 1e3]))

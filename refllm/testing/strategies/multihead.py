@@ -189,7 +189,7 @@ def multihead_cases(draw: st.DrawFn, *, dtype: torch.dtype = torch.float64,
     ``write_defaults``: write ``need_weights=True`` out where the call leaves it at the default
     (the checks pass False, to call ``module(query, key, value)`` exactly).
 
-    About one case in six is kernel-sized (``long_axes``): the key length s, the query length t,
+    About one case in four is kernel-sized (``long_axes``): the key length s, the query length t,
     or both (t == s, self-attention) cross a block boundary (15, 16, 17, ..., 511, 512, 513, 1000,
     2047, 2049, 4097), the other axes small; no tensor of the call (the (b, h, t, s) weights, the
     (b, t, c) activations) holds more than ``budget`` elements (default 2^20). ``sizes``:

@@ -279,7 +279,7 @@ def optimizer_problems(draw: st.DrawFn, *, like: str = "adamw", dtype: torch.dty
     gradients are None (and one parameter may never get one). ``steps``: (min, max) step count.
     ``save_load``: draw a step at which :meth:`OptimizerProblem.run` round-trips the state dict.
     Tensors hold at most 6 elements, so naive rules stay quick, except in about one problem in
-    five (``long_axes``): there one parameter is a vector of a length that crosses a SIMD width
+    four (``long_axes``): there one parameter is a vector of a length that crosses a SIMD width
     or a chunk (15, 16, 17, ..., 511, 512, 513, 1000, 2047, 2049, 4097: mostly odd, so a
     vectorised loop has a scalar tail; half the time one of the thousands), of at most
     ``budget`` elements (default 2^20).
