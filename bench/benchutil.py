@@ -194,4 +194,11 @@ def markdown(payload: dict[str, Any]) -> str:
                 f"≥ {r['target']:g} {'met' if r['meets_target'] else 'missed'}"
             out.append(f"| `{r['candidate']}` | {r['threads']} | {r['examples_per_s']:.0f} | "
                        f"{r['examples_per_cpu_s']:.0f} | {target} |")
+    whole = [r for r in rows if r["kind"] == "oracle-whole"]
+    if whole:
+        out += ["", "| whole default check | examples | seconds | CPU seconds | target |",
+                "|---|---|---|---|---|"]
+        out += [f"| `{r['candidate']}` | {r['examples']} | {r['seconds']:.1f} | "
+                f"{r['cpu_seconds']:.1f} | ≤ {r['target']:g} s "
+                f"{'met' if r['meets_target'] else 'missed'} |" for r in whole]
     return "\n".join(out).strip()

@@ -50,7 +50,8 @@ def _verdict(row: dict) -> str:
     if row.get("meets_target") is None:
         return ""
     limit = {"memory": f"<= {row.get('target_mib')} MiB",
-             "oracle": f">= {row['target']} examples/s"}.get(row["kind"], f"<= {row['target']}x")
+             "oracle": f">= {row['target']} examples/s",
+             "oracle-whole": f"<= {row['target']} s"}.get(row["kind"], f"<= {row['target']}x")
     return f"  target {limit}: {'met' if row['meets_target'] else 'MISSED'}"
 
 
@@ -65,6 +66,9 @@ def format_row(row: dict) -> str:
                 f"{row['examples_per_s']:7.1f} examples/s "
                 f"({row['examples_per_cpu_s']:.1f} per CPU s)"
                 f"{_verdict(row)}")
+    if row["kind"] == "oracle-whole":
+        return (f"{row['candidate']:<52} whole check, {row['examples']} examples: "
+                f"{row['seconds']:6.1f} s ({row['cpu_seconds']:.1f} CPU s){_verdict(row)}")
     return (f"{head} {row['ratio']:6.2f}x  IQR {row['ratio_q1']:.2f}-{row['ratio_q3']:.2f}"
             f"  range {row['ratio_min']:.2f}-{row['ratio_max']:.2f}  cpu@1 "
             f"{row['cpu1_ratio']:.2f}x{_verdict(row)}")
