@@ -85,9 +85,9 @@ def long_tier(draw: st.DrawFn, on: bool,
 
     Both come from one drawn 32-bit key through `random.Random`, as `_odds.feature_plan` does:
     drawn directly, Hypothesis' choices lean to their first option, most in the first examples
-    of a run (``st.integers(0, 4) == 4`` came up in 1 of 43 examples of a check at seed 0, and
-    index 0 of 22 lengths in a fifth of 40-example runs). Shrinking moves the key to 0: no long
-    axis.
+    of a run (``st.integers(0, 4) == 4`` gave 4 long cases, all of one shape, in 43 examples at
+    seed 0, and index 0 of 22 lengths came up in a fifth of 40-example runs). Shrinking moves the
+    key to 0: no long axis.
     """
     if not on:
         return None, random.Random(0)
