@@ -104,7 +104,7 @@ def check_cross_entropy(fn: Callable[..., Any] | str, *, dtype: torch.dtype = to
                                                   long=c.long_axes, budget=c.budget)
         if "index_targets" in chosen and "mean" in reductions else [],
     )
-    spec.unsupported = c.unsupported  # type: ignore[attr-defined]
+    spec.unsupported = c.unsupported
     return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
                seed=seed, raise_on_failure=raise_on_failure, threads=threads, features=chosen)
 
@@ -138,7 +138,7 @@ def check_mse(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float3
                                         long=c.long_axes, budget=c.budget)
         if "mean" in reductions else [],
     )
-    spec.unsupported = c.unsupported  # type: ignore[attr-defined]
+    spec.unsupported = c.unsupported
     return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
                seed=seed, raise_on_failure=raise_on_failure, threads=threads,
                features=tuple(reductions))

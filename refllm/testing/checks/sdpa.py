@@ -117,8 +117,9 @@ def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float
     naive_fn = attention.scaled_dot_product_attention_naive if naive else None
     spec = FunctionSpec(
         op="sdpa", fn=_nan_rows_held_at_zero(impl) if c.fully_masked_rows == "nan" else impl,
-        target=target, reference=_from_bthd(reference) if bthd else reference,
-        reference_name="refllm.ops.attention:scaled_dot_product_attention", cases=cases,
+        target=target, reference=bthd_reference if bthd else reference,
+        reference_name="refllm.testing.checks.sdpa:bthd_reference" if bthd else
+        "refllm.ops.attention:scaled_dot_product_attention", cases=cases,
         grad_inputs={"query": 0, "key": 1, "value": 2}, dtype=dtype, device=device, grads=grads,
         naive=_from_bthd(naive_fn) if bthd and naive_fn else naive_fn,
         floors=_floors_from_bthd if bthd else sdpa_floors,
@@ -129,9 +130,18 @@ def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float
             causal=options["causal"] if options["causal"] else "never",
             long=c.long_axes, budget=c.budget),
     )
-    spec.unsupported = c.unsupported  # type: ignore[attr-defined]
+    spec.unsupported = c.unsupported
     return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
                seed=seed, raise_on_failure=raise_on_failure, threads=threads, features=chosen)
+
+
+def bthd_reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                   **kwargs: Any) -> torch.Tensor:
+    """refllm's attention on (b, t, h, d) inputs (a contract's layout "bthd"): the head axis
+    moved before the call and the (b, h, t, e) output's moved back; masks as they come."""
+    from refllm.ops.attention import scaled_dot_product_attention
+
+    return _from_bthd(scaled_dot_product_attention)(query, key, value, **kwargs)
 
 
 def sdpa_options(c: Contract, chosen: tuple[str, ...]) -> dict[str, Any]:
