@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from benchutil import compare, compare_memory
 
-from refllm.ops.losses import cross_entropy
+from refllm.ops.cross_entropy import cross_entropy
 from refllm.testing import assert_close
 
 N = 4096

@@ -91,9 +91,12 @@ def _with_grad(case):
 BACKENDS = {"math": SDPBackend.MATH, "default": None}
 
 
+# small sizes: a fixed float32 tolerance does not hold for a gradient summed over 2049 queries
+# (1.2e-5 against 1e-5 seen); the kernel-sized tier is judged with the a-priori rounding bound
+# by check_sdpa on PyTorch's backends (tests/testing/test_no_false_alarms.py)
 @pytest.mark.parametrize("backend", list(BACKENDS))
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
-@given(case=sdpa_cases(non_contiguous=True))
+@given(case=sdpa_cases(non_contiguous=True, long_axes=False))
 @example(case=FULLY_MASKED_ROW)
 @example(case=FLOAT_MASK_INF_ROW)
 @example(case=GQA_3_TO_1)

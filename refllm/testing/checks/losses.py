@@ -5,8 +5,8 @@ and ``F.mse_loss``.
     MSE            L = (1 / N) sum_i (x_i - y_i)^2
 
 The function is called as PyTorch's op is, ``fn(input, target, **kwargs)`` with non-default
-keywords only, and compared with :func:`refllm.ops.losses.cross_entropy` /
-:func:`refllm.ops.losses.mse_loss` run in float64: the loss, and the gradient wrt ``input`` (and,
+keywords only, and compared with :func:`refllm.ops.cross_entropy.cross_entropy` /
+:func:`refllm.ops.mse.mse_loss` run in float64: the loss, and the gradient wrt ``input`` (and,
 for MSE, wrt ``target``) under a random upstream gradient.
 
 The default calls (the language-model loss ``F.cross_entropy(logits (n, c), targets)`` with no
@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from refllm.ops.choices import REDUCTIONS as _REDUCTIONS
 from refllm.testing.case import Case
 from refllm.testing.checks._engine import DEFAULT_THREADS, resolve, run
 from refllm.testing.checks._function import OVERFLOW, FunctionSpec
@@ -36,7 +37,7 @@ CROSS_ENTROPY_FEATURES = ("k_dims", "index_targets", "prob_targets", "weights", 
 ``(b, c, d1, ...)`` ("k_dims"), class-index and class-probability targets, class ``weight``,
 ``ignore_index``, ``label_smoothing`` and logits up to +-1e4 ("extreme_logits")."""
 
-REDUCTIONS = ("none", "mean", "sum")
+REDUCTIONS = _REDUCTIONS  # one list: refllm.ops.choices (PyTorch's default first)
 
 
 def cross_entropy_floors(case: Case, out: torch.Tensor, g: torch.Tensor | None,
@@ -81,7 +82,7 @@ def check_cross_entropy(fn: Callable[..., Any] | str, *, dtype: torch.dtype = to
     kernel's vocabulary sizes, ``dtypes``, ``long_axes``, ``budget``, ``unsupported``). The other
     parameters are those of `refllm.testing.checks.check_sdpa`.
     """
-    from refllm.ops import losses
+    from refllm.ops.cross_entropy import cross_entropy, cross_entropy_naive
     from refllm.testing.strategies.losses import (
         cross_entropy_cases,
         cross_entropy_default_calls,
@@ -95,10 +96,10 @@ def check_cross_entropy(fn: Callable[..., Any] | str, *, dtype: torch.dtype = to
                                 max_size=max_size, write_defaults=False, long_axes=c.long_axes,
                                 budget=c.budget, sizes=c.ranges("cross-entropy"), **flags)
     spec = FunctionSpec(
-        op="cross-entropy", fn=impl, target=target, reference=losses.cross_entropy,
-        reference_name="refllm.ops.losses:cross_entropy", cases=cases,
+        op="cross-entropy", fn=impl, target=target, reference=cross_entropy,
+        reference_name="refllm.ops.cross_entropy:cross_entropy", cases=cases,
         grad_inputs={"input": 0}, dtype=dtype, device=device, grads=grads,
-        naive=losses.cross_entropy_naive if naive else None, floors=cross_entropy_floors,
+        naive=cross_entropy_naive if naive else None, floors=cross_entropy_floors,
         default_calls=cross_entropy_default_calls(max_size=max_size,
                                                   sizes=c.ranges("cross-entropy"),
                                                   long=c.long_axes, budget=c.budget)
@@ -121,19 +122,19 @@ def check_mse(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float3
     ``dtypes``, ``long_axes``, ``budget``, ``unsupported``). The other parameters are those of
     `refllm.testing.checks.check_sdpa`.
     """
-    from refllm.ops import losses
+    from refllm.ops.mse import mse_loss, mse_loss_naive
     from refllm.testing.strategies.losses import mse_cases, mse_default_calls
 
     c = apply(contract, "mse", dtype)
     impl, target = resolve(fn)
     spec = FunctionSpec(
-        op="mse", fn=impl, target=target, reference=losses.mse_loss,
-        reference_name="refllm.ops.losses:mse_loss",
+        op="mse", fn=impl, target=target, reference=mse_loss,
+        reference_name="refllm.ops.mse:mse_loss",
         cases=mse_cases(dtype=torch.float64, reductions=tuple(reductions), max_size=max_size,
                         write_defaults=False, long_axes=c.long_axes, budget=c.budget,
                         sizes=c.ranges("mse")),
         grad_inputs={"input": 0, "target": 1}, dtype=dtype, device=device, grads=grads,
-        naive=losses.mse_loss_naive if naive else None,
+        naive=mse_loss_naive if naive else None,
         default_calls=mse_default_calls(max_size=max_size, sizes=c.ranges("mse"),
                                         long=c.long_axes, budget=c.budget)
         if "mean" in reductions else [],

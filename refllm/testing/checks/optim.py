@@ -8,7 +8,7 @@
 Hypothesis draws an `OptimizerProblem` (:mod:`refllm.testing.strategies.optim`): parameters, param
 groups with hyper-parameters, and a gradient per parameter per step (some None), and sometimes a
 step at which the optimizer's ``state_dict`` is saved and loaded into a fresh optimizer. The
-user's class runs it in the checked dtype; refllm's pure rule (:mod:`refllm.ops.optim`) runs the
+user's class runs it in the checked dtype; refllm's pure rule (`refllm.ops.update_rule`) runs the
 same problem upcast to float64. Every parameter is compared after every step ("parameters"), and
 every state entry whose key both keep, as torch.optim keys them ("state 'exp_avg'", ...).
 Each element is judged against the a-priori rounding-error bound of its whole trajectory in the
@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from hypothesis import strategies as st
 
+from refllm.ops.choices import OPTIMIZER_KINDS
 from refllm.testing.case import to_source
 from refllm.testing.checks._engine import (
     DEFAULT_THREADS,
@@ -46,7 +47,7 @@ from refllm.testing.checks.report import Report
 from refllm.testing.contract import Contract, apply
 from refllm.testing.tolerances import ERROR_BOUND_FACTOR, tolerance
 
-LIKES = ("gd", "sgd", "adam", "adamw")
+LIKES = OPTIMIZER_KINDS  # one list: refllm.ops.choices
 
 
 @dataclasses.dataclass
@@ -72,9 +73,9 @@ class OptimizerSpec:
         return _cast(problem, self.dtype, "cpu")
 
     def _rule(self) -> Callable[..., Any]:
-        from refllm.ops import optim
+        from refllm.ops.choices import update_rule
 
-        return getattr(optim, self.like)
+        return update_rule(self.like)
 
     def evaluate(self, problem: Any) -> list[Outcome]:
         lp = _cast(problem, self.dtype, "cpu")
@@ -205,7 +206,7 @@ SNIPPET = '''\
 import torch
 
 {import_cls}
-from refllm.ops import optim
+from refllm.ops import update_rule
 from refllm.testing.strategies.optim import OptimizerProblem
 
 {problem}
@@ -217,7 +218,7 @@ actual = on_device.run(Optimizer)
 expected = OptimizerProblem(**{{**problem.__dict__,
     "params": [p.double() for p in problem.params],
     "grads": [[None if g is None else g.double() for g in row] for row in problem.grads]}}
-).run_rule(optim.{like})
+).run_rule(update_rule({like!r}))
 max_abs_error = {{}}
 for k, (ps, qs) in enumerate(zip(actual.params, expected.params)):
     for i, (p, q) in enumerate(zip(ps, qs)):

@@ -25,6 +25,7 @@ import torch
 from hypothesis import strategies as st
 
 from refllm._validation import require_int
+from refllm.ops.choices import REDUCTIONS
 from refllm.testing.case import Case
 from refllm.testing.strategies._odds import FeaturePlan, feature_plan, sometimes
 from refllm.testing.strategies._odds import sizes as small_sizes
@@ -46,7 +47,7 @@ CROSS_ENTROPY_AXES = ("rows", "classes")
 MSE_AXES = ("numel",)
 """``sizes={"numel": (lo, hi)}`` bounds the number of elements of an MSE case."""
 
-_REDUCTIONS = ("mean", "sum", "none")  # PyTorch's default first: drawn most often
+_REDUCTIONS = REDUCTIONS  # refllm.ops.choices: PyTorch's default first, drawn most often
 _mostly = sometimes(st.just(False), otherwise=st.just(True))  # a feature on, now and then off
 
 

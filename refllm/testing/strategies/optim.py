@@ -4,7 +4,7 @@
 small shapes, 0-d and 1-element included), their grouping into param groups with per-group
 hyper-parameters in torch.optim's names, and a gradient per parameter per step (some None). It runs
 any ``torch.optim.Optimizer`` class (:meth:`OptimizerProblem.run`) or any pure update rule of
-:mod:`refllm.ops.optim` (:meth:`OptimizerProblem.run_rule`) and returns a :class:`Trajectory` of
+`refllm.ops.update_rule` (:meth:`OptimizerProblem.run_rule`) and returns a :class:`Trajectory` of
 parameters and state after every step, which :meth:`Trajectory.assert_close` compares::
 
     @given(optimizer_problems(like="adamw"))
@@ -35,6 +35,7 @@ import torch
 from hypothesis import strategies as st
 
 from refllm._validation import require_int
+from refllm.ops.choices import OPTIMIZER_KINDS
 from refllm.testing.case import to_source
 from refllm.testing.compare import assert_close
 from refllm.testing.strategies._odds import FeaturePlan, feature_plan, sometimes
@@ -47,7 +48,7 @@ from refllm.testing.strategies._sizes import (
     long_tier,
 )
 
-LIKES = ("gd", "sgd", "adam", "adamw")
+LIKES = OPTIMIZER_KINDS  # one list: refllm.ops.choices
 SHAPES = [(), (1,), (2,), (3,), (5,), (1, 1), (2, 3), (3, 2), (1, 4), (2, 1, 2)]
 OPTIMIZER_AXES = ("numel",)
 """``sizes={"numel": (lo, hi)}`` bounds the element count of every parameter."""
