@@ -122,7 +122,7 @@ def intra_op_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def resolve(target: Any) -> tuple[Any, str]:
+def resolve(target: Any, argument: str = "the checked implementation") -> tuple[Any, str]:
     """``(object, "module:name")`` for a callable/class or a ``"module:name"`` string.
 
     The name is ``""`` when the object cannot be imported back by name (a lambda, a local function):
@@ -132,12 +132,12 @@ def resolve(target: Any) -> tuple[Any, str]:
     if isinstance(target, str):
         obj = load(target)
         if not callable(obj):
-            raise TypeError(f"target {target!r} must name a function or class, got "
+            raise TypeError(f"{argument} {target!r} must name a function or class, got "
                             f"{type(obj).__name__}")
         return obj, target
     if not callable(target):
-        raise TypeError(f"the checked implementation must be a function or class (or a "
-                        f"'module:name' string), got {type(target).__name__}: {target!r:.80}")
+        raise TypeError(f"{argument} must be a function or class (or a 'module:name' "
+                        f"string), got {type(target).__name__}: {target!r:.80}")
     return target, _name_of(target)
 
 

@@ -49,6 +49,9 @@ def gamma(n: int, dtype: torch.dtype) -> float:
     1.0
     """
     u = torch.finfo(dtype).eps / 2
+    if n * u >= 1:  # no first-order bound: 256 terms in bfloat16, 2048 in float16
+        raise ValueError(f"gamma_n has no value for n = {n} in {dtype} (n u = {n * u:g} >= 1); "
+                         "callers must drop the bound (see checks.sdpa._valid_bounds)")
     return n * u / (1 - n * u)
 
 

@@ -168,7 +168,7 @@ def check_kv_cache(model_or_step_fn: Any, *, forward: ForwardFn | None = None,
     eval-mode copy in ``dtype`` on ``device``. ``max_len``: the longest sequence drawn (capped by
     n_ctx). The rest as in `check_sdpa`.
     """
-    target_obj, name = resolve(model_or_step_fn)
+    target_obj, name = resolve(model_or_step_fn, "model_or_step_fn")
     reference = None
     if isinstance(target_obj, torch.nn.Module):
         module = copy.deepcopy(target_obj).to(device=device, dtype=dtype).eval()

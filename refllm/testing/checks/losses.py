@@ -17,6 +17,7 @@ cross-entropy, ``features`` leaves out "index_targets").
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from refllm.ops.choices import REDUCTIONS as _REDUCTIONS
 from refllm.testing.case import Case
 from refllm.testing.checks._engine import DEFAULT_THREADS, resolve, run
 from refllm.testing.checks._function import OVERFLOW, FunctionSpec
+from refllm.testing.checks.error_bounds import gamma
 from refllm.testing.checks.report import Report
 from refllm.testing.checks.sdpa import features_of
 from refllm.testing.contract import Contract, apply
@@ -50,11 +52,52 @@ def cross_entropy_floors(case: Case, out: torch.Tensor, g: torch.Tensor | None,
     """
     weight = case.kwargs.get("weight")
     w = float(weight.abs().max()) if isinstance(weight, torch.Tensor) else 1.0
-    floors = {OVERFLOW: _log_prob_magnitude(case, w) / torch.finfo(dtype).max}
+    floors = {OVERFLOW: _log_prob_magnitude(case, w) / torch.finfo(dtype).max,
+              "forward output": _cross_entropy_reduction_floor(case, out, dtype)}
     if g is None or g.numel() == 0:
         return floors
     noise = LOW_PRECISION_NOISE_FACTOR * torch.finfo(dtype).eps * float(g.abs().max()) * w
     return {**floors, "grad wrt input": noise}
+
+
+def tree_reduction_error(n: int, dtype: torch.dtype) -> float:
+    """gamma_k for k = ceil(log2 n): the relative rounding-error bound, per unit of sum |term|, of
+    a sum of ``n`` terms added as a tree (pairwise, or in blocks summed pairwise) in ``dtype``
+    (Higham 2002, §4.2). Real kernels reduce that way; adding thousands of terms one by one into
+    a bfloat16 accumulator can lose them all and is not excused."""
+    return gamma(max(1, math.ceil(math.log2(max(n, 2)))), dtype)
+
+
+def _cross_entropy_reduction_floor(case: Case, out: torch.Tensor, dtype: torch.dtype) -> float:
+    """Rounding of the "mean"/"sum" reduction in ``dtype``: PyTorch's bfloat16 mean of 255 equal
+    row losses (ln 3, each rounded to 1.1016) came out 1.125, 3.4 ulps above the exact 1.0986 and
+    past "2 x the plain error + 2 ulps"; a tree reduction's bound allows it, a lost term does not.
+    ``gamma_k * (sum |w_i l_i| / |denominator| + |mean|)`` for the mean (its denominator is a sum
+    too), ``gamma_k * sum |w_i l_i|`` for the sum."""
+    from refllm.ops.cross_entropy import cross_entropy
+
+    reduction = case.kwargs.get("reduction", "mean")
+    if reduction == "none" or out.numel() != 1:
+        return 0.0
+    x, target = (a.detach() for a in case.args[:2])
+    kwargs: dict[str, Any] = {k: (v.detach() if isinstance(v, torch.Tensor) else v)
+                              for k, v in case.kwargs.items() if k != "reduction"}
+    terms = cross_entropy(x, target, reduction="none", **kwargs)
+    gamma_k = tree_reduction_error(terms.numel(), dtype)
+    total = float(terms.abs().sum())
+    if reduction == "sum":
+        return gamma_k * total
+    if target.is_floating_point():  # probability targets: the mean over the batch elements
+        denominator = float(terms.numel())
+    else:
+        weight = kwargs.get("weight")
+        kept = target != kwargs.get("ignore_index", -100)
+        w = weight[target.clamp(min=0)] if isinstance(weight, torch.Tensor) else \
+            torch.ones(target.shape, dtype=torch.float64)
+        denominator = float((w * kept).sum())
+    if denominator == 0.0:
+        return 0.0  # nothing kept: the mean is 0/0, judged as non-finite on both sides
+    return gamma_k * (total / abs(denominator) + abs(float(out.detach())))
 
 
 def _log_prob_magnitude(case: Case, w: float) -> float:
@@ -90,7 +133,7 @@ def check_cross_entropy(fn: Callable[..., Any] | str, *, dtype: torch.dtype = to
 
     chosen = features_of(features, CROSS_ENTROPY_FEATURES, "cross-entropy")
     c = apply(contract, "cross-entropy", dtype)
-    impl, target = resolve(fn)
+    impl, target = resolve(fn, "fn")
     flags = {f: f in chosen for f in CROSS_ENTROPY_FEATURES}
     cases = cross_entropy_cases(dtype=torch.float64, reductions=tuple(reductions),
                                 max_size=max_size, write_defaults=False, long_axes=c.long_axes,
@@ -126,7 +169,7 @@ def check_mse(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float3
     from refllm.testing.strategies.losses import mse_cases, mse_default_calls
 
     c = apply(contract, "mse", dtype)
-    impl, target = resolve(fn)
+    impl, target = resolve(fn, "fn")
     spec = FunctionSpec(
         op="mse", fn=impl, target=target, reference=mse_loss,
         reference_name="refllm.ops.mse:mse_loss",

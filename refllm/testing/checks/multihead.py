@@ -312,7 +312,7 @@ def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
     if c.fully_masked_rows is not None:
         chosen = tuple(f for f in chosen if f != "fully_masked_rows") + (
             ("fully_masked_rows",) if c.fully_masked_rows == "zeros" else ())
-    cls, target = resolve(module)
+    cls, target = resolve(module, "module")
     flags = {f: f in chosen for f in MULTIHEAD_FEATURES[:-1]}
     ranges = c.ranges("multi-head attention")
     for axis in ("t", "s"):  # the drawn tier's lengths, unless the contract gives its own

@@ -254,7 +254,7 @@ def check_optimizer(cls: Callable[..., torch.optim.Optimizer] | str, *, like: st
     if like not in LIKES:
         raise ValueError(f"like must be one of {LIKES}, got {like!r}")
     c = apply(contract, "optimizer", dtype)
-    impl, target = resolve(cls)
+    impl, target = resolve(cls, "cls")
     numel = c.ranges("optimizer")
     problems = optimizer_problems(like=like, dtype=torch.float64, steps=steps,
                                   hyper=hyper or None, none_grads=c.none_grads,

@@ -109,7 +109,7 @@ def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float
 
     chosen = features_of(features, SDPA_FEATURES, "sdpa")
     c = apply(contract, "sdpa", dtype)
-    impl, target = resolve(fn)
+    impl, target = resolve(fn, "fn")
     options = sdpa_options(c, chosen)
     cases = sdpa_cases(dtype=torch.float64, max_size=max_size, dropout=False, **options)
     bthd = c.layout == "bthd"
