@@ -89,6 +89,10 @@ class _Unsupported(Exception):
     """The target refused a drawn input with an exception the check treats as "unsupported"."""
 
 
+class _AllRefused(Exception):
+    """The target refused the first ``2 x examples`` (at least 20) inputs and took none."""
+
+
 UNSUPPORTED_ERRORS: tuple[type[BaseException], ...] = (NotImplementedError,)
 """Exceptions that mean "this kernel does not support that input", not "wrong answer", unless a
 spec (a contract) names others: the example is reported as unsupported, never as a pass."""
@@ -209,15 +213,22 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
         return report
     rows = {name: PropertyResult(name) for name in spec.properties}
     state: dict[str, Any] = {"examples": 0, "failing": None, "failed_once": False,
-                             "unsupported": 0, "refusal": ""}
+                             "unsupported": 0, "refusal": "", "gave_up": False}
+
+    give_up_after = max(20, 2 * (examples or default_examples()))
 
     def search(drawn: Any) -> None:
+        if state["gave_up"]:
+            raise _AllRefused()
         try:
             outcomes = spec.evaluate(drawn)
         except _Unsupported as exc:
             if not state["failed_once"]:
                 state["unsupported"] += 1
                 state["refusal"] = state["refusal"] or f"{exc} on {_describe(spec, drawn)}"
+                if state["examples"] == 0 and state["unsupported"] >= give_up_after:
+                    state["gave_up"] = True  # nothing it takes in sight: stop searching
+                    raise _AllRefused() from None
             hypothesis.reject()  # not judged: Hypothesis draws another example instead
         searching = not state["failed_once"]  # shrinking calls are not counted as examples
         state["examples"] += searching
@@ -244,7 +255,7 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
             test()
     except _Disagreement:
         pass
-    except Unsatisfiable:
+    except (Unsatisfiable, _AllRefused):
         pass  # every drawn example was refused: reported as unsupported below
     except Flaky as exc:
         report.note = f"the failure did not reproduce on replay (non-deterministic?): {exc}"
