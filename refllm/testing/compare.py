@@ -31,6 +31,8 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, kind: str = "e
         )
     a = actual.detach().to("cpu", torch.float64)
     e = expected.detach().to("cpu", torch.float64)
+    if torch.equal(a, e):  # bitwise equal, so within any tolerance (3 us against 330 us; most
+        return             # calls in the test suite compare equal tensors)
     torch.testing.assert_close(
         a, e, rtol=tol.rtol, atol=tol.atol, equal_nan=True, check_dtype=False,
         msg=(lambda m: f"{msg}\n{m}") if msg else None,
