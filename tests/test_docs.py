@@ -27,3 +27,10 @@ def test_the_docs_build_strictly_with_mkdocs(tmp_path):
         cwd=root, capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_readme_test_command_is_what_ci_runs():
+    root = DOCS.parent
+    command = (root / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert command.startswith("python3 -m venv .venv") and "pytest" in command
+    assert command in (root / "README.md").read_text()
