@@ -32,7 +32,7 @@ from einops import einsum, repeat
 from jaxtyping import Float
 from torch import Tensor
 
-from refllm.ops._attention_args import causal_offset, check_sdpa_args
+from refllm.ops._attention_args import SdpaArgs, causal_offset, check_sdpa_args
 from refllm.ops._attention_softmax import masked_softmax
 from refllm.ops._dropout import apply_keep_mask, draw_keep_mask
 from refllm.ops.masks import apply as apply_mask
@@ -121,6 +121,16 @@ def scaled_dot_product_attention_with_weights(
     """
     a = check_sdpa_args(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa,
                         causal_alignment, generator)
+    return attend(query, key, value, attn_mask, dropout_p, is_causal, a,
+                  causal_alignment=causal_alignment, generator=generator)
+
+
+def attend(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None,
+           dropout_p: float, is_causal: bool, a: SdpaArgs, *, causal_alignment: str = "top_left",
+           generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """`scaled_dot_product_attention_with_weights` on arguments already checked (``a`` is what
+    `check_sdpa_args` returned, or the equivalent a caller that checked them built): for callers
+    such as multi-head attention, so that a tensor is validated once, at the public function."""
     if a.r > 1:  # GQA: each of the g key/value heads serves r consecutive query heads
         key = repeat(key, "... g s d -> ... (g r) s d", r=a.r)
         value = repeat(value, "... g s e -> ... (g r) s e", r=a.r)

@@ -47,7 +47,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from refllm._validation import require_int, require_real
-from refllm.ops._attention_args import causal_offset, check_sdpa_args
+from refllm.ops._attention_args import SdpaArgs, causal_offset, check_sdpa_args
 from refllm.ops.masks import apply as apply_mask
 from refllm.ops.masks import causal_allowed
 
@@ -203,6 +203,17 @@ def flash_attention(
     if require_real("dropout_p", dropout_p) != 0.0:
         raise ValueError(f"flash_attention supports dropout_p=0 only, got {dropout_p!r}; use "
                          "refllm.ops.scaled_dot_product_attention for attention dropout")
+    return attend_tiled(query, key, value, attn_mask, is_causal, enable_gqa, a,
+                        causal_alignment=causal_alignment, block_q=bq, block_k=bk)
+
+
+def attend_tiled(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None,
+                 is_causal: bool, enable_gqa: bool, a: SdpaArgs, *,
+                 causal_alignment: str = "top_left", block_q: int = BLOCK_Q,
+                 block_k: int = BLOCK_K) -> Tensor:
+    """`flash_attention` on arguments already checked (``a`` as from `check_sdpa_args`; no
+    dropout), for callers that validated them once at their own public function."""
+    bq, bk = block_q, block_k
     lead = query.shape[:-3] if enable_gqa else query.shape[:-2]  # dims that index (b, h) pairs
     n, g, r = math.prod(lead), (a.h // a.r if enable_gqa else 1), (a.r if enable_gqa else 1)
     d, e = query.shape[-1], value.shape[-1]

@@ -41,13 +41,11 @@ from einops import einsum, rearrange
 from jaxtyping import Float
 from torch import Tensor
 
+from refllm.ops._attention_args import SdpaArgs
 from refllm.ops._dropout import draw_keep_mask
 from refllm.ops._multihead_args import MhaArgs, check_mha_args
-from refllm.ops.attention import (
-    scaled_dot_product_attention,
-    scaled_dot_product_attention_with_weights,
-)
-from refllm.ops.flash_attention import flash_attention
+from refllm.ops.attention import attend
+from refllm.ops.flash_attention import attend_tiled
 from refllm.ops.masks import additive, combine, from_ignore, is_boolean
 
 NEG_INF = float("-inf")
@@ -233,13 +231,13 @@ def multi_head_attention(
         k = torch.cat([k, k.new_zeros(*k.shape[:2], 1, k.shape[-1])], dim=2)
         v = torch.cat([v, v.new_zeros(*v.shape[:2], 1, v.shape[-1])], dim=2)
     mask = _sdpa_mask(a, k.shape[2] - a.key.shape[1])
-    sdpa_args = (q, k, v, mask, float(dropout_p))
+    # the heads' attention on arguments check_mha_args validated (each tensor checked once)
+    checked = SdpaArgs(t=q.shape[2], s=k.shape[2], h=a.h, r=1, scale=1.0 / math.sqrt(q.shape[3]))
     if backend == "flash":
-        out, probs = flash_attention(*sdpa_args), None
-    elif need_weights:
-        out, probs = scaled_dot_product_attention_with_weights(*sdpa_args, generator=generator)
+        out, probs = attend_tiled(q, k, v, mask, False, False, checked), None
     else:
-        out, probs = scaled_dot_product_attention(*sdpa_args, generator=generator), None
+        out, probs = attend(q, k, v, mask, float(dropout_p), False, checked, generator=generator)
+        probs = probs if need_weights else None
     out = rearrange(out, "b h t d -> b t (h d)")  # Concat(head_1, ..., head_h)
     out = einsum(out, out_proj_weight, "b t o, c o -> b t c")  # ... W^O
     if out_proj_bias is not None:

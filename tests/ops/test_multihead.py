@@ -283,3 +283,32 @@ def test_kdim_and_vdim_other_than_embed_dim_need_separate_weights():
                              k_proj_weight=torch.randn(4, 4, dtype=F64),
                              v_proj_weight=torch.randn(4, 6, dtype=F64),
                              out_proj_weight=torch.randn(4, 4, dtype=F64))
+
+
+@pytest.mark.parametrize("backend, need_weights", [("fast", True), ("fast", False),
+                                                   ("flash", False)])
+def test_the_arguments_are_checked_once_at_the_public_function(monkeypatch, backend,
+                                                               need_weights):
+    import importlib
+
+    import refllm.ops._attention_args as sdpa_args
+    import refllm.ops.multihead as mha
+
+    calls = {"mha": 0, "sdpa": 0}
+    real_mha, real_sdpa = mha.check_mha_args, sdpa_args.check_sdpa_args
+
+    def count(name, real):
+        def counted(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return counted
+
+    monkeypatch.setattr(mha, "check_mha_args", count("mha", real_mha))
+    for name in ("refllm.ops.attention", "refllm.ops.flash_attention"):
+        monkeypatch.setattr(importlib.import_module(name), "check_sdpa_args",
+                            count("sdpa", real_sdpa))
+    x = torch.randn(3, 2, 4, dtype=torch.float64)
+    mha.multi_head_attention(x, x, x, 2, in_proj_weight=torch.randn(12, 4, dtype=torch.float64),
+                             out_proj_weight=torch.eye(4, dtype=torch.float64),
+                             need_weights=need_weights, backend=backend)
+    assert calls == {"mha": 1, "sdpa": 0}
