@@ -17,17 +17,9 @@ from refllm.ops.cross_entropy import (
 from refllm.testing import assert_close
 from refllm.testing.case import Case
 from refllm.testing.strategies.losses import cross_entropy_cases
+from tests.ops.closeness import close as _close
 
 f64 = torch.float64
-
-
-def _close(actual, expected, case: Case, name: str, **kwargs) -> None:
-    """assert_close with the case's repro snippet, written out only when the comparison fails
-    (printing a kernel-sized case's tensors costs more than the test itself)."""
-    try:
-        assert_close(actual, expected, **kwargs)
-    except AssertionError as error:
-        raise AssertionError(f"{case.snippet(name)}\n{error}") from None
 
 
 def _upstream(loss: torch.Tensor, seed: int) -> torch.Tensor:

@@ -10,17 +10,9 @@ from refllm.ops.mse import mse_loss, mse_loss_naive
 from refllm.testing import assert_close
 from refllm.testing.case import Case
 from refllm.testing.strategies.losses import mse_cases
+from tests.ops.closeness import close as _close
 
 f64 = torch.float64
-
-
-def _close(actual, expected, case: Case, name: str, **kwargs) -> None:
-    """assert_close with the case's repro snippet, written out only when the comparison fails
-    (printing a kernel-sized case's tensors costs more than the test itself)."""
-    try:
-        assert_close(actual, expected, **kwargs)
-    except AssertionError as error:
-        raise AssertionError(f"{case.snippet(name)}\n{error}") from None
 
 
 def _loss_and_grad(fn, case: Case, seed: int = 0):

@@ -62,16 +62,16 @@ def eager_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=
     return _softmax_rows(scores) @ value
 
 
-def _flash(query, key, value, bias, scale, rescale):
+def _flash(query, key, value, bias, scale, rescale, block=BLOCK):
     """Blockwise forward over key blocks with a running max m, sum l and output acc.
 
     ``rescale(m, m_new, l, acc, p, v_j) -> (m, l, acc)`` folds one block in; the correct one is
-    `_online_softmax_step` (FlashAttention-2, Algorithm 1, lines 8-10).
+    `_online_softmax_step` (FlashAttention-2, Algorithm 1, lines 8-10). ``block`` keys a tile.
     """
     m = l = acc = None
-    for j in range(0, key.size(-2), BLOCK):
-        k_j, v_j = key[..., j:j + BLOCK, :], value[..., j:j + BLOCK, :]
-        s_j = query @ k_j.transpose(-2, -1) * scale + bias[..., j:j + BLOCK]
+    for j in range(0, key.size(-2), block):
+        k_j, v_j = key[..., j:j + block, :], value[..., j:j + block, :]
+        s_j = query @ k_j.transpose(-2, -1) * scale + bias[..., j:j + block]
         if m is None:
             m = torch.full((*s_j.shape[:-1], 1), NEG_INF, dtype=s_j.dtype)
             l = torch.zeros_like(m)

@@ -28,28 +28,13 @@ NEG_INF = float("-inf")
 
 # ============================================================================ past a width
 # ----------------------------------------------------------------------------- attention
-def _tiled(query, key, value, bias, scale, rescale, block):
-    """`attention_mutants._flash` with key tiles of ``block`` keys."""
-    m = l = acc = None
-    for j in range(0, key.size(-2), block):
-        k_j, v_j = key[..., j:j + block, :], value[..., j:j + block, :]
-        s_j = query @ k_j.transpose(-2, -1) * scale + bias[..., j:j + block]
-        if m is None:
-            m = torch.full((*s_j.shape[:-1], 1), NEG_INF, dtype=s_j.dtype)
-            l = torch.zeros_like(m)
-            acc = torch.zeros((*s_j.shape[:-1], value.size(-1)), dtype=s_j.dtype)
-        m_new = torch.maximum(m, s_j.amax(-1, keepdim=True)).detach()
-        m, l, acc = rescale(m, m_new, l, acc, s_j, v_j)
-    return acc / torch.where(l > 0, l, torch.ones_like(l))
-
-
 def tiles_of_64_output_not_rescaled(query, key, value, attn_mask=None, dropout_p=0.0,
                                     is_causal=False, scale=None, enable_gqa=False):
     # FlashAttention with 64-key tiles whose running output is not rescaled when the running
     # max moves (acc += p v instead of acc = alpha acc + p v): right while s <= 64.
     key, value, bias, scale = A._flash_prologue(query, key, value, attn_mask, is_causal, scale,
                                                 enable_gqa)
-    return _tiled(query, key, value, bias, scale, A._step_without_output_rescale, 64)
+    return A._flash(query, key, value, bias, scale, A._step_without_output_rescale, 64)
 
 
 def tiles_of_128_sum_not_rescaled(query, key, value, attn_mask=None, dropout_p=0.0,
@@ -57,7 +42,7 @@ def tiles_of_128_sum_not_rescaled(query, key, value, attn_mask=None, dropout_p=0
     # The same with 128-key tiles and the softmax denominator l left unrescaled.
     key, value, bias, scale = A._flash_prologue(query, key, value, attn_mask, is_causal, scale,
                                                 enable_gqa)
-    return _tiled(query, key, value, bias, scale, A._step_without_sum_rescale, 128)
+    return A._flash(query, key, value, bias, scale, A._step_without_sum_rescale, 128)
 
 
 _CAUSAL_CACHE = torch.ones(256, 256, dtype=torch.bool).tril()  # a model's block_size buffer
