@@ -15,11 +15,12 @@ import datetime
 import json
 import os
 import platform
-import tempfile
 
 import benchutil
 import pytest
 import torch
+
+from refllm._io import write_text_atomically
 
 THREADS = int(os.environ.get("REFLLM_BENCH_THREADS", "2"))
 
@@ -74,18 +75,6 @@ def format_row(row: dict) -> str:
             f"{row['cpu1_ratio']:.2f}x{_verdict(row)}")
 
 
-def _write_atomically(path: str, payload: dict) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".bench-ratios-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     rows = benchutil.ROWS
     if not rows:
@@ -99,5 +88,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for row in rows:
         tr.line(format_row(row))
     path = os.environ.get("REFLLM_BENCH_RATIOS", "bench-ratios.json")
-    _write_atomically(path, {"env": env, "rows": rows})
+    write_text_atomically(path, json.dumps({"env": env, "rows": rows}, indent=2))
     tr.line(f"written to {path}")

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from refllm._io import write_bytes_atomically
 from refllm._validation import require_int
-from refllm.data._atomic import write_bytes_atomically
 from refllm.data.bpe_train import DEFAULT_PATTERN, TRAINERS, Pair, pretokenize, word_counts
 from refllm.data.tokenizer import check_ids, utf8
 

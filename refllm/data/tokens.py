@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from refllm._io import write_atomically, write_bytes_atomically
 from refllm._validation import require_int
-from refllm.data._atomic import write_atomically, write_bytes_atomically
 from refllm.data._stream import split_stream
 from refllm.data.corpus import DEFAULT_SUFFIXES, path_corpus, stdlib_corpus
 from refllm.data.markov import MarkovSource, token_dtype

@@ -21,10 +21,10 @@ import argparse
 import csv
 import json
 import math
-import os
 import pathlib
-import tempfile
 from typing import Any
+
+from refllm._io import write_text_atomically
 
 LAWS = ("n", "d", "c", "chinchilla")
 OK_STATUS = ("ok", "done", "finished", "completed")
@@ -95,17 +95,8 @@ def _numbers(cols: dict[str, list[Any]], key: str, path: pathlib.Path) -> list[f
 
 
 def _write_json(path: pathlib.Path, data: dict[str, Any]) -> None:
-    """Atomically: a temporary file in the same folder, then os.replace."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_text_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
 def run(args: argparse.Namespace) -> int:

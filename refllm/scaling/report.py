@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
+
+from refllm._io import write_bytes_atomically
 
 SUMMARY, LOGLOG, RESIDUALS = "summary.json", "loss_vs_params.png", "residuals.png"
 REQUIRED = ("n_params_non_embedding", "final_val_loss", "seed")
@@ -147,23 +147,6 @@ def _jsonable(x: Any) -> Any:
     return json.loads(json.dumps(x, default=float, allow_nan=True))
 
 
-def write_atomically(path: pathlib.Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # as open() would make it, not mkstemp's 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(report: Report, out: str | pathlib.Path, runs: list[dict]) -> list[pathlib.Path]:
     """summary.json, and the two plots when there is a verdict with a fit; returns the paths."""
     from refllm.scaling import plots
@@ -171,11 +154,12 @@ def write_report(report: Report, out: str | pathlib.Path, runs: list[dict]) -> l
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report.summary, indent=2, allow_nan=True) + "\n"
-    write_atomically(out / SUMMARY, text.encode())
+    write_bytes_atomically(out / SUMMARY, text.encode())
     files = [out / SUMMARY]
     if report.verdict is not None and report.verdict.fit is not None:
-        write_atomically(out / LOGLOG, plots.loss_vs_params(report.rows, runs, report.verdict))
-        write_atomically(out / RESIDUALS, plots.residuals(report.rows, runs, report.verdict))
+        rows, verdict = report.rows, report.verdict
+        write_bytes_atomically(out / LOGLOG, plots.loss_vs_params(rows, runs, verdict))
+        write_bytes_atomically(out / RESIDUALS, plots.residuals(rows, runs, verdict))
         files += [out / LOGLOG, out / RESIDUALS]
     report.files = files
     return files

@@ -20,7 +20,6 @@ Sharing a ladder between machines: ``shard=(i, n)`` trains the runs of shard i
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -29,6 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from refllm._io import append_jsonl, read_jsonl
 from refllm.scaling.presets import Preset
 from refllm.scaling.shard import parse_shard, shard_from_env, shard_runs
 
@@ -64,28 +64,25 @@ def plan(preset: Preset) -> list[Run]:
     return runs
 
 
-def append_locked(path: pathlib.Path, record: dict[str, Any]) -> None:
-    """Append one record under an exclusive flock (safe across processes and machines)."""
-    from refllm.train import append_record
+def append_locked(path: pathlib.Path, record: dict[str, Any]) -> bool:
+    """Append one record under an exclusive flock (safe across processes and machines).
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        append_record(path, record)  # one write of the whole line, then fsync
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    `refllm._io.append_jsonl`: the tail is repaired first, and a "run" record whose run_id is
+    already in the file is skipped (False): two processes that trained one run leave one record.
+    """
+    return append_jsonl(path, {"time": time.time(), **record}, unique="run_id")
 
 
 def finished(out: pathlib.Path) -> dict[str, dict]:
-    """run_id -> record of every run already in ``out/records.jsonl``."""
-    from refllm.train import read_records
+    """run_id -> record of every run already in ``out/records.jsonl``.
 
+    Two different records for one run_id are a `ValueError` naming both lines.
+    """
     path = out / RECORDS
     if not path.exists():
         return {}
-    return {r["run_id"]: r for r in read_records(path, kind="run") if "run_id" in r}
+    return {r["run_id"]: r for r in read_jsonl(path, kind="run", unique="run_id")
+            if "run_id" in r}
 
 
 _DATA: dict[tuple, Any] = {}

@@ -9,9 +9,10 @@ A checkpoint is ``<out_dir>/checkpoint.safetensors`` holding
   position, `refllm.train.batches`), the optimizer's param groups, NumPy's and Python's RNG states,
   the losses so far, and a format version.
 
-Atomic write: the file is written to a temporary name in the same directory, fsync'd, then
-``os.replace``'d over the previous checkpoint (one file, so one rename swaps it whole; a kill at any
-moment leaves either the old checkpoint or the new one, never a mix). Loading validates the header
+Atomic write (`refllm._io.write_atomically`): the file is written to a temporary name in the same
+directory, fsync'd, then ``os.replace``'d over the previous checkpoint, and the folder fsync'd
+(one file, so one rename swaps it whole; a kill at any moment leaves either the old checkpoint or
+the new one, never a mix). Loading validates the header
 and the sizes (safetensors refuses a truncated file) and raises `CheckpointError` naming the file
 and the problem.
 """
@@ -19,7 +20,6 @@ and the problem.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import random
 from typing import Any
@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from refllm._io import write_atomically
 
 FORMAT = "refllm-checkpoint-1"
 FILENAME = "checkpoint.safetensors"
@@ -91,30 +93,12 @@ def save_checkpoint(out_dir: str | pathlib.Path, *, model: torch.nn.Module,
     rng_t, rng_meta = _rng_states()
     state = {"format": FORMAT, "step": step, "config": config, "aliases": aliases,
              "optimizer": optim_meta, "rng": rng_meta, "extra": extra or {}}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file({**model_t, **optim_t, **rng_t}, str(tmp), metadata={"refllm": json.dumps(state)})
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
+    tensors = {**model_t, **optim_t, **rng_t}
+    metadata = {"refllm": json.dumps(state)}
+    # safetensors writes by file name; sync_folder: see refllm._io (records refer to this step)
+    write_atomically(path, lambda f: save_file(tensors, f.name, metadata=metadata),
+                     sync_folder=True)
     return path
-
-
-def _fsync_dir(folder: pathlib.Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def read_checkpoint(path: str | pathlib.Path) -> tuple[dict, dict[str, torch.Tensor]]:

@@ -1,11 +1,11 @@
-"""Run records: append-only JSON lines, one object per line, each write flushed and fsync'd.
+"""Run records: append-only JSON lines (`refllm._io`), one object per line, each fsync'd.
 
 Every record has ``"kind"`` (``"eval"`` while a run goes, one ``"run"`` when it ends) and
-``"time"`` (Unix seconds). A record is written with a single ``write`` of the whole line on a file
-opened for appending; if that fails (a full disk: ``ENOSPC``), the file is cut back to its length
-before the write, so the earlier records stay intact and readable, and `RecordWriteError` names
-the file and the cause. Readers skip nothing silently except an unterminated last line (a writer
-killed mid-line), which is not a record.
+``"time"`` (Unix seconds). Appends go through `refllm._io.append_jsonl`: under a lock, an
+unfinished last line left by a killed writer is cut off first, then the whole line is written in
+one ``write``; a failed write (a full disk: ``ENOSPC``) is cut back, so the earlier records stay
+intact and `RecordWriteError` names the file and the cause. Readers skip nothing silently except
+an unterminated last line (a writer killed mid-line), which is not a record.
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "records.jsonl"
@@ -16,7 +16,6 @@ killed mid-line), which is not a record.
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import platform
@@ -24,55 +23,19 @@ import sys
 import time
 from typing import Any
 
+from refllm._io import RecordWriteError, append_jsonl, read_jsonl
 
-class RecordWriteError(OSError):
-    """A record could not be appended; the records written before it are intact."""
+__all__ = ["RecordWriteError", "append_record", "read_records", "environment"]
 
 
 def append_record(path: str | pathlib.Path, record: dict[str, Any]) -> None:
-    """Append one record (a JSON object on one line) and fsync it."""
-    record = {"time": time.time(), **record}
-    data = (json.dumps(record, allow_nan=True, sort_keys=False) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        try:
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(f"short write: {written} of {len(data)} bytes")
-            os.fsync(fd)
-        except OSError as exc:
-            _truncate_quietly(fd, size)
-            raise RecordWriteError(
-                f"could not append a {record.get('kind', '?')!r} record to {str(path)!r}: {exc} "
-                f"(the {size} bytes of earlier records are intact)") from exc
-    finally:
-        os.close(fd)
-
-
-def _truncate_quietly(fd: int, size: int) -> None:
-    try:
-        os.ftruncate(fd, size)
-    except OSError:
-        pass
+    """Append one record (a JSON object on one line, stamped with ``time``) and fsync it."""
+    append_jsonl(path, {"time": time.time(), **record})
 
 
 def read_records(path: str | pathlib.Path, kind: str | None = None) -> list[dict[str, Any]]:
     """All complete records of a file (of one ``kind`` when given), in order."""
-    text = pathlib.Path(path).read_text()
-    lines = text.split("\n")
-    complete = lines[:-1]  # the part after the last newline is empty or an unfinished write
-    out = []
-    for n, line in enumerate(complete, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{str(path)!r} line {n} is not a JSON record: {exc}") from None
-        if kind is None or rec.get("kind") == kind:
-            out.append(rec)
-    return out
+    return read_jsonl(path, kind)
 
 
 def _cpu_model() -> str:

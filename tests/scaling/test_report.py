@@ -96,6 +96,6 @@ def test_records_without_the_needed_fields_are_a_clear_error(tmp_path):
 def test_an_atomic_write_replaces_the_file_whole(tmp_path):
     path = tmp_path / "summary.json"
     path.write_text("old")
-    rp.write_atomically(path, b"new")
+    rp.write_bytes_atomically(path, b"new")
     assert path.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == [path.name]
     assert path.stat().st_mode & 0o044  # readable by others, as a plain open() would make it
