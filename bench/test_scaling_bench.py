@@ -18,9 +18,9 @@ import pathlib
 import pytest
 import torch
 
-from refllm.scaling.presets import PRESETS
-from refllm.scaling.report import build_report, write_report
-from refllm.scaling.sweep import finished, plan, sweep
+from refllm.scaling.report.build import build_report, write_report
+from refllm.scaling.sweep.presets import PRESETS
+from refllm.scaling.sweep.runs import finished, plan, sweep
 
 
 def _run_preset(name: str, out: pathlib.Path) -> dict:

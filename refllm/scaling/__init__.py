@@ -1,4 +1,5 @@
-"""Scaling laws: fit them to anyone's runs (``fit``), judge a ladder (``verdict``), run a sweep.
+"""Scaling laws in three parts: run a ladder (``sweep/``), fit laws to anyone's runs (``fit/``),
+judge and report a ladder (``report/``); ``cli`` and ``fit_cli`` are the commands.
 
 The public names load lazily (numpy/scipy on first use), so ``refllm --help`` stays fast:
 
@@ -14,7 +15,7 @@ from typing import Any
 _LAZY = {
     "fit_power_law": "fit", "fit_chinchilla": "fit", "compute_optimal": "fit",
     "isoflop_fit": "fit", "FitResult": "fit", "IsoFLOPResult": "fit", "Allocation": "fit",
-    "power_law_verdict": "verdict", "Verdict": "verdict",
+    "power_law_verdict": "report.verdict", "Verdict": "report.verdict",
 }
 __all__ = sorted(_LAZY)
 

@@ -9,7 +9,7 @@ on one GPU (budget 8 minutes).
   $ refllm scaling --preset cpu                       # results in runs/scaling-cpu/
   $ refllm scaling --preset cpu --report-only         # rebuild the table and plots from records
   $ refllm scaling --preset my_ladder.json            # your own ladder: a JSON object of
-                                                      # refllm.scaling.presets.Preset keys
+                                                      # refllm.scaling.sweep.presets.Preset keys
   $ refllm scaling --preset h200 --shard 0/4          # one of 4 machines (or a Slurm job array)
 
 Before training it times a few steps of every size and refuses, with its estimate, a preset that
@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_preset(text: str):
-    from refllm.scaling.presets import PRESETS, Preset
+    from refllm.scaling.sweep.presets import PRESETS, Preset
 
     path = pathlib.Path(text)
     if text in PRESETS:
@@ -70,8 +70,8 @@ def load_preset(text: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from refllm.scaling import sweep as sw
-    from refllm.scaling.budget import BudgetError
+    from refllm.scaling.sweep import runs as sw
+    from refllm.scaling.sweep.budget import BudgetError
 
     start = time.perf_counter()
     preset = load_preset(args.preset)
@@ -79,26 +79,27 @@ def run(args: argparse.Namespace) -> int:
     shard = sw.parse_shard(args.shard) if args.shard else sw.shard_from_env()
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    planned = sw.plan(preset)  # once per command: the sweep and the report share it
     if not args.report_only:
         where = f", shard {shard[0]}/{shard[1]}" if shard else ""
         print(f"refllm scaling: preset {preset.name!r}{where} into {out}/", flush=True)
         try:
             result = sw.sweep(preset, out, shard=shard, workers=args.workers, force=args.force,
-                              progress=not args.no_progress,
+                              progress=not args.no_progress, planned=planned,
                               log=lambda line: print(line, flush=True))
         except BudgetError as exc:
             print(f"refllm scaling: refused: {exc}", file=sys.stderr)
             return 2
         print(f"  trained {len(result.records)} run(s), skipped {len(result.skipped)} finished "
               f"in {result.wall_s:.0f} s", flush=True)
-    return _report(preset, out, shard, start)
+    return _report(preset, planned, out, shard, start)
 
 
-def _report(preset, out: pathlib.Path, shard, start: float) -> int:
-    from refllm.scaling import sweep as sw
-    from refllm.scaling.report import build_report, write_report
+def _report(preset, planned_runs: list, out: pathlib.Path, shard, start: float) -> int:
+    from refllm.scaling.report.build import build_report, write_report
+    from refllm.scaling.sweep import runs as sw
 
-    planned = {r.run_id for r in sw.plan(preset)}
+    planned = {r.run_id for r in planned_runs}
     done = sw.finished(out)
     runs = [rec for rid, rec in done.items() if rid in planned]
     if len(runs) < len(planned):

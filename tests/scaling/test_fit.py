@@ -5,9 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refllm.scaling import varpro
-from refllm.scaling.fit import fit_power_law
-from refllm.scaling.laws import saturating_power_law
+from refllm.scaling.fit import fit_power_law, varpro
+from refllm.scaling.fit.laws import saturating_power_law
 
 
 @st.composite
@@ -144,7 +143,7 @@ def test_the_prediction_interval_covers_new_runs_at_a_held_out_size():
 
 
 def test_the_clustered_bootstrap_draws_whole_sizes():
-    from refllm.scaling.bootstrap import bootstrap_weights
+    from refllm.scaling.fit.bootstrap import bootstrap_weights
 
     size = np.repeat(np.arange(6), 3)
     w = bootstrap_weights(size, size, 200, np.random.default_rng(0), need=3)

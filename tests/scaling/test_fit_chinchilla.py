@@ -5,8 +5,8 @@ import pytest
 from scipy.optimize import minimize, minimize_scalar
 
 from refllm.scaling.fit import compute_optimal, fit_chinchilla, isoflop_fit
-from refllm.scaling.fit_chinchilla import huber_objective
-from refllm.scaling.laws import chinchilla_loss
+from refllm.scaling.fit.chinchilla import huber_objective
+from refllm.scaling.fit.laws import chinchilla_loss
 
 # Hoffmann et al. 2022's published fit (§D.2): E 1.69, A 406.4, B 410.7, alpha 0.34, beta 0.28
 TRUTH = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from refllm.scaling import report as rp
+from refllm.scaling.report import build as rp
 
 WIDTHS = [16, 24, 32, 48, 64, 96]
 LOSSES = [(2.2390, 2.2548), (2.1165, 2.0907), (2.0035, 2.0336), (1.8899, 1.9153),

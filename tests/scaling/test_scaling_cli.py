@@ -5,8 +5,8 @@ import json
 import pytest
 
 from refllm.cli import main
-from refllm.scaling import report as rp
-from refllm.scaling import sweep as sw
+from refllm.scaling.report import build as rp
+from refllm.scaling.sweep import runs as sw
 from tests.scaling.tiny_preset import tiny_preset
 
 
@@ -18,7 +18,7 @@ def _runs(out):
 @pytest.fixture
 def quick_estimate(monkeypatch):
     """10 ms a step instead of timing every width (the refusal test below times for real)."""
-    from refllm.scaling import budget
+    from refllm.scaling.sweep import budget
 
     monkeypatch.setattr(budget, "time_step", lambda config, data, *steps: 0.01)
 

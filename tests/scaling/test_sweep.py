@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from refllm.scaling import sweep as sw
-from refllm.scaling.budget import BudgetError, lpt_makespan
-from refllm.scaling.presets import PRESETS, Preset
+from refllm.scaling.sweep import runs as sw
+from refllm.scaling.sweep.budget import BudgetError, lpt_makespan
+from refllm.scaling.sweep.presets import PRESETS, Preset
 from tests.scaling.tiny_preset import tiny_preset
 
 
@@ -24,7 +24,7 @@ def _lines(path, kind="run"):
 @pytest.fixture
 def quick_estimate(monkeypatch):
     """Skip timing steps where the test is not about the estimate (10 ms a step, say)."""
-    from refllm.scaling import budget
+    from refllm.scaling.sweep import budget
 
     monkeypatch.setattr(budget, "time_step", lambda config, data, *steps: 0.01)
 
@@ -213,7 +213,7 @@ def test_a_killed_parallel_sweep_loses_only_the_runs_in_flight(tmp_path):
 
 
 def test_the_estimate_scales_cpu_step_times_by_the_load_the_workers_will_share():
-    from refllm.scaling.budget import slowdown
+    from refllm.scaling.sweep.budget import slowdown
 
     assert slowdown(2, 0.0, 2) == 1.0  # an idle machine: as timed
     assert slowdown(2, 6.0, 2) == 4.0  # the measured case: 97 ms timed, 418 ms run

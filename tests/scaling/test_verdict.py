@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from refllm.scaling import verdict as v
-from refllm.scaling.verdict import power_law_verdict
+from refllm.scaling.report import verdict as v
+from refllm.scaling.report.verdict import power_law_verdict
 
 N = np.repeat(np.geomspace(6.6e3, 2.24e5, 6), 2)
 SEEDS = np.tile([0, 1], 6)

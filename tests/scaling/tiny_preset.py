@@ -1,6 +1,6 @@
 """A tiny preset for the sweep tests: seconds, not minutes (Markov data, widths 8-16, 20 steps)."""
 
-from refllm.scaling.presets import Preset
+from refllm.scaling.sweep.presets import Preset
 
 
 def tiny_preset(**changes) -> Preset:

@@ -44,7 +44,7 @@ def _png(fig: Any) -> bytes:
 def _curve_band(fit: Any, grid: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray] | None:
     if fit.replicates is None:
         return None
-    from refllm.scaling.result import log_model
+    from refllm.scaling.fit.result import log_model
 
     curves = np.exp(log_model(fit.law, fit.replicates, grid))
     lo, hi = np.nanquantile(curves, [(1 - level) / 2, (1 + level) / 2], axis=0)

@@ -1,13 +1,8 @@
-"""Fit scaling laws to anyone's (size, loss) data: the public API of refllm's fitter.
+"""The 1-D law, L(N) = E + A N^-alpha (``saturating=False``: L = A N^-alpha).
 
-    fit_power_law(N, L)            L(N) = E + A N^-alpha   (saturating=False: L = A N^-alpha)
-    fit_chinchilla(N, D, L)        L(N, D) = E + A/N^alpha + B/D^beta   (Hoffmann et al. 2022)
-    compute_optimal(fit, C)        N_opt, D_opt under C = 6 N D          (Hoffmann et al., Eq. 4)
-    isoflop_fit(C, N, L)           Approach 2: parabola minima per budget, N_opt ~ C^a
-
-The 1-D law minimises the sum of squared log residuals, log L_pred - log L_obs, by variable
-projection (refllm.scaling.varpro); the pure power law is ordinary least squares of log L on
-log N. Intervals: a case bootstrap, clustered by size when sizes repeat (refllm.scaling.bootstrap).
+It minimises the sum of squared log residuals, log L_pred - log L_obs, by variable projection
+(refllm.scaling.fit.varpro); the pure power law is ordinary least squares of log L on log N.
+Intervals: a case bootstrap, clustered by size when sizes repeat (refllm.scaling.fit.bootstrap).
 The variable may be N, D or C: only its name changes (``variable=``).
 
 >>> import numpy as np
@@ -22,40 +17,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from refllm._validation import require_int, require_real
-from refllm.scaling import varpro
-from refllm.scaling._data import cluster_ids, positive_finite, require_distinct, same_length
-from refllm.scaling.bootstrap import bootstrap_weights, percentile_ci
-from refllm.scaling.fit_chinchilla import fit_chinchilla
-from refllm.scaling.isoflop import Allocation, IsoFLOPResult, compute_optimal, isoflop_fit
-from refllm.scaling.result import PARAMS, FitResult, log_model
+from refllm.scaling.fit import varpro
+from refllm.scaling.fit._data import cluster_ids, positive_finite, require_distinct, same_length
+from refllm.scaling.fit.bootstrap import bootstrap_weights, percentile_ci
+from refllm.scaling.fit.result import PARAMS, FitResult, check_options, log_model, r2_log
 
-__all__ = ["Allocation", "FitResult", "IsoFLOPResult", "compute_optimal", "fit_chinchilla",
-           "fit_power_law", "isoflop_fit", "MIN_REPLICATES"]
-
-MIN_REPLICATES = 200  # a bootstrap of fewer replicates gives unstable 90% percentile intervals
-
-
-def check_options(bootstrap: int, level: float, rng: int | np.random.Generator
-                  ) -> np.random.Generator:
-    """Validate the shared keyword arguments; return the numpy Generator."""
-    require_int("bootstrap", bootstrap, low=0)
-    if 0 < bootstrap < MIN_REPLICATES:
-        raise ValueError(f"bootstrap must be 0 (no intervals) or >= {MIN_REPLICATES}, "
-                         f"got {bootstrap}")
-    require_real("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
-    if isinstance(rng, np.random.Generator):
-        return rng
-    return np.random.default_rng(require_int("rng", rng, low=0))
-
-
-def r2_log(residuals: np.ndarray, y: np.ndarray) -> float:
-    """R^2 of log L: 1 - SS_res / SS_tot (1.0 for a perfect fit of constant data)."""
-    ss_res, ss_tot = float(np.sum(residuals**2)), float(np.sum((y - y.mean()) ** 2))
-    if ss_tot == 0.0:
-        return 1.0 if ss_res == 0.0 else 0.0
-    return 1.0 - ss_res / ss_tot
-
+__all__ = ["fit_power_law"]
 
 def _solve_power(u: np.ndarray, y: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Weighted OLS of y on (1, -u) for each weight row: rows (log A_ref, alpha)."""

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from refllm.scaling._data import positive_finite, same_length
-from refllm.scaling.result import FitResult
+from refllm.scaling.fit._data import positive_finite, same_length
+from refllm.scaling.fit.result import FitResult
 
 R2_MIN = {"cpu": 0.98, "gpu": 0.995}
 HOLDOUT_ERROR = {"cpu": 0.04, "gpu": 0.015}

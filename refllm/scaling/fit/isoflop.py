@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from refllm.scaling._data import positive_finite, same_length
-from refllm.scaling.laws import chinchilla_allocation
-from refllm.scaling.result import FitResult
+from refllm.scaling.fit._data import positive_finite, same_length
+from refllm.scaling.fit.laws import chinchilla_allocation
+from refllm.scaling.fit.result import FitResult
 
 
 @dataclass

@@ -79,7 +79,7 @@ class Preset:
     attention: str = "fused"           # GPTConfig.attention: "fused" SDPA or "reference"
     workers: int = 2                   # parallel processes (one thread each on CPU)
     budget_s: float = 300.0            # wall-clock budget of the whole sweep
-    verdict: str = "cpu"               # thresholds of refllm.scaling.verdict: "cpu" | "gpu"
+    verdict: str = "cpu"               # thresholds of refllm.scaling.report.verdict: "cpu" | "gpu"
 
     def __post_init__(self) -> None:
         if not self.widths or len(set(self.widths)) != len(self.widths):

@@ -2,9 +2,9 @@
 
 From the "run" records of ``records.jsonl``: a table of sizes (non-embedding N, the seeds' final
 validation losses, their mean and spread = (max - min) / mean), the fit L(N) = E + A N^-alpha
-without the largest size and the verdict of `refllm.scaling.verdict.power_law_verdict` (its rules
-and thresholds live there), a JSON summary and two plots (`refllm.scaling.plots`). Every file is
-written atomically (a temporary file in the same folder, then ``os.replace``).
+without the largest size and the verdict of `refllm.scaling.report.verdict.power_law_verdict`
+(its rules and thresholds live there), a JSON summary and two plots
+(`refllm.scaling.report.plots`). Every file is written atomically (`refllm._io`).
 
 >>> rows = size_rows([{"n_params_non_embedding": 100, "d_model": 8, "seed": s, "status": "ok",
 ...                    "final_val_loss": v, "time_s": 1.0} for s, v in [(0, 2.0), (1, 2.2)]])
@@ -82,7 +82,7 @@ def format_table(rows: list[dict], verdict: Any = None) -> str:
 @dataclass
 class Report:
     rows: list[dict]
-    verdict: Any                       # refllm.scaling.verdict.Verdict, or None (too few sizes)
+    verdict: Any                       # report.verdict.Verdict, or None (too few sizes)
     summary: dict[str, Any]
     files: list[pathlib.Path] = field(default_factory=list)
 
@@ -104,7 +104,7 @@ def build_report(runs: list[dict], *, verdict_preset: str = "cpu", bootstrap: in
                  rng: int = 0, sweeps: list[dict] | None = None) -> Report:
     """Rows, verdict and JSON summary from run records (no files written); ``sweeps``: the
     "sweep" records (estimates and load at each start), copied into the summary."""
-    from refllm.scaling.verdict import power_law_verdict
+    from refllm.scaling.report.verdict import power_law_verdict
 
     if not runs:
         raise ValueError("no run records to report on")
@@ -149,7 +149,7 @@ def _jsonable(x: Any) -> Any:
 
 def write_report(report: Report, out: str | pathlib.Path, runs: list[dict]) -> list[pathlib.Path]:
     """summary.json, and the two plots when there is a verdict with a fit; returns the paths."""
-    from refllm.scaling import plots
+    from refllm.scaling.report import plots
 
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)

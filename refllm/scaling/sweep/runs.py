@@ -13,8 +13,8 @@ full `TrainConfig` (sorted-key JSON): a rerun skips every run_id already in ``re
 crash or Ctrl-C loses only the runs in flight, and a changed recipe never reuses an old result.
 
 Sharing a ladder between machines: ``shard=(i, n)`` trains the runs of shard i
-(`refllm.scaling.shard`). All shards may append to one ``records.jsonl`` on a shared file system
-(flock), or write to their own folders (then concatenate the records files).
+(`refllm.scaling.sweep.shard`). All shards may append to one ``records.jsonl`` on a shared file
+system (flock), or write to their own folders (then concatenate the records files).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from refllm._io import append_jsonl, read_jsonl
-from refllm.scaling.presets import Preset
-from refllm.scaling.shard import parse_shard, shard_from_env, shard_runs
+from refllm.scaling.sweep.presets import Preset
+from refllm.scaling.sweep.shard import parse_shard, shard_from_env, shard_runs
 
 RECORDS = "records.jsonl"
 __all__ = ["Run", "plan", "sweep", "parse_shard", "shard_from_env", "shard_runs", "RECORDS"]
@@ -168,25 +168,28 @@ class SweepResult:
     planned: list[Run]          # this shard's runs
     skipped: list[str]          # run_ids already finished before this call
     records: list[dict]         # the records of the runs trained by this call
-    estimate: Any               # refllm.scaling.budget.Estimate, or None when nothing was left
+    estimate: Any               # sweep.budget.Estimate, or None when nothing was left
     wall_s: float
 
 
 def sweep(preset: Preset, out: str | pathlib.Path, *, shard: tuple[int, int] | None = None,
           workers: int | None = None, force: bool = False, progress: bool = True,
-          on_record: Any = None, log: Any = None) -> SweepResult:
+          on_record: Any = None, log: Any = None, planned: list[Run] | None = None
+          ) -> SweepResult:
     """Run this shard's unfinished runs of ``preset`` into ``out`` (see the module docstring).
 
+    ``planned``: ``plan(preset)`` when the caller has it already (a command plans once).
+
     ``log``: called with a line of text (the estimate) before training starts. Before training
-    it times every width and raises `refllm.scaling.budget.BudgetError` when the
+    it times every width and raises `refllm.scaling.sweep.budget.BudgetError` when the
     remaining runs would not finish within ``preset.budget_s`` (``force=True`` runs them anyway).
     """
-    from refllm.scaling.budget import check_budget, estimate
+    from refllm.scaling.sweep.budget import check_budget, estimate
 
     start = time.perf_counter()
     out = pathlib.Path(out)
     workers = preset.workers if workers is None else workers
-    runs = plan(preset)
+    runs = plan(preset) if planned is None else planned
     if shard is not None:
         runs = shard_runs(runs, *shard)
     done = finished(out)

@@ -32,10 +32,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from refllm._validation import require_int
-from refllm.scaling._data import cluster_ids, positive_finite, require_distinct, same_length
-from refllm.scaling.bootstrap import bootstrap_weights, percentile_ci
-from refllm.scaling.laws import chinchilla_log_loss
-from refllm.scaling.result import PARAMS, FitResult, log_model
+from refllm.scaling.fit._data import cluster_ids, positive_finite, require_distinct, same_length
+from refllm.scaling.fit.bootstrap import bootstrap_weights, percentile_ci
+from refllm.scaling.fit.laws import chinchilla_log_loss
+from refllm.scaling.fit.result import PARAMS, FitResult, check_options, log_model, r2_log
 
 HUBER_DELTA = 1e-3
 TOL = {"ftol": 1e-15, "gtol": 1e-12, "maxiter": 20000, "maxfun": 50000}
@@ -102,7 +102,6 @@ def fit_chinchilla(N: ArrayLike, D: ArrayLike, L: ArrayLike, *, seeds: ArrayLike
                    bootstrap: int = 200, level: float = 0.9,
                    rng: int | np.random.Generator = 0, starts: int = 16) -> FitResult:
     """Fit Hoffmann et al.'s Eq. (2) by their Approach 3 (see the module docstring)."""
-    from refllm.scaling.fit import check_options, r2_log
 
     n_, d_, big = positive_finite("N", N), positive_finite("D", D), positive_finite("L", L)
     n = same_length(N=n_, D=d_, L=big)

@@ -17,14 +17,39 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from refllm.scaling import bootstrap as _bootstrap
-from refllm.scaling._data import positive_finite, same_length
-from refllm.scaling.laws import chinchilla_log_loss
+from refllm._validation import require_int, require_real
+from refllm.scaling.fit import bootstrap as _bootstrap
+from refllm.scaling.fit._data import positive_finite, same_length
+from refllm.scaling.fit.laws import chinchilla_log_loss
 
 PARAMS = {"saturating": ("E", "A", "alpha"), "power": ("A", "alpha"),
           "chinchilla": ("E", "A", "B", "alpha", "beta")}
 FORMULAS = {"saturating": "L({x}) = E + A * {x}^-alpha", "power": "L({x}) = A * {x}^-alpha",
             "chinchilla": "L(N, D) = E + A / N^alpha + B / D^beta"}
+
+
+MIN_REPLICATES = 200  # a bootstrap of fewer replicates gives unstable 90% percentile intervals
+
+
+def check_options(bootstrap: int, level: float, rng: int | np.random.Generator
+                  ) -> np.random.Generator:
+    """Validate the shared keyword arguments; return the numpy Generator."""
+    require_int("bootstrap", bootstrap, low=0)
+    if 0 < bootstrap < MIN_REPLICATES:
+        raise ValueError(f"bootstrap must be 0 (no intervals) or >= {MIN_REPLICATES}, "
+                         f"got {bootstrap}")
+    require_real("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(require_int("rng", rng, low=0))
+
+
+def r2_log(residuals: np.ndarray, y: np.ndarray) -> float:
+    """R^2 of log L: 1 - SS_res / SS_tot (1.0 for a perfect fit of constant data)."""
+    ss_res, ss_tot = float(np.sum(residuals**2)), float(np.sum((y - y.mean()) ** 2))
+    if ss_tot == 0.0:
+        return 1.0 if ss_res == 0.0 else 0.0
+    return 1.0 - ss_res / ss_tot
 
 
 def log_model(law: str, theta: np.ndarray, x: np.ndarray, d: np.ndarray | None = None
