@@ -23,14 +23,16 @@ whose locks work, as NFS v4's do):
 
 1. *tail repair*: a writer killed mid-line leaves an unfinished last line; before appending, the
    file is cut back to its last newline (said once on stderr), so the new record never glues
-   onto the fragment;
+   onto the fragment. A last line that lacks only its newline (a file written by hand) is a
+   whole JSON object: it is kept and given its newline;
 2. *duplicate guard*: with ``unique=KEY``, a record whose KEY value is already in the file is not
    appended (`append_jsonl` returns False): two processes that trained the same run leave one;
 3. one ``write`` of the whole line, then fsync; if that fails (a full disk: ``ENOSPC``), the file
    is cut back to its length before the write, so the earlier records stay intact, and
    `RecordWriteError` names the file and the cause.
 
-`read_jsonl` reads the complete lines: an unfinished last line is not a record and is skipped;
+`read_jsonl` reads the complete lines: an unfinished last line is not a record and is skipped
+(a last line without a newline that is a whole JSON object is a record, as the appender keeps it);
 any other line that is not a JSON object is an error naming the file and the line, and with
 ``unique=KEY`` so are two different records with the same KEY value (the error names both lines;
 identical copies, as from concatenating a shard's file twice, count once).
@@ -193,12 +195,25 @@ def _repair_tail(fd: int, path: pathlib.Path) -> int:
             keep = start + i + 1
             break
         pos = start
+    if _as_record(os.pread(fd, size - keep, keep)) is not None:  # whole: only "\n" is missing
+        os.write(fd, b"\n")
+        os.fsync(fd)
+        return size + 1
     os.ftruncate(fd, keep)
     os.fsync(fd)
     print(f"refllm: repaired {str(path)!r}: removed an unfinished last line of {size - keep} "
           f"bytes (a writer was killed mid-line); the {keep} bytes before it are intact",
           file=sys.stderr)
     return keep
+
+
+def _as_record(fragment: bytes) -> dict[str, Any] | None:
+    """The JSON object that ``fragment`` (a last line without its newline) is, if it is one."""
+    try:
+        rec = json.loads(fragment.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return rec if isinstance(rec, dict) else None
 
 
 def _contains(fd: int, size: int, path: pathlib.Path, key: str, value: Any) -> bool:
@@ -237,8 +252,9 @@ def append_jsonl(path: PathLike, record: dict[str, Any], *, unique: str | None =
 def _parse(text: str, path: pathlib.Path, *,
            complete_only: bool) -> Iterator[tuple[int, dict[str, Any]]]:
     lines = text.split("\n")
-    if complete_only:
-        lines = lines[:-1]  # after the last newline: empty, or an unfinished write
+    last = lines.pop()  # after the last newline: empty, an unfinished write, or a whole record
+    if not complete_only and _as_record(last.encode()) is not None:
+        lines.append(last)
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -273,7 +289,7 @@ def read_jsonl(path: PathLike, kind: str | None = None, *,
                          f"file") from None
     out: list[dict[str, Any]] = []
     seen: dict[Any, tuple[int, dict[str, Any]]] = {}
-    for n, rec in _parse(text, path, complete_only=True):
+    for n, rec in _parse(text, path, complete_only=False):
         if kind is not None and rec.get("kind") != kind:
             continue
         if unique is not None and unique in rec:

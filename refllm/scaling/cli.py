@@ -33,6 +33,8 @@ import pathlib
 import sys
 import time
 
+from refllm._io import read_jsonl
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="cpu",
@@ -58,13 +60,19 @@ def load_preset(text: str):
     if text in PRESETS:
         return PRESETS[text]
     if path.suffix == ".json" and path.is_file():
-        d = json.loads(path.read_text())
+        try:
+            d = json.loads(path.read_text(encoding="utf-8-sig"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--preset {text!r} is not valid JSON: {exc}") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"--preset {text!r} must hold one JSON object of Preset keys, got "
+                             f"a JSON {type(d).__name__}")
         for key in ("widths", "seeds"):
             if isinstance(d.get(key), list):
                 d[key] = tuple(d[key])
         try:
             return Preset(**d)
-        except TypeError as exc:
+        except TypeError as exc:  # an unknown key, or a value of the wrong type
             raise ValueError(f"--preset {text!r}: {exc}") from None
     raise ValueError(f"--preset must be one of {sorted(PRESETS)} or a JSON file, got {text!r}")
 
@@ -96,19 +104,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(preset, planned_runs: list, out: pathlib.Path, shard, start: float) -> int:
-    from refllm.scaling.report.build import build_report, write_report
+    from refllm.scaling.report.build import build_report, require_fields, write_report
     from refllm.scaling.sweep import runs as sw
 
     planned = {r.run_id for r in planned_runs}
     done = sw.finished(out)
     runs = [rec for rid, rec in done.items() if rid in planned]
+    require_fields(out / sw.RECORDS, runs)
     if len(runs) < len(planned):
         print(f"\n{len(runs)} of the {len(planned)} runs of preset {preset.name!r} are in "
               f"{out / sw.RECORDS}; the verdict waits for the rest (other shards, or a rerun).")
         return 0 if shard else 1
-    from refllm.train import read_records
-
-    sweeps = [s for s in read_records(out / sw.RECORDS, kind="sweep")
+    sweeps = [s for s in read_jsonl(out / sw.RECORDS, kind="sweep")
               if s.get("preset") == preset.name]
     report = build_report(runs, verdict_preset=preset.verdict, sweeps=sweeps)
     files = write_report(report, out, runs)

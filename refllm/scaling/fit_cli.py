@@ -24,7 +24,7 @@ import math
 import pathlib
 from typing import Any
 
-from refllm._io import write_text_atomically
+from refllm._io import read_jsonl, write_text_atomically
 
 LAWS = ("n", "d", "c", "chinchilla")
 OK_STATUS = ("ok", "done", "finished", "completed")
@@ -35,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", help="records (.jsonl) or a CSV file")
     parser.add_argument("--law", choices=LAWS, default="n",
                         help="n, d or c: L = E + A x^-alpha in that variable; chinchilla: L(N, D)")
-    parser.add_argument("--x", choices=sorted(X_FIELD), default="non_embedding",
-                        help="which parameter count is N (records only)")
+    parser.add_argument("--x", choices=sorted(X_FIELD), default=None,
+                        help="which parameter count is N (records only; default non_embedding)")
     parser.add_argument("--pure", action="store_true", help="fit L = A x^-alpha (no E)")
     parser.add_argument("--bootstrap", type=int, default=None,
                         help="replicates (default 1000; chinchilla 200; 0: no intervals)")
@@ -48,17 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def read_records(path: pathlib.Path, x_field: str) -> tuple[dict[str, list[Any]], list[str]]:
     """Columns N, D, C, seed, loss from run records; and notes on what was skipped.
 
-    Not `refllm.train.records.read_records`: that one drops a last line without a newline (a torn
-    write of its own appends), while a user's hand-written file may simply end without one."""
+    Read by `refllm._io.read_jsonl`: every line a JSON object, two different records of one
+    run_id an error naming both lines, a torn last line skipped (a hand-written file's last line
+    without a newline is read)."""
     cols: dict[str, list[Any]] = {k: [] for k in ("N", "D", "C", "seed", "loss")}
     skipped: dict[str, int] = {}
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: line {i} is not JSON ({exc.msg})") from None
+    for rec in read_jsonl(path, unique="run_id"):
         if rec.get("kind", "run") != "run":
             continue
         status = str(rec.get("status", "ok"))
@@ -68,12 +63,17 @@ def read_records(path: pathlib.Path, x_field: str) -> tuple[dict[str, list[Any]]
         for key, field in (("N", x_field), ("D", "tokens"), ("C", "flops"), ("seed", "seed"),
                            ("loss", "final_val_loss")):
             cols[key].append(rec.get(field))
+    if not cols["loss"]:
+        why = f" ({', '.join(f'{k} with status {s!r}' for s, k in sorted(skipped.items()))})"
+        raise ValueError(f"path: {str(path)!r} holds no finished run records"
+                         f"{why if skipped else ''}; a run record is a JSON object with "
+                         f"final_val_loss and {x_field}")
     notes = [f"skipped {k} run(s) with status {s!r}" for s, k in sorted(skipped.items())]
     return cols, notes
 
 
 def read_csv(path: pathlib.Path) -> dict[str, list[Any]]:
-    with path.open(newline="") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:  # -sig: a spreadsheet's BOM
         rows = list(csv.DictReader(fh))
     if not rows:
         raise ValueError(f"{path}: no rows (want a header naming N and loss)")
@@ -106,9 +106,12 @@ def run(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise ValueError(f"path: no such file {str(path)!r}")
     if path.suffix.lower() == ".csv":
+        if args.x is not None:
+            raise ValueError(f"--x {args.x}: a CSV names its own N column; --x chooses the "
+                             f"parameter count of run records (.jsonl) only")
         cols, notes = read_csv(path), list[str]()
     else:
-        cols, notes = read_records(path, X_FIELD[args.x])
+        cols, notes = read_records(path, X_FIELD[args.x or "non_embedding"])
     loss = _numbers(cols, "loss", path)
     bad = sum(not (math.isfinite(v) and v > 0) for v in loss)
     if bad:

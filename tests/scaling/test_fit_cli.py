@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from refllm.cli import main
 
@@ -50,3 +51,53 @@ def test_bad_input_is_a_usage_error_with_the_reason(tmp_path, capsys):
     assert main(["fit", str(csv)]) == 2
     assert "non-positive loss" in capsys.readouterr().err
     assert main(["fit", str(tmp_path / "missing.jsonl")]) == 2
+
+
+def test_a_spreadsheets_csv_with_a_byte_order_mark_is_read(tmp_path, capsys):
+    csv = tmp_path / "runs.csv"
+    loss = 1.5 + 40 * SIZES**-0.3
+    text = "N,loss\r\n" + "".join(f"{a},{b}\r\n" for a, b in zip(SIZES, loss))
+    csv.write_bytes(b"\xef\xbb\xbf" + text.encode())  # as Excel writes "CSV UTF-8"
+    assert main(["fit", str(csv), "--bootstrap", "0"]) == 0
+    assert "6 runs" in capsys.readouterr().out
+
+
+def test_equal_losses_are_refused_as_an_undetermined_law(tmp_path, capsys):
+    csv = tmp_path / "flat.csv"
+    csv.write_text("N,loss\n" + "".join(f"{n},2.5\n" for n in SIZES))
+    assert main(["fit", str(csv), "--bootstrap", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "undetermined" in err and "R^2" not in err
+
+
+def test_x_is_refused_for_a_csv_rather_than_ignored(tmp_path, capsys):
+    csv = tmp_path / "runs.csv"
+    csv.write_text("N,loss\n" + "".join(f"{n},{1.5 + 40 * n**-0.3}\n" for n in SIZES))
+    assert main(["fit", str(csv), "--x", "total", "--bootstrap", "0"]) == 2
+    assert "--x total" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "holds no finished run records"),
+    ('{"kind": "sweep"}\n', "holds no finished run records"),
+    ('{"kind": "run", "status": "diverged"}\n', "1 with status 'diverged'"),
+    ("[1, 2, 3]\n", "line 1 is a JSON list, not a record"),
+])
+def test_records_without_runs_or_with_a_non_record_line_say_what_is_wrong(tmp_path, capsys,
+                                                                         text, message):
+    path = tmp_path / "r.jsonl"
+    path.write_text(text)
+    assert main(["fit", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "missing for some runs" not in err
+
+
+def test_two_records_of_one_run_are_refused_naming_both_lines(tmp_path, capsys):
+    path = _records(tmp_path / "r.jsonl")
+    lines = path.read_text().splitlines()
+    first = json.loads(lines[1])
+    lines[1] = json.dumps({**first, "run_id": "x"})
+    lines.append(json.dumps({**first, "run_id": "x", "final_val_loss": 9.0}))
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["fit", str(path)]) == 2
+    assert f"on lines 2 and {len(lines)}" in capsys.readouterr().err

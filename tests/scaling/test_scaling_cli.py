@@ -88,3 +88,41 @@ def test_report_only_without_records_says_so(tmp_path, capsys, preset_file):
     path, _ = preset_file
     assert main(["scaling", "--preset", str(path), "--out", str(tmp_path), "--report-only"]) == 1
     assert "0 of the 5 runs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[1, 2, 3]", "must hold one JSON object of Preset keys, got a JSON list"),
+    ("{oops", "is not valid JSON"),
+    ('{"name": "x", "widths": "abc"}', "--preset"),
+    ('{"name": "../../escape", "widths": [8], "n_layer": 1, "seq_len": 16, "batch_size": 8, '
+     '"tokens": 2560, "base_lr": 0.01, "base_width": 8}', "preset name must be"),
+])
+def test_a_bad_preset_file_is_a_usage_error_naming_it(tmp_path, capsys, content, message):
+    path = tmp_path / "p.json"
+    path.write_text(content)
+    assert main(["scaling", "--preset", str(path), "--out", str(tmp_path / "o"),
+                 "--report-only"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_report_only_on_a_run_record_missing_a_field_names_the_run(tmp_path, capsys,
+                                                                  preset_file):
+    path, preset = preset_file
+    rows = [{"kind": "run", "run_id": r.run_id, "seed": 0, "final_val_loss": 2.0}
+            for r in sw.plan(preset)]
+    (tmp_path / sw.RECORDS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["scaling", "--preset", str(path), "--out", str(tmp_path), "--report-only"]) == 2
+    err = capsys.readouterr().err
+    assert f"run {rows[0]['run_id']!r} lacks ['n_params_non_embedding']" in err
+
+
+def test_the_command_plans_the_ladder_once(tmp_path, capsys, preset_file, quick_estimate,
+                                           monkeypatch):
+    path, _ = preset_file
+    calls = []
+    real = sw.plan
+    monkeypatch.setattr(sw, "plan", lambda preset: calls.append(1) or real(preset))
+    main(["scaling", "--preset", str(path), "--out", str(tmp_path), "--no-progress"])
+    assert len(calls) == 1

@@ -218,3 +218,113 @@ def test_the_estimate_scales_cpu_step_times_by_the_load_the_workers_will_share()
     assert slowdown(2, 0.0, 2) == 1.0  # an idle machine: as timed
     assert slowdown(2, 6.0, 2) == 4.0  # the measured case: 97 ms timed, 418 ms run
     assert slowdown(1, None, 16) == 1.0
+
+
+def test_a_torn_last_line_is_repaired_by_the_next_sweep_and_the_file_stays_readable(
+        tmp_path, quick_estimate, capsys):
+    preset = tiny_preset(widths=(8, 12), seeds=(0,))
+    first = sw.plan(preset)[:1]
+    sw.sweep(preset, tmp_path, progress=False, planned=first)  # one run, then a kill mid-line:
+    with open(tmp_path / sw.RECORDS, "ab") as f:
+        f.write(b'{"kind": "run", "status": "ok", "run_id": "tiny-d12')
+    sw.sweep(preset, tmp_path, progress=False)
+    assert "repaired" in capsys.readouterr().err
+    records = _lines(tmp_path / sw.RECORDS)  # every line parses again
+    assert sorted(r["run_id"] for r in records) == sorted(r.run_id for r in sw.plan(preset))
+    assert set(sw.finished(tmp_path)) == {r.run_id for r in sw.plan(preset)}
+
+
+def test_a_run_recorded_by_another_process_meanwhile_is_not_appended_twice(tmp_path,
+                                                                          quick_estimate):
+    preset = tiny_preset(widths=(8,), seeds=(0,))
+    (run,) = sw.plan(preset)
+    rec = sw.train_one(run, tmp_path)  # an orphaned worker of a killed sweep got there first
+    assert not sw.append_locked(tmp_path / sw.RECORDS, {**rec, "pid": -1})
+    assert sw.sweep(preset, tmp_path, progress=False).skipped == [run.run_id]
+    assert len(_lines(tmp_path / sw.RECORDS)) == 1
+
+
+def test_two_different_records_of_one_run_id_are_refused_by_the_sweep(tmp_path):
+    preset = tiny_preset(widths=(8,), seeds=(0,))
+    (run,) = sw.plan(preset)
+    rows = [{"kind": "run", "run_id": run.run_id, "final_val_loss": v} for v in (2.0, 2.1)]
+    (tmp_path / sw.RECORDS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError, match="two different records for run_id .* lines 1 and 2"):
+        sw.sweep(preset, tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("name", ["../../escape", "/tmp/abs", "a/b", "", ".hidden", "x" * 101,
+                                  "sp ace"])
+def test_a_preset_name_that_is_not_a_plain_identifier_is_refused(name):
+    with pytest.raises(ValueError, match="preset name must be letters, digits and -_."):
+        tiny_preset(name=name)
+
+
+def test_a_run_folder_outside_the_output_folder_is_refused(tmp_path):
+    assert sw.run_folder(tmp_path, "tiny-d8") == tmp_path / "runs" / "tiny-d8"
+    for bad in ("../../escape", "/tmp/elsewhere", ".."):
+        with pytest.raises(ValueError, match="outside the output folder"):
+            sw.run_folder(tmp_path, bad)
+
+
+def _children(pid):
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    import pathlib
+
+    kids = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid):
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_pool_workers_end_when_their_parent_alone_is_killed(tmp_path):
+    """SIGKILL of the parent only (not its process group): its workers must not train on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    preset = tiny_preset(widths=(8, 12), seeds=(0,), tokens=16 * 8 * 100_000, workers=2,
+                         budget_s=1e6)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(preset.to_dict()))
+    cmd = [sys.executable, "-m", "refllm", "scaling", "--preset", str(path), "--out",
+           str(tmp_path / "out"), "--no-progress", "--force"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = []
+    deadline = time.monotonic() + 300  # the runs take hours: it is killed long before
+    runs = tmp_path / "out" / "runs"
+    while len(workers) < 2 or len(list(runs.glob("*"))) < 2:  # both runs have started
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+        workers = [p for p in _children(proc.pid)
+                   if "spawn_main" in open(f"/proc/{p}/cmdline").read()
+                   and "resource_tracker" not in open(f"/proc/{p}/cmdline").read()]
+    time.sleep(1.0)  # into their training loops
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [p for p in workers if _alive(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, "orphaned workers kept running"

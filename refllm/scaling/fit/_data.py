@@ -49,6 +49,13 @@ def cluster_ids(seeds: object, keys: np.ndarray, n: int) -> np.ndarray | None:
     return cluster if cluster.max() + 1 < n else None
 
 
+def require_varying_loss(loss: np.ndarray) -> None:
+    """ValueError when every loss is the same: no law is determined by them (R^2 is 0/0)."""
+    if loss.size and np.all(loss == loss[0]):
+        raise ValueError(f"L: every loss is {loss[0]!r}, so the law is undetermined (no exponent "
+                         f"fits a flat line better than another); fit runs whose losses differ")
+
+
 def require_distinct(name: str, keys: np.ndarray, need: int, what: str) -> None:
     """ValueError unless ``keys`` holds at least ``need`` distinct rows."""
     k = len(np.unique(keys, axis=0))

@@ -32,7 +32,13 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from refllm._validation import require_int
-from refllm.scaling.fit._data import cluster_ids, positive_finite, require_distinct, same_length
+from refllm.scaling.fit._data import (
+    cluster_ids,
+    positive_finite,
+    require_distinct,
+    require_varying_loss,
+    same_length,
+)
 from refllm.scaling.fit.bootstrap import bootstrap_weights, percentile_ci
 from refllm.scaling.fit.laws import chinchilla_log_loss
 from refllm.scaling.fit.result import PARAMS, FitResult, check_options, log_model, r2_log
@@ -113,6 +119,7 @@ def fit_chinchilla(N: ArrayLike, D: ArrayLike, L: ArrayLike, *, seeds: ArrayLike
     require_distinct("D", d_, 2, "an exponent of D")
     keys = np.column_stack([n_, d_])
     require_distinct("(N, D)", keys, 5 + (bootstrap > 0), "the Chinchilla law")
+    require_varying_loss(big)
     ref = (float(np.mean(np.log(n_))), float(np.mean(np.log(d_))))
     u, v, y = np.log(n_) - ref[0], np.log(d_) - ref[1], np.log(big)
     one = np.ones(n)

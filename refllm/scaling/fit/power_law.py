@@ -18,7 +18,13 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from refllm.scaling.fit import varpro
-from refllm.scaling.fit._data import cluster_ids, positive_finite, require_distinct, same_length
+from refllm.scaling.fit._data import (
+    cluster_ids,
+    positive_finite,
+    require_distinct,
+    require_varying_loss,
+    same_length,
+)
 from refllm.scaling.fit.bootstrap import bootstrap_weights, percentile_ci
 from refllm.scaling.fit.result import PARAMS, FitResult, check_options, log_model, r2_log
 
@@ -65,6 +71,7 @@ def fit_power_law(N: ArrayLike, L: ArrayLike, *, saturating: bool = True,
     if n < p:
         raise ValueError(f"L: {n} points cannot determine the {p} parameters of {law} law")
     require_distinct(variable, x, p + (bootstrap > 0), f"the {law} law")
+    require_varying_loss(big)
     clusters = cluster_ids(seeds, x[:, None], n)
     log_ref = float(np.mean(np.log(x)))
     u, y = np.log(x) - log_ref, np.log(big)

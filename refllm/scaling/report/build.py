@@ -20,7 +20,7 @@ import pathlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from refllm._io import write_bytes_atomically
+from refllm._io import read_jsonl, write_bytes_atomically
 
 SUMMARY, LOGLOG, RESIDUALS = "summary.json", "loss_vs_params.png", "residuals.png"
 REQUIRED = ("n_params_non_embedding", "final_val_loss", "seed")
@@ -28,17 +28,22 @@ REQUIRED = ("n_params_non_embedding", "final_val_loss", "seed")
 
 def load_runs(path: str | pathlib.Path) -> list[dict]:
     """The "run" records of a file; a clear error when one lacks a field the report needs."""
-    from refllm.train import read_records
-
     path = pathlib.Path(path)
     if not path.exists():
         raise ValueError(f"records file {str(path)!r} does not exist; run the sweep first")
-    runs = read_records(path, kind="run")
+    runs = read_jsonl(path, kind="run", unique="run_id")
+    require_fields(path, runs)
+    return runs
+
+
+def require_fields(path: pathlib.Path, runs: list[dict]) -> None:
+    """ValueError naming the first run record that lacks a field the report needs."""
     for i, r in enumerate(runs):
         missing = [k for k in REQUIRED if k not in r]
         if missing:
-            raise ValueError(f"{str(path)!r}: run record {i} lacks {missing}")
-    return runs
+            name = f"run {r['run_id']!r}" if "run_id" in r else f"run record {i}"
+            raise ValueError(f"{str(path)!r}: {name} lacks {missing} (each run record needs "
+                             f"{list(REQUIRED)})")
 
 
 def size_rows(runs: list[dict]) -> list[dict]:
@@ -168,10 +173,8 @@ def write_report(report: Report, out: str | pathlib.Path, runs: list[dict]) -> l
 def report_from_records(path: str | pathlib.Path, out: str | pathlib.Path | None = None, *,
                         verdict_preset: str = "cpu", bootstrap: int = 1000) -> Report:
     """Read ``path``, judge, write the summary and plots beside it (or into ``out``)."""
-    from refllm.train import read_records
-
     runs = load_runs(path)
     report = build_report(runs, verdict_preset=verdict_preset, bootstrap=bootstrap,
-                          sweeps=read_records(path, kind="sweep"))
+                          sweeps=read_jsonl(path, kind="sweep"))
     write_report(report, pathlib.Path(path).parent if out is None else out, runs)
     return report

@@ -44,9 +44,20 @@ and refuses a preset that cannot finish within ``budget_s``.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
 from refllm._validation import require_int, require_real
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def require_name(name: object) -> None:
+    """A preset's name becomes folder names (``runs/scaling-<name>``, its run ids): a plain
+    identifier of letters, digits and ``-_.``, starting with a letter or digit; no ``/``."""
+    if not isinstance(name, str) or not NAME.fullmatch(name) or len(name) > 100:
+        raise ValueError(f"preset name must be letters, digits and -_. (starting with a letter "
+                         f"or digit, at most 100 characters; it names folders), got {name!r}")
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,7 @@ class Preset:
     verdict: str = "cpu"               # thresholds of refllm.scaling.report.verdict: "cpu" | "gpu"
 
     def __post_init__(self) -> None:
+        require_name(self.name)
         if not self.widths or len(set(self.widths)) != len(self.widths):
             raise ValueError(f"widths must be distinct, got {self.widths!r}")
         for d in self.widths:

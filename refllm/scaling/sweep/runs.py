@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import pathlib
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -99,11 +100,20 @@ def load_data(config: Any) -> Any:
     return _DATA[key]
 
 
+def run_folder(out: pathlib.Path, run_id: str) -> pathlib.Path:
+    """``out/runs/<run_id>``, refused unless it lies inside ``out`` (a run id names a folder)."""
+    folder = out / "runs" / run_id
+    if not folder.resolve().is_relative_to(out.resolve()) or folder.resolve() == out.resolve():
+        raise ValueError(f"run id {run_id!r} would write {str(folder.resolve())!r}, outside the "
+                         f"output folder {str(out.resolve())!r}")
+    return folder
+
+
 def train_one(run: Run, out: pathlib.Path) -> dict[str, Any]:
     """Train ``run`` (resuming its folder), append its record to ``out/records.jsonl``."""
     from refllm.train import finished_runs, train
 
-    run_dir = out / "runs" / run.run_id
+    run_dir = run_folder(out, run.run_id)
     done = finished_runs(run_dir) if run_dir.exists() else []
     if done:  # trained before a crash that came before the sweep's record
         result_record = done[-1]
@@ -123,11 +133,33 @@ def _loadavg() -> list[float] | None:
     return None
 
 
-def _init_worker(data: dict) -> None:
+ORPHAN_POLL_S = 0.2  # how often a worker looks whether its parent is still there
+
+
+def _init_worker(data: dict, parent: int) -> None:
     import torch
 
     torch.set_num_threads(1)
     _DATA.update(data)
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True,
+                     name="refllm-orphan-watch").start()
+
+
+def _exit_when_orphaned(parent: int, poll_s: float = ORPHAN_POLL_S) -> None:
+    """End this worker process the moment its parent is gone (killed, even with SIGKILL).
+
+    A pool's workers outlive a parent killed without a chance to terminate them; left alone they
+    would finish their runs and append them while a rerun trains the same runs again. The parent
+    is gone when this process is re-parented (``os.getppid()`` changes). What the worker was
+    writing is safe: records are appended whole (`refllm._io`), a checkpoint's temporary is
+    removed by the next start, and the run resumes from its last checkpoint.
+    """
+    while os.getppid() == parent:
+        time.sleep(poll_s)
+    os._exit(EXIT_ORPHANED)
+
+
+EXIT_ORPHANED = 75  # EX_TEMPFAIL: stopped, to be rerun
 
 
 def _worker(args: tuple[Run, pathlib.Path]) -> dict[str, Any]:
@@ -150,7 +182,7 @@ def execute(runs: list[Run], out: pathlib.Path, *, workers: int, order: dict[str
     data = {k: v for k, v in _DATA.items()}
     ctx = mp.get_context("spawn")
     results = []
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(data,)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(data, os.getpid())) as pool:
         try:
             for rec in pool.imap_unordered(_worker, [(r, out) for r in runs]):
                 results.append(rec)
@@ -197,6 +229,8 @@ def sweep(preset: Preset, out: str | pathlib.Path, *, shard: tuple[int, int] | N
     skipped = [r.run_id for r in runs if r.run_id in done]
     if not todo:
         return SweepResult(out, runs, skipped, [], None, time.perf_counter() - start)
+    for r in todo:  # every folder it will write, checked before anything is written
+        run_folder(out, r.run_id)
     out.mkdir(parents=True, exist_ok=True)
     data = load_data(todo[0].config)
     est = estimate(todo, data, min(workers, len(todo)))
