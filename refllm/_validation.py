@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -130,3 +130,23 @@ def require_real(name: str, value: object, *, low: float | None = None,
     require_in_range(name, float(value), low=low, high=high, low_open=low_open,
                      high_open=high_open)
     return float(value)
+
+
+def require_choice(name: str, value: object, choices: Iterable[object], *,
+                   also: str = "") -> None:
+    """Raise `ValueError` unless ``value`` is one of ``choices`` (listed in the message, in the
+    given order; ``also`` names what else is accepted, e.g. "or a JSON file")."""
+    options = list(choices)
+    try:
+        ok = value in options
+    except TypeError:  # a value that cannot be compared
+        ok = False
+    if not ok:
+        raise choice_error(name, value, options, also=also)
+
+
+def choice_error(name: str, value: object, choices: Iterable[object], *,
+                 also: str = "") -> ValueError:
+    """The `ValueError` of `require_choice`, for a caller that knows ``value`` is not a choice."""
+    tail = f" {also}" if also else ""
+    return ValueError(f"{name} must be one of {list(choices)}{tail}, got {value!r}")

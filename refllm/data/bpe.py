@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from refllm._io import write_bytes_atomically
-from refllm._validation import require_int
+from refllm._validation import require_choice, require_int
 from refllm.data.bpe_train import DEFAULT_PATTERN, TRAINERS, Pair, pretokenize, word_counts
 from refllm.data.tokenizer import check_ids, utf8
 
@@ -60,8 +60,7 @@ class BPETokenizer:
               pattern: str | None = DEFAULT_PATTERN) -> BPETokenizer:
         """Learn ``vocab_size - 256`` merges from ``text`` (fewer if no pair is left)."""
         require_int("vocab_size", vocab_size, low=256)
-        if method not in TRAINERS:
-            raise ValueError(f"method must be one of {sorted(TRAINERS)}, got {method!r}")
+        require_choice("method", method, sorted(TRAINERS))
         pattern = _check_pattern(pattern, "pattern")
         merges = TRAINERS[method](word_counts(text, pattern), vocab_size - 256)
         return cls(merges, pattern)

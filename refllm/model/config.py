@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from refllm._validation import require_bool, require_int, require_real
+from refllm._validation import require_bool, require_choice, require_int, require_real
 
 POSITIONS = ("learned", "rope")
 ATTENTIONS = ("fused", "reference", "flash")
@@ -64,9 +64,7 @@ class GPTConfig:
 
     def _check_choices(self) -> None:
         for name, allowed in (("positions", POSITIONS), ("attention", ATTENTIONS)):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+            require_choice(name, getattr(self, name), allowed)
         if self.attention == "flash" and self.dropout != 0.0:
             raise ValueError(f"attention='flash' has no attention dropout; dropout must be 0, got "
                              f"{self.dropout!r} (use attention='reference' or 'fused')")

@@ -40,6 +40,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from refllm._validation import require_choice
 from refllm.ops.multihead import BACKENDS, multi_head_attention
 
 
@@ -61,8 +62,7 @@ class MultiheadAttention(nn.Module):
                              f"({num_heads})")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        require_choice("backend", backend, BACKENDS)
         if backend == "flash" and dropout != 0.0:
             raise ValueError(f"backend='flash' has no attention dropout; dropout must be 0, got "
                              f"{dropout!r}")

@@ -16,6 +16,7 @@ from refllm._validation import (
     describe,
     require_bool,
     require_broadcastable,
+    require_choice,
     require_float,
     require_ndim,
     require_real,
@@ -106,8 +107,7 @@ def _check_options(dropout_p, is_causal, scale, enable_gqa, causal_alignment, ge
     require_real("dropout_p", dropout_p, low=0.0, high=1.0, high_open=True)
     if scale is not None:
         require_real("scale", scale)
-    if causal_alignment not in ALIGNMENTS:
-        raise ValueError(f"causal_alignment must be one of {ALIGNMENTS}, got {causal_alignment!r}")
+    require_choice("causal_alignment", causal_alignment, ALIGNMENTS)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {describe(generator)}")
 

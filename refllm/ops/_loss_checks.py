@@ -10,6 +10,7 @@ import torch
 
 from refllm._validation import (
     describe,
+    require_choice,
     require_float,
     require_int,
     require_ndim,
@@ -23,8 +24,7 @@ INDEX_DTYPES = (torch.int64, torch.uint8)  # PyTorch takes "Long or Byte" class 
 
 
 def check_reduction(reduction: object) -> None:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    require_choice("reduction", reduction, REDUCTIONS)
 
 
 def check_cross_entropy(input: object, target: object, weight: object, ignore_index: object,

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from refllm._validation import require_choice
+
 REDUCTIONS = ("mean", "sum", "none")
 """``reduction=`` of ``F.cross_entropy`` and ``F.mse_loss``; PyTorch's default first."""
 
@@ -27,7 +29,6 @@ def update_rule(kind: str, *, naive: bool = False) -> Callable[..., Any]:
     (its element-by-element twin with ``naive=True``); `ValueError` for an unknown kind."""
     from refllm.ops import optim_adam, optim_sgd
 
-    if kind not in OPTIMIZER_KINDS:
-        raise ValueError(f"optimizer kind must be one of {OPTIMIZER_KINDS}, got {kind!r}")
+    require_choice("optimizer kind", kind, OPTIMIZER_KINDS)
     module = optim_sgd if kind in ("gd", "sgd") else optim_adam
     return getattr(module, f"{kind}_naive" if naive else kind)

@@ -37,6 +37,7 @@ from jaxtyping import Float
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from refllm.ops._ieee import ieee_div
 from refllm.ops._loss_checks import check_cross_entropy, check_grad_output
 
 # ---------------------------------------------------------------------------------------------
@@ -58,13 +59,6 @@ def _log_softmax_row(row: list[float]) -> list[float]:
     m = max(row)
     log_s = math.log(sum(math.exp(v - m) for v in row))
     return [(v - m) - log_s for v in row]
-
-
-def _div(a: float, b: float) -> float:
-    """a / b with IEEE semantics (0 / 0 = nan, a / 0 = +-inf), as torch divides."""
-    if b != 0:
-        return a / b
-    return math.nan if a == 0 or math.isnan(a) else math.copysign(math.inf, a)
 
 
 def _target_row(target, n_classes: int, w: list[float], ignore_index: int,
@@ -108,7 +102,7 @@ def cross_entropy_naive(input: Float[Tensor, "b c *k"], target: Tensor,
     if reduction == "none":
         shape = _loss_shape(input)
         return torch.tensor(losses, dtype=input.dtype, device=input.device).reshape(shape)
-    total = math.fsum(losses) if reduction == "sum" else _div(math.fsum(losses), denom)
+    total = math.fsum(losses) if reduction == "sum" else ieee_div(math.fsum(losses), denom)
     return torch.tensor(total, dtype=input.dtype, device=input.device)
 
 
@@ -126,7 +120,7 @@ def cross_entropy_grad_naive(input: Float[Tensor, "b c *k"], target: Tensor,
         if skip:  # an ignored row: exactly zero, even when the mean divides by zero
             grads.append([0.0] * len(lp))
             continue
-        scale = _div(g_n, denom) if reduction == "mean" else g_n
+        scale = ieee_div(g_n, denom) if reduction == "mean" else g_n
         coef = sum(t)
         grads.append([(coef * math.exp(lp_j) - t_j) * scale for lp_j, t_j in zip(lp, t)])
     x = input.unsqueeze(0) if input.ndim == 1 else input

@@ -41,6 +41,7 @@ from einops import einsum, rearrange
 from jaxtyping import Float
 from torch import Tensor
 
+from refllm._validation import require_choice
 from refllm.ops._attention_args import SdpaArgs
 from refllm.ops._dropout import draw_keep_mask
 from refllm.ops._multihead_args import MhaArgs, check_mha_args
@@ -155,8 +156,7 @@ BACKENDS = ("fast", "flash")
 
 
 def _check_backend(backend: object, need_weights: bool) -> None:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    require_choice("backend", backend, BACKENDS)
     if backend == "flash" and need_weights:
         raise ValueError("backend='flash' computes no attention weights; pass need_weights=False "
                          "(or use backend='fast')")

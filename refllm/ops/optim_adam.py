@@ -39,6 +39,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from refllm.ops._ieee import ieee_div
 from refllm.ops.optim_sgd import (
     Params,
     State,
@@ -71,13 +72,6 @@ def _step_tensor(s: dict) -> Tensor:
     return step if isinstance(step, Tensor) else torch.tensor(float(step))
 
 
-def _div(a: float, b: float) -> float:
-    """a / b with IEEE semantics (0/0 = nan, x/0 = ±inf), as tensors divide."""
-    if b != 0:
-        return a / b
-    return math.nan if a == 0 or math.isnan(a) else math.copysign(math.inf, a) * math.copysign(1, b)
-
-
 def _adam_naive(params, grads, state, *, lr, betas, eps, weight_decay, amsgrad, maximize,
                 decoupled, convention):
     if convention not in ("pytorch", "paper"):
@@ -104,11 +98,11 @@ def _adam_naive(params, grads, state, *, lr, betas, eps, weight_decay, amsgrad, 
             v_max[i] = max(v_max[i], v[i])
             v_hat = v_max[i] if amsgrad else v[i]
             if convention == "pytorch":
-                theta[i] = theta[i] - lr / bias1 * _div(m[i], math.sqrt(v_hat) / math.sqrt(bias2)
-                                                         + eps)
+                denom = math.sqrt(v_hat) / math.sqrt(bias2) + eps
+                theta[i] = theta[i] - lr / bias1 * ieee_div(m[i], denom)
             else:
                 alpha_t = lr * math.sqrt(bias2) / bias1
-                theta[i] = theta[i] - alpha_t * _div(m[i], math.sqrt(v_hat) + eps)
+                theta[i] = theta[i] - alpha_t * ieee_div(m[i], math.sqrt(v_hat) + eps)
         new = dict(s, step=torch.tensor(t, dtype=step.dtype), exp_avg=_tensor(m, p),
                    exp_avg_sq=_tensor(v, p))
         if amsgrad:

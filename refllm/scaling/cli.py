@@ -34,6 +34,7 @@ import sys
 import time
 
 from refllm._io import read_jsonl
+from refllm._validation import choice_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +75,9 @@ def load_preset(text: str):
             return Preset(**d)
         except TypeError as exc:  # an unknown key, or a value of the wrong type
             raise ValueError(f"--preset {text!r}: {exc}") from None
-    raise ValueError(f"--preset must be one of {sorted(PRESETS)} or a JSON file, got {text!r}")
+    if path.suffix == ".json":
+        raise ValueError(f"--preset {text!r}: no such file")
+    raise choice_error("--preset", text, sorted(PRESETS), also="or a JSON file (.json)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from refllm._validation import require_int, require_real
+from refllm._validation import choice_error, require_int, require_real
 from refllm.scaling.fit import bootstrap as _bootstrap
 from refllm.scaling.fit._data import positive_finite, same_length
 from refllm.scaling.fit.laws import chinchilla_log_loss
@@ -68,7 +68,7 @@ def log_model(law: str, theta: np.ndarray, x: np.ndarray, d: np.ndarray | None =
                 raise ValueError("d: the chinchilla law needs the data sizes D, got None")
             return chinchilla_log_loss(lx, np.log(d), np.log(col[0]), np.log(col[1]),
                                        np.log(col[2]), col[3], col[4])
-    raise ValueError(f"law must be one of {sorted(PARAMS)}, got {law!r}")
+    raise choice_error("law", law, sorted(PARAMS))
 
 
 @dataclass

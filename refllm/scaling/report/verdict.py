@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from refllm._validation import require_choice
 from refllm.scaling.fit._data import positive_finite, same_length
 from refllm.scaling.fit.result import FitResult
 
@@ -125,8 +126,7 @@ def power_law_verdict(N: ArrayLike, L: ArrayLike, seeds: ArrayLike | None = None
     """Judge runs (one per point: size N, final loss L, seed id) by the rules above."""
     from refllm.scaling.fit import fit_power_law
 
-    if preset not in R2_MIN:
-        raise ValueError(f"preset must be one of {sorted(R2_MIN)}, got {preset!r}")
+    require_choice("preset", preset, sorted(R2_MIN))
     if holdout != "largest":
         raise ValueError(f"holdout must be 'largest', got {holdout!r}")
     n, loss, seeds_, bad = _inputs(N, L, seeds, diverged)

@@ -42,6 +42,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from refllm.scaling.sweep.shard import lpt
+
 K1, K2 = 2, 6
 
 
@@ -93,10 +95,8 @@ def time_step(config: Any, data: Any, k1: int = K1, k2: int = K2) -> float:
 
 def lpt_makespan(durations: list[float], workers: int) -> list[float]:
     """Load of each worker when jobs are handed out longest first to the least loaded worker."""
-    loads = [0.0] * workers
-    for d in sorted(durations, reverse=True):
-        loads[loads.index(min(loads))] += d
-    return loads
+    jobs = list(enumerate(durations))
+    return [sum(d for _, d in b) for b in lpt(jobs, workers, lambda j: j[1], lambda j: j[0])]
 
 
 def slowdown(workers: int, load: float | None, cores: int) -> float:

@@ -47,7 +47,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-from refllm._validation import require_int, require_real
+from refllm._validation import require_choice, require_int, require_real
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -108,8 +108,7 @@ class Preset:
         require_real("budget_s", self.budget_s, low=0.0, low_open=True)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {self.seeds!r}")
-        if self.verdict not in ("cpu", "gpu"):
-            raise ValueError(f"verdict must be 'cpu' or 'gpu', got {self.verdict!r}")
+        require_choice("verdict", self.verdict, ("cpu", "gpu"))
         if self.steps < 2:
             raise ValueError(f"tokens={self.tokens} gives {self.steps} steps of batch_size x "
                              f"seq_len = {self.batch_size * self.seq_len} tokens; need >= 2")
@@ -166,6 +165,5 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(name: str) -> Preset:
-    if name not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
+    require_choice("preset", name, sorted(PRESETS))
     return PRESETS[name]

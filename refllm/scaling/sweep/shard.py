@@ -15,7 +15,8 @@ run_id): a partition of the runs that every machine computes alike from the pres
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -46,13 +47,24 @@ def shard_from_env(env: dict[str, str] | None = None) -> tuple[int, int] | None:
     return parse_shard(f"{task - low}/{count}")
 
 
+T = TypeVar("T")
+
+
+def lpt(items: list[T], bins: int, cost: Callable[[T], float],
+        tie: Callable[[T], Any]) -> list[list[T]]:
+    """Longest processing time first (Graham 1969): each item, by decreasing cost (then by
+    ``tie``), goes to the least loaded bin (the first of equals). The one scheduler of the sweep:
+    runs onto shards here, run times onto workers for the estimate (`.budget`)."""
+    loads = [0.0] * bins
+    out: list[list[T]] = [[] for _ in range(bins)]
+    for item in sorted(items, key=lambda x: (-cost(x), tie(x))):
+        k = loads.index(min(loads))
+        loads[k] += cost(item)
+        out[k].append(item)
+    return out
+
+
 def shard_runs(runs: list[Any], index: int, count: int) -> list[Any]:
     """The runs of shard ``index`` of ``count`` (LPT on FLOPs; the same on every machine)."""
-    loads = [0.0] * count
-    mine = set()
-    for r in sorted(runs, key=lambda r: (-r.flops, r.run_id)):
-        k = loads.index(min(loads))
-        loads[k] += r.flops
-        if k == index:
-            mine.add(r.run_id)
+    mine = {r.run_id for r in lpt(runs, count, lambda r: r.flops, lambda r: r.run_id)[index]}
     return [r for r in runs if r.run_id in mine]
