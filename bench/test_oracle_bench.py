@@ -6,7 +6,7 @@ examples):
 
 * examples/s on the small sizes (``Contract(long_axes=False)``: no kernel-sized tier), 100
   examples, at the checks' default of one intra-op thread and, for SDPA and AdamW, also at two
-  (``threads=2``), to show which is faster; issue 13's targets: ``check_sdpa`` >= 60 examples/s,
+  (``threads=2``), to show which is faster; the targets: ``check_sdpa`` >= 60 examples/s,
   ``check_optimizer(AdamW)`` >= 20;
 * a whole default check: the call a user makes, ``check_x(op)`` with no option (40 examples, the
   fixed default calls, the kernel-sized tier included); target <= 15 s.

@@ -1,6 +1,6 @@
 """Cross-entropy of logits against a target class or a target distribution, and its gradient.
 
-The seed's equation, for one row of logits x over c classes and a target distribution y:
+The equation, for one row of logits x over c classes and a target distribution y:
 
     L = -sum_c y_c log p_c,        p = softmax(x),  log p_c = (x_c - m) - log sum_k exp(x_k - m)
 

@@ -1,6 +1,6 @@
 """Mean squared error between a prediction and a target of the same shape.
 
-The seed's equation, over the N elements of the prediction y_hat and the target y:
+The equation, over the N elements of the prediction y_hat and the target y:
 
     L = (1 / N) * sum_i (y_i - y_hat_i)^2
 

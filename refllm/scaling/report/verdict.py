@@ -1,4 +1,4 @@
-"""The verdict "loss follows a power law in N" for a ladder of runs (issue 11's rules, fixed here).
+"""The verdict "loss follows a power law in N" for a ladder of runs (its rules, fixed here).
 
 Rules, evaluated in order (thresholds are module constants, fixed before any run):
 

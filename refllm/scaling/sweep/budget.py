@@ -15,22 +15,18 @@ of S steps with a validation slice of V tokens then takes about
 2020, §2.1, C = 6 N per token for training against 2 N for the forward pass). The runs are packed
 onto the workers longest first (LPT scheduling, Graham 1969), whose makespan is the estimate.
 
-On a CPU shared with other work, the wall time of a few steps says little about a long run: the
-scheduler may favour a process that has just woken up (on 2 cores at a load average of 5-8, d96
-timed 97 ms a step in wall time and ran at 418 ms), or a burst of other work may slow the few
-timed steps tenfold. So on the CPU a step is timed in this process's CPU seconds (the work, which
-the load does not change), and scaled by the share of a core each of the W workers will get among
-the other work already there (l runnable tasks besides this one, on c cores):
+On a CPU shared with other work, the wall time of a few steps says little about a long run (the
+scheduler may favour a process that has just woken up, or a burst of other work may slow the few
+timed steps tenfold; measured cases in docs/scaling.md, "The budget"). So on the CPU a step is
+timed in this process's CPU seconds (the work, which the load does not change), and scaled by the
+share of a core each of the W workers will get among the other work already there (l runnable tasks
+besides this one, on c cores):
 
     slowdown = max(1, (l + W) / c)
 
 l is the median of the kernel's instantaneous count of runnable tasks (/proc/loadavg, fourth
 field), sampled while the steps are timed, less this process; the 1-minute load average is the
-fallback where /proc is missing. The average lags: just after ``pip install`` it still reads
-about 1 on an idle machine, which alone would add 50% to the estimate on 2 cores.
-On an idle machine the factor is 1. Measured on 2 cores: the cpu preset's steps cost 16 ms
-(d16) to 61 ms (d96) of CPU time, 185 s of work for the ladder on 2 workers (an idle run takes
-about 210 s); at a load of 6.9 the estimate is 812 s, and a sweep at loads of 5.3-8.3 took 1075 s.
+fallback where /proc is missing (it lags the load). On an idle machine the factor is 1.
 """
 
 from __future__ import annotations

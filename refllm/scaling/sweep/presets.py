@@ -10,31 +10,10 @@ A preset fixes everything but the width ``d`` (= d_model) and the seed. For widt
 Non-embedding parameters with tied embeddings and learned positions (Kaplan et al. 2020, Table 1,
 plus biases and LayerNorms): N = 12 d^2 L + 13 d L + 2 d.
 
-Why a fixed token budget and not a fixed tokens-per-parameter ratio: at this scale (6.6k-224k
-parameters, 2 cores) ladders with D = 10 N or a fixed number of steps starve the small models and
-bend away from a power law (R^2 0.95-0.97, held-out errors 7-18%, measured while planning issue 11);
-a fixed D for every size gives a clean law in N at that D (Kaplan's L(N) at fixed, ample D).
-
-Why lr ~ 1/d: the peak learning rate of Adam on hidden weights should fall as 1/width for the
-update to stay of the same size as the width grows (muP, Yang et al. 2022, "Tensor Programs V",
-Table 3), and measurement here agrees: the cpu recipe (2 layers, 2M tokens, seed 0, run by a plain
-nanoGPT-style loop of the same model and data) with
-lr = 4e-3 * sqrt(32/d) times m (final validation loss, nats/token):
-
-    m        0.5     1       2       4       8
-    d = 16   2.344   2.239   2.105   2.082   2.069
-    d = 96   1.848   1.695   1.596   1.602   1.966
-
-The best lr is about 0.045 (or more) at d = 16 and 0.005-0.009 at d = 96: a ratio of about 6-8
-for a 6x width ratio, so lr ~ 1/d, not 1/sqrt(d). lr = 0.018 * 32/d gives 0.036 at d = 16 and
-0.006 at d = 96, near both optima; it lowered every size's loss by 5-7% against the 1/sqrt(d)
-rule and the fit lost its curvature (docs/scaling.md, Results). Only the learning rate follows
-muP here: the model keeps GPT-2's standard parametrisation (init and output logits), which is
-the reference.
-
-The ``h200`` preset has not been run yet (no GPU in the session that wrote it): its sizes, token
-budget and budget are estimates, and the sweep times a few steps of every size before it starts
-and refuses a preset that cannot finish within ``budget_s``.
+Why a fixed token budget (every size the same D) and why lr ~ 1/d (muP's rule for Adam, Yang et
+al. 2022): the measurements that chose them are in docs/scaling.md, "The sweep". The ``h200``
+preset's sizes and budget are estimates until it runs on a GPU; the sweep times a few steps of
+every size before it starts and refuses a preset that cannot finish within ``budget_s``.
 
 >>> p = PRESETS["cpu"]
 >>> [p.n_head(d) for d in p.widths], p.steps, round(p.lr(32), 6)
