@@ -55,11 +55,14 @@ import json
 import os
 import pathlib
 import secrets
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 __all__ = ["write_atomically", "write_bytes_atomically", "write_text_atomically",
+           "write_folder_atomically",
            "remove_stale_temporaries", "fsync_folder", "append_jsonl", "read_jsonl",
            "RecordWriteError"]
 
@@ -94,6 +97,25 @@ def write_atomically(path: PathLike, write: Callable[[IO[bytes]], object], *,
             tmp.unlink()
     if sync_folder:
         fsync_folder(path.parent)
+    return path
+
+
+def write_folder_atomically(path: PathLike, fill: Callable[[str], object]) -> pathlib.Path:
+    """Call ``fill(tmp)`` on a new temporary folder beside ``path``, then rename it to ``path``.
+
+    For a whole folder written by another library (``save_pretrained``): a reader sees no folder
+    or the whole one. ``path`` must not exist or be an empty folder (a rename replaces only an
+    empty one); on failure the temporary folder is removed.
+    """
+    path = pathlib.Path(path)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                                        dir=path.parent))
+    try:
+        fill(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 

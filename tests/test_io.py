@@ -165,3 +165,22 @@ def test_a_full_disk_keeps_the_earlier_records_intact(tmp_path, monkeypatch):
         append_jsonl(path, {"kind": "run", "status": "ok"})
     monkeypatch.undo()
     assert path.read_bytes() == before
+
+
+def test_a_folder_is_written_whole_or_not_at_all(tmp_path):
+    from refllm._io import write_folder_atomically
+
+    def fill(folder):
+        (tmp_path / "seen").write_text(folder)
+        open(os.path.join(folder, "config.json"), "w").write("{}")
+
+    write_folder_atomically(tmp_path / "model", fill)
+    assert os.listdir(tmp_path / "model") == ["config.json"]
+
+    def fail(folder):
+        open(os.path.join(folder, "half"), "w").write("x")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        write_folder_atomically(tmp_path / "other", fail)
+    assert sorted(os.listdir(tmp_path)) == ["model", "seen"]

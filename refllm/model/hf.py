@@ -24,12 +24,11 @@ downloaded: :func:`load_gpt2` reads a local directory written by ``save_pretrain
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from typing import Any
 
 import torch
 
+from refllm._io import write_folder_atomically
 from refllm._validation import describe
 from refllm.model.config import GPTConfig
 from refllm.model.gpt import GPT
@@ -193,13 +192,7 @@ def save_gpt2(model: GPT, path: str | os.PathLike[str]) -> None:
         raise ValueError(f"path {directory!r} exists and is not an empty directory; choose a new "
                          f"one (save_gpt2 never overwrites)")
     hf = to_hf(model)
-    tmp = tempfile.mkdtemp(prefix=".tmp-gpt2-", dir=os.path.dirname(directory))
-    try:
-        hf.save_pretrained(tmp)
-        os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    write_folder_atomically(directory, hf.save_pretrained)
 
 
 __all__ = ["to_hf", "from_hf", "load_gpt2", "save_gpt2", "gpt2_config_to_refllm",

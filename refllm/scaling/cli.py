@@ -87,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     preset = load_preset(args.preset)
     out = pathlib.Path(args.out or f"runs/scaling-{preset.name}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file, not a folder: name a new or existing "
+                         f"folder for the records and the report")
     shard = sw.parse_shard(args.shard) if args.shard else sw.shard_from_env()
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")

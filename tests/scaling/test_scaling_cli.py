@@ -126,3 +126,10 @@ def test_the_command_plans_the_ladder_once(tmp_path, capsys, preset_file, quick_
     monkeypatch.setattr(sw, "plan", lambda preset: calls.append(1) or real(preset))
     main(["scaling", "--preset", str(path), "--out", str(tmp_path), "--no-progress"])
     assert len(calls) == 1
+
+
+def test_out_naming_a_file_is_a_usage_error(tmp_path, capsys):
+    out = tmp_path / "results.txt"
+    out.write_text("mine")
+    assert main(["scaling", "--out", str(out), "--report-only"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err and out.read_text() == "mine"
