@@ -13,18 +13,34 @@
 The ops, their own options (``--features``, ``--reductions``, ``--like``) and the demo's rows come
 from the op records, :mod:`refllm.testing.records`; ``refllm check`` does not need pytest.
 
-Exit status: 0 when every check agrees, 1 on a disagreement, 2 on a usage error (an unknown
-option, dtype, feature or reduction, an option the op does not take, a device this machine does
-not have, a target that cannot be imported), with one line on stderr, and 3 when the target
-refused every drawn input as unsupported (NotImplementedError, or a contract's errors): nothing
-was judged, so nothing passed.
+Exit status, the same for every subcommand (`EXIT`), so that a script can tell a result from a
+crash:
+
+    0    success: every check agrees, the run finished, the verdict passes
+    1    a negative result: a disagreement (a timeout included), a run that diverged, a verdict
+         that fails
+    2    a usage, input or environment error: an unknown option, dtype, feature or reduction, a
+         device this machine does not have, a target that cannot be imported, a bad config or
+         records file, a missing file, a full disk; one line on stderr (``refllm: error: ...``)
+    3    ``refllm check``: the target refused every drawn input as unsupported
+         (NotImplementedError, or a contract's errors): nothing was judged, so nothing passed
+    70   an internal error, a bug in refllm (EX_SOFTWARE): its traceback, then one line
+    130  interrupted (Ctrl-C): one line
+    141  the output pipe was closed (``refllm demo | head``): nothing on stderr; 128 + SIGPIPE,
+         what the shell reports for a program ended by a closed pipe, since nothing went wrong
+         with the input (not 2) and a script with ``pipefail`` sees the pipe, as for any tool
+
+A ValueError or OSError reaching the top is the user's input or environment (every input check in
+refllm raises ValueError, or TypeError converted at the command's parsing); anything else is a bug.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--threads", type=int, default=1,
                        help="intra-op threads during the check (default 1: the fastest on its "
                             "small examples)")
+    check.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                       help="seconds one example may take before it fails as timed out "
+                            "(default 60; 0: no timeout)")
     check.add_argument("--contract", default=None, metavar="module:name",
                        help="a refllm.testing.contract.Contract: draw only the inputs the target "
                             "supports; what it refuses is reported as unsupported")
@@ -91,6 +110,11 @@ def _add_subcommand(sub: Any, name: str, module: str, help_text: str) -> None:
     parser.set_defaults(_module=module)
 
 
+EXIT = {"ok": 0, "negative": 1, "usage": 2, "unsupported": 3, "internal": 70,
+        "interrupted": 130, "broken_pipe": 141}
+"""The exit statuses of every subcommand (the module docstring says what each means)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     try:
@@ -98,16 +122,48 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
     try:
-        if args.command == "demo":
-            return _demo(args)
-        if getattr(args, "_module", None):
-            import importlib
+        return _dispatch(args)
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT["broken_pipe"]
+    except KeyboardInterrupt:
+        print("refllm: interrupted", file=sys.stderr)
+        return EXIT["interrupted"]
+    except (ValueError, OSError) as exc:  # the input or the environment, not refllm
+        print(f"refllm: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT["usage"]
+    except Exception as exc:  # a bug: keep everything needed to find it
+        traceback.print_exc()
+        print(f"refllm: internal error (a bug in refllm, please report it): "
+              f"{type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        return EXIT["internal"]
 
-            return int(importlib.import_module(args._module).run(args))
-        return _check(args)
-    except ValueError as exc:  # an unimportable target, an unknown feature or dtype
-        print(f"refllm: error: {exc}", file=sys.stderr)
-        return 2
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        return _demo(args)
+    if getattr(args, "_module", None):
+        import importlib
+
+        return int(importlib.import_module(args._module).run(args))
+    return _check(args)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in text:
+        text += f": {exc.filename!r}"
+    return text
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe: point stdout at /dev/null so the interpreter's last flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -117,6 +173,7 @@ def _check(args: argparse.Namespace) -> int:
     record = RECORDS[args.op]
     options = CheckOptions(dtype=args.dtype, device=args.device, examples=args.examples,
                            seed=args.seed, threads=args.threads, contract=args.contract,
+                           timeout=args.timeout,
                            choices={k: getattr(args, k) for k in choice_keywords()})
     kwargs = options.kwargs(record)  # every bad option refused before the target is imported
     load(args.target)  # fail early, with the reason, when the target cannot be imported

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import torch
+
     from refllm.testing.records import OpRecord
 
 DTYPES = {
@@ -32,7 +34,7 @@ DTYPES = {
 """The dtype names the CLI and the plugin accept (case-insensitive, ``torch.`` prefix allowed)."""
 
 
-def parse_dtype(name: Any) -> Any:
+def parse_dtype(name: Any) -> torch.dtype:
     """``torch.<dtype>`` for a name such as ``"bf16"`` (a ``torch.dtype`` passes through);
     `ValueError` for an unknown name."""
     import torch
@@ -92,7 +94,8 @@ class CheckOptions:
 
     ``dtype`` is a name (``"bf16"``) or a ``torch.dtype``, None for the check's own default;
     ``examples`` None for the default count (`refllm.testing.settings.default_examples`);
-    ``threads`` None leaves the caller's thread count alone; ``contract`` is a
+    ``threads`` None leaves the caller's thread count alone; ``timeout`` the seconds one example
+    may take (None: the checks' default, 60; 0: no timeout); ``contract`` is a
     `refllm.testing.contract.Contract` or the ``"module:name"`` of one (None: PyTorch's whole
     contract); ``choices`` maps an op option's keyword (``"features"``, ``"reductions"``,
     ``"like"``) to the names chosen, None or absent for the check's default.
@@ -103,6 +106,7 @@ class CheckOptions:
     examples: int | None = None
     seed: int | None = None
     threads: int | None = 1
+    timeout: float | None = None  # None: the check's default; 0: no timeout
     contract: Any = None
     choices: Mapping[str, str | tuple[str, ...] | None] = dataclasses.field(default_factory=dict)
 
@@ -133,6 +137,14 @@ class CheckOptions:
                 except (TypeError, ValueError) as exc:
                     raise ValueError(f"{flag.format(name)}: {exc}") from None
         out.update(examples=self.examples, seed=self.seed, threads=self.threads)
+        if self.timeout is not None:
+            import math
+
+            if not isinstance(self.timeout, (int, float)) or not math.isfinite(self.timeout) \
+                    or self.timeout < 0:
+                raise ValueError(f"{flag.format('timeout')}: seconds >= 0 (0: no timeout), got "
+                                 f"{self.timeout!r}")
+            out["timeout"] = float(self.timeout) or None
         out.update(record.choice_kwargs(self.choices, flag=choice_flag or flag))
         if self.contract is not None:
             where = (choice_flag or flag).format("contract")

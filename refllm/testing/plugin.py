@@ -12,7 +12,8 @@ Options (all optional), one set per op record (:mod:`refllm.testing.records`):
 of them ``--refllm-dtype=float32`` (float64, float32, bfloat16, float16 or bf16, fp16, ...),
 ``--refllm-device=cpu``, ``--refllm-examples=N`` (default 40, as for the checks: see
 :mod:`refllm.testing.settings`), ``--refllm-seed=N`` (which fixes the drawn examples) and
-``--refllm-threads=N``. A bad value (an unknown dtype or feature, a device this machine lacks, a
+``--refllm-threads=N`` and ``--refllm-timeout=SECONDS`` (per example; 0: none). A bad value
+(an unknown dtype or feature, a device this machine lacks, a
 target that cannot be imported) stops the run as a usage error before any test runs.
 
 The ``refllm_oracle`` fixture runs a check; a target given in the call wins over the option::
@@ -62,6 +63,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--refllm-threads", default=1, type=int,
                     help="intra-op threads during a check (default 1: the fastest on its small "
                          "examples; the caller's setting is restored after)")
+    group.addoption("--refllm-timeout", default=None, type=float,
+                    help="seconds one example may take before it fails as timed out (default "
+                         "60; 0: no timeout)")
 
 
 def check_options(config: pytest.Config, record: OpRecord) -> CheckOptions:
@@ -70,6 +74,7 @@ def check_options(config: pytest.Config, record: OpRecord) -> CheckOptions:
         dtype=config.getoption("--refllm-dtype"), device=config.getoption("--refllm-device"),
         examples=config.getoption("--refllm-examples"), seed=config.getoption("--refllm-seed"),
         threads=config.getoption("--refllm-threads"),
+        timeout=config.getoption("--refllm-timeout"),
         contract=config.getoption(f"--refllm-{record.name}-contract", None),
         choices={c.keyword: config.getoption(f"--refllm-{record.name}-{c.keyword}", None)
                  for c in record.choices})  # None: a record added after pytest started

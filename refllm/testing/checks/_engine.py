@@ -32,6 +32,8 @@ import contextvars
 import dataclasses
 import importlib
 import logging
+import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
@@ -42,7 +44,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky, Unsatisfiable
 
-from refllm._validation import require_int
+from refllm._validation import require_int, require_real
 from refllm.testing.checks.policy import Verdict
 from refllm.testing.checks.report import (
     Discrepancy,
@@ -134,7 +136,7 @@ def resolve(target: Any, argument: str = "the checked implementation") -> tuple[
     tensor) is a `TypeError` naming what was passed, before any example runs.
     """
     if isinstance(target, str):
-        obj = load(target)
+        obj = load(target, callable_only=False)
         if not callable(obj):
             raise TypeError(f"{argument} {target!r} must name a function or class, got "
                             f"{type(obj).__name__}")
@@ -156,19 +158,38 @@ def _name_of(target: Any) -> str:
     return ""
 
 
-def load(spec: str) -> Any:
-    """Import ``"package.module:attr.path"``; `ValueError` with a clear message when impossible."""
-    if ":" not in spec:
+def load(spec: str, *, callable_only: bool = True) -> Any:
+    """Import ``"package.module:attr.path"``; `ValueError` with a clear message when impossible.
+
+    The current folder is searched first, as ``python -m`` does (a console script's ``sys.path``
+    lacks it), so ``refllm check sdpa mykernel:attn`` finds ``./mykernel.py``. A module that
+    exits while it is imported (``sys.exit()`` at its top level, say) or raises is a usage error
+    naming it, never an exit status of its own (``sys.exit(0)`` would read as a pass). The
+    target must be callable (a function, or a class such as an optimizer's).
+    """
+    if not isinstance(spec, str) or ":" not in spec:
         raise ValueError(f"target must be written 'module:name', got {spec!r}")
     mod, _, qual = spec.partition(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(mod)
+    except SystemExit as exc:
+        raise ValueError(f"module {mod!r} of target {spec!r} exited while it was imported "
+                         f"(SystemExit({exc.code!r})): a target module must import without "
+                         f"exiting (put its script part under if __name__ == '__main__')"
+                         ) from None
     except Exception as exc:  # an import error, or an error raised while importing
-        raise ValueError(f"cannot import module {mod!r} of target {spec!r}: {exc}") from exc
+        raise ValueError(f"cannot import module {mod!r} of target {spec!r}: "
+                         f"{type(exc).__name__}: {exc}") from exc
     try:
-        return _getattr_path(module, qual)
+        obj = _getattr_path(module, qual)
     except AttributeError as exc:
         raise ValueError(f"module {mod!r} has no attribute {qual!r} (target {spec!r})") from exc
+    if callable_only and not callable(obj):
+        raise ValueError(f"target {spec!r} is a {type(obj).__name__}, not a function or class "
+                         f"(callable) to check")
+    return obj
 
 
 def _getattr_path(obj: Any, path: str) -> Any:
@@ -190,9 +211,64 @@ def import_lines(name: str, alias: str = "fn", obj: Any = None) -> str:
     return f"from {mod} import {qual} as {alias}"
 
 
+DEFAULT_TIMEOUT = 60.0
+"""Seconds one example may take (the target's call and its judgement) before it is a failure,
+"timed out"; far above what a kernel-sized example costs on one CPU thread (about a second)."""
+TIMEOUT_SHRINKS = 2
+"""Timed-out shrinking attempts after the first timeout before the input found is reported as it
+is: each attempt costs the whole timeout."""
+
+
+class _TimedOut(BaseException):
+    """Raised into the target by the alarm (a BaseException: no ``except Exception`` in a target
+    or in a judge swallows it)."""
+
+
+class _StopShrinking(BaseException):
+    """Ends the search: shrinking a hanging input further would cost a timeout per attempt."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Raise `_TimedOut` in this thread after ``seconds`` (SIGALRM, a real-time interval timer).
+
+    Only the main thread of a Unix process can take signals; elsewhere (a check run from a worker
+    thread, or on Windows) there is no timeout, and an `OracleWarning` says so once per check.
+    The alarm interrupts Python code; a C or CUDA kernel that never returns to the interpreter
+    is interrupted only when it does. The previous handler and timer are restored.
+    """
+    import signal
+    import threading
+
+    usable = (seconds is not None and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def alarm(signum: int, frame: Any) -> None:
+        raise _TimedOut()
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0.0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _timeout_possible() -> bool:
+    import signal
+    import threading
+
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
 def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | None,
         seed: int | None, raise_on_failure: bool, features: tuple[str, ...] = (),
-        threads: int | None = DEFAULT_THREADS) -> Report:
+        threads: int | None = DEFAULT_THREADS,
+        timeout: float | None = DEFAULT_TIMEOUT) -> Report:
     """Search for a disagreement; return (or raise, as `OracleFailure`) the `Report`.
 
     The search runs at ``threads`` intra-op threads (`intra_op_threads`). An example the target
@@ -200,8 +276,15 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
     counted as unsupported, not judged, and the search goes on; a check in which every example
     was refused fails as "unsupported". A compiled target that Dynamo silently sent back to eager
     (its recompile limit hit) is named in the report's warnings and as an `OracleWarning`.
+
+    ``timeout``: seconds one example may take (`deadline`; None: no limit). An example that takes
+    longer fails as "finishes in time" and is shrunk like any failure, but after the first
+    timeout at most `TIMEOUT_SHRINKS` more timed-out attempts are made: the report then gives the
+    smallest input that timed out so far and says it was not shrunk further.
     """
     require_device(device)
+    if timeout is not None:
+        require_real("timeout", timeout, low=0.0, low_open=True)
     report = Report(op=spec.op, target=target, dtype=dtype, device=str(device), seed=seed,
                     features=tuple(features))
     fixed = _fixed.get()
@@ -216,12 +299,21 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
                              "unsupported": 0, "refusal": "", "gave_up": False}
 
     give_up_after = max(20, 2 * (examples or default_examples()))
+    timeouts = 0
 
     def search(drawn: Any) -> None:
+        nonlocal timeouts
         if state["gave_up"]:
             raise _AllRefused()
         try:
-            outcomes = spec.evaluate(drawn)
+            with deadline(timeout):
+                outcomes = spec.evaluate(drawn)
+        except _TimedOut:
+            timeouts += 1
+            outcomes = [Outcome(TIMED_OUT, False, f"timed out on this input: the call did not "
+                                                  f"return within the timeout of {timeout:g} s")]
+            if timeouts > TIMEOUT_SHRINKS:  # the input kept from the last timeout is reported
+                raise _StopShrinking() from None
         except _Unsupported as exc:
             if not state["failed_once"]:
                 state["unsupported"] += 1
@@ -255,6 +347,9 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
             test()
     except _Disagreement:
         pass
+    except _StopShrinking:
+        report.note = (f"the input timed out; shrinking stopped after {TIMEOUT_SHRINKS + 1} "
+                       f"timeouts (each attempt costs {timeout:g} s), so it may not be minimal")
     except (Unsatisfiable, _AllRefused):
         pass  # every drawn example was refused: reported as unsupported below
     except Flaky as exc:
@@ -265,6 +360,9 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
     report.unsupported = state["unsupported"]
     report.unsupported_example = state["refusal"]
     report.properties = list(rows.values())
+    if timeout is not None and not _timeout_possible():
+        fallbacks.append(f"no per-example timeout: signals reach only the main thread of a "
+                         f"Unix process (timeout={timeout:g} s was asked)")
     for message in fallbacks:
         report.warnings.append(message)
         warnings.warn(message, OracleWarning, stacklevel=3)
@@ -278,6 +376,10 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
     if raise_on_failure and not report.passed:
         raise OracleFailure(report)
     return report
+
+
+TIMED_OUT = "finishes in time"
+"""The property of an example that did not return within the timeout."""
 
 
 def _judge_one(spec: Spec, drawn: Any, report: Report) -> None:

@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 
 from refllm.testing.checks._engine import (
     DEFAULT_THREADS,
+    DEFAULT_TIMEOUT,
     Outcome,
     call_guarded,
     describe_exception,
@@ -45,6 +46,7 @@ from refllm.testing.checks._engine import (
 from refllm.testing.checks.policy import Verdict, compare
 from refllm.testing.checks.report import Report
 from refllm.testing.kv_adapters import ForwardFn, KVDecoder, as_decoder
+from refllm.testing.options import parse_dtype
 from refllm.testing.strategies.kv_cache import MAX_LEN, KVProblem, kv_problems
 
 PROPERTIES = ["raises on valid input", "logits shape", "incremental logits"]
@@ -153,10 +155,11 @@ print(error)
 def check_kv_cache(model_or_step_fn: Any, *, forward: ForwardFn | None = None,
                    vocab_size: int | None = None, n_ctx: int | None = None,
                    new_cache: Callable[[], Any] | None = None,
-                   dtype: torch.dtype = torch.float64, device: str = "cpu",
+                   dtype: torch.dtype | str = torch.float64, device: str = "cpu",
                    examples: int | None = None, seed: int | None = None,
                    max_len: int = MAX_LEN, raise_on_failure: bool = True,
-                   threads: int | None = DEFAULT_THREADS) -> Report:
+                   threads: int | None = DEFAULT_THREADS,
+                   timeout: float | None = DEFAULT_TIMEOUT) -> Report:
     """Check that cached incremental decoding gives the full forward's logits.
 
     ``model_or_step_fn``: a refllm GPT (or any module with ``forward(ids, *, attention_mask,
@@ -168,6 +171,7 @@ def check_kv_cache(model_or_step_fn: Any, *, forward: ForwardFn | None = None,
     eval-mode copy in ``dtype`` on ``device``. ``max_len``: the longest sequence drawn (capped by
     n_ctx). The rest as in `check_sdpa`.
     """
+    dtype = parse_dtype(dtype)  # "bf16", "float32", torch.float32: as the CLI
     target_obj, name = resolve(model_or_step_fn, "model_or_step_fn")
     reference = None
     if isinstance(target_obj, torch.nn.Module):
@@ -184,7 +188,7 @@ def check_kv_cache(model_or_step_fn: Any, *, forward: ForwardFn | None = None,
                        dtype=dtype, device=device, max_len=max_len)
     return run(spec, target=name or decoder.name or repr(model_or_step_fn), dtype=dtype,
                device=device, examples=examples, seed=seed, raise_on_failure=raise_on_failure,
-               threads=threads)
+               threads=threads, timeout=timeout)
 
 
 __all__ = ["check_kv_cache", "KVCacheSpec", "PROPERTIES", "Verdict"]

@@ -25,12 +25,13 @@ import torch
 
 from refllm.ops.choices import REDUCTIONS as _REDUCTIONS
 from refllm.testing.case import Case
-from refllm.testing.checks._engine import DEFAULT_THREADS, resolve, run
+from refllm.testing.checks._engine import DEFAULT_THREADS, DEFAULT_TIMEOUT, resolve, run
 from refllm.testing.checks._function import OVERFLOW, FunctionSpec
 from refllm.testing.checks.error_bounds import gamma
 from refllm.testing.checks.report import Report
 from refllm.testing.checks.sdpa import features_of
 from refllm.testing.contract import Contract, apply
+from refllm.testing.options import parse_dtype
 from refllm.testing.tolerances import LOW_PRECISION_NOISE_FACTOR
 
 CROSS_ENTROPY_FEATURES = ("k_dims", "index_targets", "prob_targets", "weights", "ignore_index",
@@ -109,13 +110,14 @@ def _log_prob_magnitude(case: Case, w: float) -> float:
     return w * float(torch.log_softmax(x, dim=dim).abs().nan_to_num(0.0, 0.0, 0.0).sum())
 
 
-def check_cross_entropy(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float32,
+def check_cross_entropy(fn: Callable[..., Any] | str, *, dtype: torch.dtype | str = torch.float32,
                         device: str = "cpu", examples: int | None = None,
                         features: Iterable[str] | None = None,
                         reductions: Sequence[str] = REDUCTIONS, grads: bool = True,
                         seed: int | None = None, max_size: int = 6, naive: bool = False,
                         raise_on_failure: bool = True,
                         threads: int | None = DEFAULT_THREADS,
+                        timeout: float | None = DEFAULT_TIMEOUT,
                         contract: Contract | None = None) -> Report:
     """Check ``fn`` (or ``"module:name"``) against refllm's cross-entropy.
 
@@ -125,6 +127,7 @@ def check_cross_entropy(fn: Callable[..., Any] | str, *, dtype: torch.dtype = to
     kernel's vocabulary sizes, ``dtypes``, ``long_axes``, ``budget``, ``unsupported``). The other
     parameters are those of `refllm.testing.checks.check_sdpa`.
     """
+    dtype = parse_dtype(dtype)  # "bf16", "float32", torch.float32: as the CLI
     from refllm.ops.cross_entropy import cross_entropy, cross_entropy_naive
     from refllm.testing.strategies.losses import (
         cross_entropy_cases,
@@ -150,14 +153,16 @@ def check_cross_entropy(fn: Callable[..., Any] | str, *, dtype: torch.dtype = to
     )
     spec.unsupported = c.unsupported
     return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
-               seed=seed, raise_on_failure=raise_on_failure, threads=threads, features=chosen)
+               seed=seed, raise_on_failure=raise_on_failure, threads=threads, timeout=timeout,
+               features=chosen)
 
 
-def check_mse(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float32,
+def check_mse(fn: Callable[..., Any] | str, *, dtype: torch.dtype | str = torch.float32,
               device: str = "cpu", examples: int | None = None,
               reductions: Sequence[str] = REDUCTIONS, grads: bool = True, seed: int | None = None,
               max_size: int = 6, naive: bool = False, raise_on_failure: bool = True,
-              threads: int | None = DEFAULT_THREADS, contract: Contract | None = None) -> Report:
+              threads: int | None = DEFAULT_THREADS,
+              timeout: float | None = DEFAULT_TIMEOUT, contract: Contract | None = None) -> Report:
     """Check ``fn`` (or ``"module:name"``) against refllm's mean squared error.
 
     Gradients are compared wrt both ``input`` and ``target``; ``reductions`` picks the reductions
@@ -165,6 +170,7 @@ def check_mse(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float3
     ``dtypes``, ``long_axes``, ``budget``, ``unsupported``). The other parameters are those of
     `refllm.testing.checks.check_sdpa`.
     """
+    dtype = parse_dtype(dtype)  # "bf16", "float32", torch.float32: as the CLI
     from refllm.ops.mse import mse_loss, mse_loss_naive
     from refllm.testing.strategies.losses import mse_cases, mse_default_calls
 
@@ -184,5 +190,5 @@ def check_mse(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float3
     )
     spec.unsupported = c.unsupported
     return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
-               seed=seed, raise_on_failure=raise_on_failure, threads=threads,
+               seed=seed, raise_on_failure=raise_on_failure, threads=threads, timeout=timeout,
                features=tuple(reductions))

@@ -46,6 +46,7 @@ from hypothesis import strategies as st
 from refllm.testing.case import to_source
 from refllm.testing.checks._engine import (
     DEFAULT_THREADS,
+    DEFAULT_TIMEOUT,
     Outcome,
     call_guarded,
     describe_exception,
@@ -58,6 +59,7 @@ from refllm.testing.checks._gradients import gradients
 from refllm.testing.checks.report import Report
 from refllm.testing.checks.sdpa import features_of
 from refllm.testing.contract import Contract, apply
+from refllm.testing.options import parse_dtype
 from refllm.testing.tolerances import LOW_PRECISION_GRAD_FACTOR
 
 MULTIHEAD_FEATURES = ("kdim_vdim", "bias", "add_bias_kv", "add_zero_attn", "key_padding_mask",
@@ -281,12 +283,13 @@ print(max_abs_error)
 
 
 def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
-                              dtype: torch.dtype = torch.float32, device: str = "cpu",
+                              dtype: torch.dtype | str = torch.float32, device: str = "cpu",
                               examples: int | None = None,
                               features: Iterable[str] | None = None, grads: bool = True,
                               seed: int | None = None, max_size: int = 6,
                               raise_on_failure: bool = True,
                               threads: int | None = DEFAULT_THREADS,
+                              timeout: float | None = DEFAULT_TIMEOUT,
                               contract: Contract | None = None) -> Report:
     """Check a ``torch.nn.MultiheadAttention``-compatible class (or ``"module:Class"``).
 
@@ -300,6 +303,7 @@ def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
     ``unsupported``). The other parameters are those of `refllm.testing.checks.check_sdpa`;
     ``seed`` fixes the drawn examples.
     """
+    dtype = parse_dtype(dtype)  # "bf16", "float32", torch.float32: as the CLI
     from refllm.testing.strategies.multihead import multihead_cases, multihead_default_calls
 
     chosen = features_of(DEFAULT_MULTIHEAD_FEATURES if features is None else features,
@@ -343,7 +347,8 @@ def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
     if not grads:
         spec.properties = [p for p in spec.properties if not p.startswith("grad")]
     return run(spec, target=target or repr(cls), dtype=dtype, device=device, examples=examples,
-               seed=seed, raise_on_failure=raise_on_failure, threads=threads, features=chosen)
+               seed=seed, raise_on_failure=raise_on_failure, threads=threads, timeout=timeout,
+               features=chosen)
 
 
 __all__ = ["DEFAULT_MULTIHEAD_FEATURES", "MULTIHEAD_FEATURES", "check_multihead_attention"]

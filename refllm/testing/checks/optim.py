@@ -34,6 +34,7 @@ from refllm.ops.choices import OPTIMIZER_KINDS
 from refllm.testing.case import to_source
 from refllm.testing.checks._engine import (
     DEFAULT_THREADS,
+    DEFAULT_TIMEOUT,
     Outcome,
     call_guarded,
     describe_exception,
@@ -45,6 +46,7 @@ from refllm.testing.checks.optim_error_bounds import optimizer_error_bounds
 from refllm.testing.checks.policy import LOW_PRECISION, Verdict, compare
 from refllm.testing.checks.report import Report
 from refllm.testing.contract import Contract, apply
+from refllm.testing.options import parse_dtype
 from refllm.testing.tolerances import ERROR_BOUND_FACTOR, tolerance
 
 LIKES = OPTIMIZER_KINDS  # one list: refllm.ops.choices
@@ -234,10 +236,11 @@ print("largest error:", worst, max_abs_error[worst])
 
 
 def check_optimizer(cls: Callable[..., torch.optim.Optimizer] | str, *, like: str = "adamw",
-                    dtype: torch.dtype = torch.float32, device: str = "cpu",
+                    dtype: torch.dtype | str = torch.float32, device: str = "cpu",
                     examples: int | None = None, seed: int | None = None,
                     steps: tuple[int, int] = (1, 25), raise_on_failure: bool = True,
                     threads: int | None = DEFAULT_THREADS,
+                    timeout: float | None = DEFAULT_TIMEOUT,
                     contract: Contract | None = None, **hyper: Any) -> Report:
     """Check an optimizer class (or ``"module:Class"``) against refllm's ``like`` update rule.
 
@@ -249,6 +252,7 @@ def check_optimizer(cls: Callable[..., torch.optim.Optimizer] | str, *, like: st
     ``none_grads``: draw parameters whose grad is None; ``sizes={"numel": (lo, hi)}``,
     ``dtypes``, ``long_axes``, ``budget``, ``unsupported``). The rest as in `check_sdpa`.
     """
+    dtype = parse_dtype(dtype)  # "bf16", "float32", torch.float32: as the CLI
     from refllm.testing.strategies.optim import optimizer_default_problems, optimizer_problems
 
     if like not in LIKES:
@@ -266,7 +270,8 @@ def check_optimizer(cls: Callable[..., torch.optim.Optimizer] | str, *, like: st
                                                              long=c.long_axes, budget=c.budget),
                          params_only=c.params_only, unsupported=c.unsupported)
     return run(spec, target=target or repr(impl), dtype=dtype, device=device, examples=examples,
-               seed=seed, raise_on_failure=raise_on_failure, threads=threads, features=(like,))
+               seed=seed, raise_on_failure=raise_on_failure, threads=threads, timeout=timeout,
+               features=(like,))
 
 
 __all__ = ["LIKES", "check_optimizer", "to_source"]

@@ -24,11 +24,12 @@ from typing import Any
 import torch
 
 from refllm.testing.case import Case
-from refllm.testing.checks._engine import DEFAULT_THREADS, resolve, run
+from refllm.testing.checks._engine import DEFAULT_THREADS, DEFAULT_TIMEOUT, resolve, run
 from refllm.testing.checks._function import FunctionSpec
 from refllm.testing.checks.error_bounds import sdpa_error_bounds
 from refllm.testing.checks.report import Report
 from refllm.testing.contract import Contract, apply
+from refllm.testing.options import parse_dtype
 from refllm.testing.tolerances import LOW_PRECISION_NOISE_FACTOR
 
 SDPA_FEATURES = ("masks", "causal", "gqa", "scale", "large_logits", "non_contiguous",
@@ -78,12 +79,13 @@ def _amax(x: torch.Tensor) -> float:
     return float(x.abs().max()) if x.numel() else 0.0
 
 
-def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float32,
+def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype | str = torch.float32,
                device: str = "cpu", examples: int | None = None,
                features: Iterable[str] | None = None, grads: bool = True,
                seed: int | None = None, max_size: int = 6, naive: bool = False,
                raise_on_failure: bool = True,
                threads: int | None = DEFAULT_THREADS,
+               timeout: float | None = DEFAULT_TIMEOUT,
                contract: Contract | None = None) -> Report:
     """Check ``fn`` (or ``"module:name"``) against refllm's scaled dot-product attention.
 
@@ -104,6 +106,7 @@ def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float
             (layout, head dims, masks, causal, sizes, ...) and report what it refuses with one
             of ``contract.unsupported`` as unsupported; it narrows ``features`` further.
     """
+    dtype = parse_dtype(dtype)  # "bf16", "float32", torch.float32: as the CLI
     from refllm.ops import attention
     from refllm.testing.strategies.attention import sdpa_cases, sdpa_default_calls
 
@@ -132,7 +135,8 @@ def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype = torch.float
     )
     spec.unsupported = c.unsupported
     return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
-               seed=seed, raise_on_failure=raise_on_failure, threads=threads, features=chosen)
+               seed=seed, raise_on_failure=raise_on_failure, threads=threads, timeout=timeout,
+               features=chosen)
 
 
 def bthd_reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
