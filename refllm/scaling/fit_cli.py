@@ -101,6 +101,7 @@ def _write_json(path: pathlib.Path, data: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from refllm.scaling.fit import fit_chinchilla, fit_power_law
+    from refllm.scaling.fit.result import E_COLLAPSE_FRACTION
 
     path = pathlib.Path(args.path)
     if not path.is_file():
@@ -133,7 +134,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     print(f"{path}: {fit.n_points} runs")
     print(fit.table())
-    if any(fit.on_bound.values()):
+    if fit.collapsed:
+        print(f"warning: {', '.join(fit.collapsed)} collapsed ({fit.params['E']:.4g}, below "
+              f"{E_COLLAPSE_FRACTION:.0%} of the smallest loss or on its bound): these runs do not "
+              f"determine it, and predictions beyond them are optimistic; add runs where the "
+              f"loss flattens, or fit with --pure and say so")
+    elif any(fit.on_bound.values()):
         print("note: a parameter on its bound (" + ", ".join(k for k, v in fit.on_bound.items()
                                                             if v) + "): read its CI with care")
     if args.json is not None:

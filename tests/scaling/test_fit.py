@@ -160,7 +160,7 @@ def test_a_result_reports_bounds_and_serialises(tmp_path):
     fit = fit_power_law(n, bent, bootstrap=200)
     assert fit.on_bound["E"] and fit.params["E"] == 0.0
     assert all(np.isfinite(v) for v in fit.params.values())
-    assert "(on bound)" in fit.table()
+    assert "(on bound" in fit.table() and fit.collapsed == ("E",)
     data = json.loads(json.dumps(fit.to_dict()))
     assert data["params"]["alpha"] == fit.params["alpha"] and data["bootstrap"] == 200
 

@@ -74,3 +74,26 @@ def test_isoflop_recovers_the_exponent_and_refuses_a_curve_without_an_interior_m
 def test_bad_data_gives_a_clear_error(args, match):
     with pytest.raises(ValueError, match=match):
         fit_chinchilla(*args, bootstrap=0)
+
+
+def test_an_e_the_data_do_not_determine_is_reported_collapsed():
+    """Runs with no floor in sight (a pure power law in N and D): E is fitted in log space, so it
+    nears 0 without touching its bound; it is still reported as collapsed."""
+    n, d = np.repeat(np.geomspace(1e6, 1e8, 5), 3), np.tile([1e8, 1e9, 1e10], 5)
+    loss = 406.4 / n**0.34 + 410.7 / d**0.28
+    fit = fit_chinchilla(n, d, loss, bootstrap=0)
+    assert fit.params["E"] < 0.02 * loss.min() and fit.collapsed == ("E",)
+    assert "collapsed: undetermined by these data" in fit.table()
+    assert fit.to_dict()["collapsed"] == ["E"]
+    healthy = fit_chinchilla(n, d, 1.69 + loss, bootstrap=0)
+    assert healthy.collapsed == () and "collapsed" not in healthy.table()
+
+
+def test_refllm_fit_warns_when_e_collapsed(tmp_path, capsys):
+    from refllm.cli import main
+
+    n = np.geomspace(1e4, 1e6, 6)
+    csv = tmp_path / "runs.csv"
+    csv.write_text("N,loss\n" + "".join(f"{a},{40 * a**-0.3}\n" for a in n))
+    assert main(["fit", str(csv), "--bootstrap", "0"]) == 0
+    assert "warning: E collapsed" in capsys.readouterr().out

@@ -16,6 +16,11 @@ LOSSES = [(2.2390, 2.2548), (2.1165, 2.0907), (2.0035, 2.0336), (1.8899, 1.9153)
           (1.7991, 1.7872), (1.6954, 1.6790)]
 
 
+# the committed cpu ladder (results/scaling-cpu/records.jsonl, rounded): its fit has E = 1.28
+COMMITTED = [(2.0764, 2.0841), (1.9252, 1.9184), (1.8313, 1.8238), (1.7231, 1.7183),
+             (1.6564, 1.6505), (1.5774, 1.5789)]
+
+
 def _n(d, n_layer=2):
     return 12 * d * d * n_layer + 13 * d * n_layer + 2 * d
 
@@ -42,8 +47,16 @@ def test_the_size_table_gives_seed_means_and_spreads_by_hand():
     assert "2.2469" in table and "0.70%" in table and "223,872" in table
 
 
+def test_a_ladder_that_leaves_e_undetermined_fails_the_verdict_and_says_why():
+    report = rp.build_report(_records(), bootstrap=200)  # an early recipe: E fits to 0
+    rule = report.verdict.rule("E determined")
+    assert not rule.passed and "collapsed" in rule.value and not report.passed
+    assert "collapsed: undetermined by these data" in report.verdict.fit.table()
+    assert [r.name for r in report.verdict.rules if not r.passed] == ["E determined"]
+
+
 def test_the_report_of_the_measured_ladder_passes_and_writes_both_plots(tmp_path):
-    _write_jsonl(tmp_path / "records.jsonl", _records())
+    _write_jsonl(tmp_path / "records.jsonl", _records(COMMITTED))
     report = rp.report_from_records(tmp_path / "records.jsonl", bootstrap=200)
     assert report.passed, report.text()
     text = report.text()

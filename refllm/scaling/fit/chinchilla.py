@@ -41,7 +41,14 @@ from refllm.scaling.fit._data import (
 )
 from refllm.scaling.fit.bootstrap import bootstrap_weights, percentile_ci
 from refllm.scaling.fit.laws import chinchilla_log_loss
-from refllm.scaling.fit.result import PARAMS, FitResult, check_options, log_model, r2_log
+from refllm.scaling.fit.result import (
+    PARAMS,
+    FitResult,
+    check_options,
+    collapsed_params,
+    log_model,
+    r2_log,
+)
 
 HUBER_DELTA = 1e-3
 TOL = {"ftol": 1e-15, "gtol": 1e-12, "maxiter": 20000, "maxfun": 50000}
@@ -145,6 +152,6 @@ def fit_chinchilla(N: ArrayLike, D: ArrayLike, L: ArrayLike, *, seeds: ArrayLike
         residuals=residuals, r2_log=r2_log(residuals, y), on_bound=on_bound, converged=ok,
         method=f"Approach 3: summed Huber (delta={HUBER_DELTA:g}) on log residuals, L-BFGS-B "
                f"from the {starts} best of Hoffmann's 4500 grid starts",
-        replicates=replicates,
+        replicates=replicates, collapsed=collapsed_params(params, on_bound, big),
         diagnostics={"objective": fun, "starts_converged": float(np.mean([f[2] for f in fits])),
                      "replicates_converged": rep_ok, "bootstrap": bootstrap})

@@ -26,7 +26,14 @@ from refllm.scaling.fit._data import (
     same_length,
 )
 from refllm.scaling.fit.bootstrap import bootstrap_weights, percentile_ci
-from refllm.scaling.fit.result import PARAMS, FitResult, check_options, log_model, r2_log
+from refllm.scaling.fit.result import (
+    PARAMS,
+    FitResult,
+    check_options,
+    collapsed_params,
+    log_model,
+    r2_log,
+)
 
 __all__ = ["fit_power_law"]
 
@@ -103,6 +110,6 @@ def fit_power_law(N: ArrayLike, L: ArrayLike, *, saturating: bool = True,
     return FitResult(law=law, variable=variable, params=params, cis=cis, level=level,
                      n_points=n, residuals=residuals, r2_log=r2_log(residuals, y),
                      on_bound=on_bound, converged=converged, method=method,
-                     replicates=replicates,
+                     replicates=replicates, collapsed=collapsed_params(params, on_bound, big),
                      diagnostics={"clustered_bootstrap": clusters is not None,
                                   "bootstrap": bootstrap})

@@ -52,6 +52,24 @@ def r2_log(residuals: np.ndarray, y: np.ndarray) -> float:
     return 1.0 - ss_res / ss_tot
 
 
+E_COLLAPSE_FRACTION = 0.02
+"""E below this fraction of the smallest observed loss is "collapsed": no loss of a language model
+is that close to its floor, so the fit has traded the floor for a steeper power (the small sizes
+leave E undetermined), and its extrapolations are optimistic."""
+
+
+def collapsed_params(params: dict[str, float], on_bound: dict[str, bool],
+                     loss: np.ndarray) -> tuple[str, ...]:
+    """The irreducible loss E when the data leave it undetermined: on its bound, or below
+    `E_COLLAPSE_FRACTION` of the smallest loss. (E is fitted in log space by the Chinchilla
+    fitter, so it nears zero without ever touching its bound.)"""
+    if "E" not in params:
+        return ()
+    if on_bound.get("E") or params["E"] < E_COLLAPSE_FRACTION * float(np.min(loss)):
+        return ("E",)
+    return ()
+
+
 def log_model(law: str, theta: np.ndarray, x: np.ndarray, d: np.ndarray | None = None
               ) -> np.ndarray:
     """log L for parameter rows ``theta`` (..., p) in PARAMS order at sizes x (m,) -> (..., m)."""
@@ -90,6 +108,7 @@ class FitResult:
     method: str
     replicates: np.ndarray | None = field(default=None, repr=False)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    collapsed: tuple[str, ...] = ()  # parameters the data leave undetermined (`collapsed_params`)
 
     @property
     def theta(self) -> np.ndarray:
@@ -137,6 +156,8 @@ class FitResult:
             lo, hi = self.cis.get(k, (float("nan"), float("nan")))
             ci = f"[{lo:.5g}, {hi:.5g}]" if k in self.cis else "-"
             flag = "  (on bound)" if self.on_bound.get(k) else ""
+            if k in self.collapsed:
+                flag = (flag[:-1] + "; " if flag else "  (") + "collapsed: undetermined by these data)"
             lines.append(f"  {k:<6} {v:>12.6g}  {ci:>27}{flag}")
         rms = float(np.sqrt(np.mean(self.residuals**2)))
         lines.append(f"  points {self.n_points}, R^2(log L) {self.r2_log:.5f}, rms log residual "
@@ -156,5 +177,6 @@ class FitResult:
             "cis": {k: list(v) for k, v in self.cis.items()}, "level": self.level,
             "n_points": self.n_points, "residuals": self.residuals.tolist(),
             "r2_log": self.r2_log, "on_bound": self.on_bound, "converged": self.converged,
+            "collapsed": list(self.collapsed),
             "method": self.method, "bootstrap": 0 if self.replicates is None
             else len(self.replicates), "diagnostics": self.diagnostics}, default=float))

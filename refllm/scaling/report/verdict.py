@@ -13,7 +13,10 @@ Rules, evaluated in order (thresholds are module constants, fixed before any run
    passes when the two-sided p-value >= CURVATURE_P_MIN;
 5. the largest size's seed-mean loss is predicted within HOLDOUT_ERROR[preset] (relative) ...
 6. ... and lies inside the PREDICTION_LEVEL prediction interval for the mean of its seeds;
-7. the bootstrap ALPHA_CI_LEVEL interval of alpha lies inside ALPHA_CI_BOUNDS (open).
+7. the bootstrap ALPHA_CI_LEVEL interval of alpha lies inside ALPHA_CI_BOUNDS (open);
+8. the irreducible loss E is determined: not collapsed onto its bound or below
+   `refllm.scaling.fit.result.E_COLLAPSE_FRACTION` of the smallest loss (such a fit trades the
+   floor for a steeper power, and its extrapolations are optimistic).
 
 A rule that cannot be evaluated (the runs were not all finite) fails. Alpha is not compared with a
 published value: the data and the regime differ.
@@ -29,7 +32,7 @@ from numpy.typing import ArrayLike
 
 from refllm._validation import require_choice
 from refllm.scaling.fit._data import positive_finite, same_length
-from refllm.scaling.fit.result import FitResult
+from refllm.scaling.fit.result import E_COLLAPSE_FRACTION, FitResult
 
 R2_MIN = {"cpu": 0.98, "gpu": 0.995}
 HOLDOUT_ERROR = {"cpu": 0.04, "gpu": 0.015}
@@ -135,7 +138,8 @@ def power_law_verdict(N: ArrayLike, L: ArrayLike, seeds: ArrayLike | None = None
     wants = [("loss falls with N", "strictly, seed means"), ("R^2 of log L", f">= {r2_min}"),
              ("no curvature", f"p >= {CURVATURE_P_MIN}"), ("held-out error", f"<= {err_max:.1%}"),
              ("held-out in PI", f"{PREDICTION_LEVEL:.0%} PI"),
-             ("alpha CI", f"{ALPHA_CI_LEVEL:.0%} CI in ({lo_a}, {hi_a})")]
+             ("alpha CI", f"{ALPHA_CI_LEVEL:.0%} CI in ({lo_a}, {hi_a})"),
+             ("E determined", f">= {E_COLLAPSE_FRACTION:.0%} of the smallest loss")]
     rules = [Rule("runs finite", not bad.any(), f"{int(bad.sum())} of {len(n)} bad", "0 bad")]
     if bad.any():
         rules += [Rule(name, False, "not evaluated", want) for name, want in wants]
@@ -162,6 +166,8 @@ def power_law_verdict(N: ArrayLike, L: ArrayLike, seeds: ArrayLike | None = None
     a_lo, a_hi = fit.cis["alpha"]
     rules.append(Rule(wants[5][0], lo_a < a_lo and a_hi < hi_a, f"[{a_lo:.3g}, {a_hi:.3g}]",
                       wants[5][1]))
+    e_value = f"E {fit.params['E']:.4g}" + (" (collapsed)" if fit.collapsed else "")
+    rules.append(Rule(wants[6][0], "E" not in fit.collapsed, e_value, wants[6][1]))
     details = {"held_out_N": float(sizes[-1]), "held_out_loss": held, "predicted": pred,
                "prediction_interval": [lo, hi], "curvature_gamma": gamma,
                "curvature_p": p_curv, "fit": fit.to_dict()}
