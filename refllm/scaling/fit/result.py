@@ -157,7 +157,8 @@ class FitResult:
             ci = f"[{lo:.5g}, {hi:.5g}]" if k in self.cis else "-"
             flag = "  (on bound)" if self.on_bound.get(k) else ""
             if k in self.collapsed:
-                flag = (flag[:-1] + "; " if flag else "  (") + "collapsed: undetermined by these data)"
+                why = "collapsed: undetermined by these data)"
+                flag = (flag[:-1] + "; " if flag else "  (") + why
             lines.append(f"  {k:<6} {v:>12.6g}  {ci:>27}{flag}")
         rms = float(np.sqrt(np.mean(self.residuals**2)))
         lines.append(f"  points {self.n_points}, R^2(log L) {self.r2_log:.5f}, rms log residual "
