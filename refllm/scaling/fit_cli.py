@@ -4,6 +4,7 @@
     refllm fit runs/records.jsonl --x total           # N counts the embeddings too
     refllm fit runs/records.jsonl --law chinchilla    # L(N, D) = E + A/N^alpha + B/D^beta
     refllm fit my_runs.csv --law d --json fit.json    # a CSV with columns N, D, loss, seed
+    refllm fit runs.csv --law chinchilla --predict N=7e10,D=1.4e12   # loss there, with its PI
 
 JSONL: one run per line; lines whose "kind" is not "run" are skipped (a line without "kind" is a
 run), as are runs whose "status" is not one of ok/done/finished/completed (say "diverged").
@@ -43,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level", type=float, default=0.9, help="interval level")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
     parser.add_argument("--json", type=pathlib.Path, default=None, help="write the fit here")
+    parser.add_argument("--predict", action="append", default=[], metavar="N=...[,D=...]",
+                        help="print the fitted loss at these sizes with its prediction interval "
+                             "(for one new run, at --level); the law's variables: N, D or C, "
+                             "N and D for chinchilla; repeatable")
 
 
 def read_records(path: pathlib.Path, x_field: str) -> tuple[dict[str, list[Any]], list[str]]:
@@ -99,6 +104,43 @@ def _write_json(path: pathlib.Path, data: dict[str, Any]) -> None:
     write_text_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
+def parse_predict(text: str, law: str) -> dict[str, float]:
+    """``"N=1e9,D=2e10"`` -> {"N": 1e9, "D": 2e10}, checked against the law's variables."""
+    want = ("N", "D") if law == "chinchilla" else (law.upper(),)
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        key, eq, value = part.partition("=")
+        key = key.strip().upper()
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not eq or key not in want or not (math.isfinite(number) and number > 0):
+            raise ValueError(f"--predict {text!r}: write {','.join(k + '=SIZE' for k in want)} "
+                             f"with sizes > 0 (the variables of --law {law})")
+        out[key] = number
+    missing = [k for k in want if k not in out]
+    if missing:
+        raise ValueError(f"--predict {text!r}: {missing} missing (--law {law} needs "
+                         f"{list(want)})")
+    return out
+
+
+def predictions(fit: Any, points: list[dict[str, float]]) -> list[dict[str, Any]]:
+    """The fitted loss at each point, with the prediction interval when the fit was bootstrapped."""
+    out = []
+    for point in points:
+        x = point.get("N", point.get("D", point.get("C")))
+        d = point.get("D") if fit.law == "chinchilla" else None
+        row: dict[str, Any] = {**point, "loss": float(fit.predict([x], d=None if d is None
+                                                                 else [d])[0])}
+        if fit.replicates is not None:
+            lo, hi = fit.prediction_interval([x], d=None if d is None else [d])
+            row["interval"] = [float(lo[0]), float(hi[0])]
+        out.append(row)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from refllm.scaling.fit import fit_chinchilla, fit_power_law
     from refllm.scaling.fit.result import E_COLLAPSE_FRACTION
@@ -121,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
     seeds = cols["seed"] if all(s not in (None, "") for s in cols["seed"]) else None
     if seeds is not None and not seeds:
         seeds = None
+    points = [parse_predict(text, args.law) for text in args.predict]  # refused before fitting
     opts = dict(seeds=seeds, level=args.level, rng=args.seed)
     if args.law == "chinchilla":
         fit = fit_chinchilla(_numbers(cols, "N", path), _numbers(cols, "D", path), loss,
@@ -142,7 +185,14 @@ def run(args: argparse.Namespace) -> int:
     elif any(fit.on_bound.values()):
         print("note: a parameter on its bound (" + ", ".join(k for k, v in fit.on_bound.items()
                                                             if v) + "): read its CI with care")
+    rows = predictions(fit, points)
+    for row in rows:
+        where = ", ".join(f"{k}={row[k]:.4g}" for k in ("N", "D", "C") if k in row)
+        band = (f"  ({fit.level:.0%} prediction interval for one run: [{row['interval'][0]:.5g}, "
+                f"{row['interval'][1]:.5g}])" if "interval" in row
+                else "  (no interval: --bootstrap 0)")
+        print(f"predicted loss at {where}: {row['loss']:.5g}{band}")
     if args.json is not None:
-        _write_json(args.json, fit.to_dict())
+        _write_json(args.json, {**fit.to_dict(), "predictions": rows} if rows else fit.to_dict())
         print(f"wrote {args.json}")
     return 0

@@ -101,3 +101,29 @@ def test_two_records_of_one_run_are_refused_naming_both_lines(tmp_path, capsys):
     path.write_text("\n".join(lines) + "\n")
     assert main(["fit", str(path)]) == 2
     assert f"on lines 2 and {len(lines)}" in capsys.readouterr().err
+
+
+def test_predict_prints_the_loss_and_its_interval_where_asked(tmp_path, capsys):
+    out = tmp_path / "fit.json"
+    assert main(["fit", str(_records(tmp_path / "r.jsonl")), "--bootstrap", "200",
+                 "--predict", "N=1e7", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    (row,) = json.loads(out.read_text())["predictions"]
+    assert row["N"] == 1e7 and row["interval"][0] < row["loss"] < row["interval"][1]
+    assert abs(row["loss"] / (1.5 + 40 * 1e7**-0.3) - 1) < 0.05  # the law the runs follow
+    assert f"predicted loss at N=1e+07: {row['loss']:.5g}" in text and "prediction interval" in text
+
+
+def test_predict_for_the_chinchilla_law_needs_n_and_d(tmp_path, capsys):
+    csv = tmp_path / "runs.csv"
+    n, d = np.repeat(SIZES, 3), np.tile([1e8, 1e9, 1e10], 6)
+    loss = 1.69 + 406.4 / n**0.34 + 410.7 / d**0.28
+    csv.write_text("N,D,loss\n" + "".join(f"{a},{b},{c}\n" for a, b, c in zip(n, d, loss)))
+    args = ["fit", str(csv), "--law", "chinchilla", "--bootstrap", "0"]
+    assert main(args + ["--predict", "N=1e7,D=1e11"]) == 0
+    want = 1.69 + 406.4 / 1e7**0.34 + 410.7 / 1e11**0.28
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("predicted")][0]
+    assert abs(float(line.split(": ")[1].split()[0]) / want - 1) < 1e-3
+    for bad in ("N=1e7", "N=1e7,D=abc", "C=1e20", "N=-5,D=1e9"):
+        assert main(args + ["--predict", bad]) == 2
+        assert "--predict" in capsys.readouterr().err
