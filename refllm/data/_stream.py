@@ -67,7 +67,7 @@ def _split_to(tokens: np.ndarray, f: float, chunk: int, check: Callable, meta: d
               make: Callable[[str, int], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     is_val = validation_chunks(tokens.shape[0], f, chunk)
     n_train, n_val = split_sizes(tokens.shape[0], is_val, chunk)
-    check(n_train, n_val, f, meta["source"])
+    check(n_train, n_val, f, meta["source"], chunk)
     train, val = make("train", n_train), make("val", n_val)
     split_into(tokens, is_val, chunk, train, val)
     return train, val

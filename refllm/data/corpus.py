@@ -118,7 +118,9 @@ def path_corpus(path: str | os.PathLike, max_bytes: int | None = None,
     if root.is_file():
         return _read([(root.name, root)], "path", max_bytes)
     if not root.is_dir():
-        raise FileNotFoundError(f"corpus path {str(path)!r} does not exist")
+        raise FileNotFoundError(f"corpus path {str(path)!r} does not exist (a corpus is "
+                                f"'stdlib', 'markov:...', or a UTF-8 text file or a folder of "
+                                f"them)")
     if isinstance(suffixes, str) or not all(isinstance(s, str) for s in suffixes):
         raise TypeError(f"suffixes must be a tuple of strings like '.txt', got {suffixes!r}")
     files = _sorted_files(root, tuple(suffixes), frozenset(), skip_hidden=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import pathlib
 import sys
@@ -126,12 +127,29 @@ def _load_markov(source, tokenizer, max_bytes, split, cache_dir) -> TokenData:
                    parts=parts)
 
 
-def _check_nonempty(n_train: int, n_val: int, val_fraction: float, what: str) -> None:
+def _check_nonempty(n_train: int, n_val: int, val_fraction: float, what: str,
+                    chunk_tokens: int | None = None) -> None:
+    """Refuse a split with no training or no validation tokens, saying what to change:
+    ``chunk_tokens`` is the chunk size of a text split (None: a markov source, split by count)."""
     if n_train == 0:
-        raise ValueError(f"source {what!r} gives no training tokens")
-    if val_fraction > 0 and n_val == 0:
-        raise ValueError(f"source {what!r} is too small for val_fraction={val_fraction}: no "
-                         "validation tokens (use more data or a smaller chunk_tokens)")
+        raise ValueError(f"source {what!r} gives no training tokens (is it empty?)")
+    if val_fraction == 0 or n_val > 0:
+        return
+    n = n_train + n_val
+    if chunk_tokens is None:
+        raise ValueError(f"source {what!r} is too small for val_fraction={val_fraction}: "
+                         f"floor({n} tokens x {val_fraction}) = 0 validation tokens; raise "
+                         f"tokens= in the source or val_fraction")
+    n_chunks = -(-n // chunk_tokens)
+    every = f"{1 / val_fraction:.3g}"
+    least = math.ceil(1000 / n_chunks) / 1000  # rounded up: floor(n_chunks * least) >= 1
+    fix = (f"a val_fraction of at least {least:g} (one chunk of {n_chunks}), or a "
+           f"bigger corpus" if n_chunks > 1 else "a bigger corpus")
+    raise ValueError(
+        f"source {what!r} is too small for val_fraction={val_fraction}: its {n:,} tokens make "
+        f"{n_chunks} chunk(s) of {chunk_tokens} tokens, and validation takes one chunk in "
+        f"every {every}, so it would get none; use {fix} (more or larger files in data, or a "
+        f"larger max_bytes if it caps the corpus)")
 
 
 def _digest(header: dict, train: np.ndarray, val: np.ndarray) -> str:

@@ -118,3 +118,29 @@ def test_markov_tokens_cache_and_memory_map_too(tmp_path):
     cached = load_tokens("markov:vocab=300,seed=1,tokens=5000", cache_dir=tmp_path)
     assert isinstance(cached.train, np.memmap) and cached.train.dtype == np.uint16
     assert cached.sha256 == plain.sha256 and np.array_equal(cached.val, plain.val)
+
+
+def test_a_corpus_too_small_for_a_validation_chunk_names_the_settings_to_change(tmp_path):
+    (tmp_path / "small.txt").write_text("x = 1\n" * 3400)  # 20 KB: 5 chunks, 0.05 of them is 0
+    with pytest.raises(ValueError) as info:
+        load_tokens(tmp_path / "small.txt")
+    message = str(info.value)
+    assert "too small for val_fraction=0.05: its 20,400 tokens make 5 chunk(s) of 4096" in message
+    assert "a val_fraction of at least 0.2 (one chunk of 5), or a bigger corpus" in message
+    assert "max_bytes" in message and "chunk_tokens" not in message
+    assert load_tokens(tmp_path / "small.txt", val_fraction=0.2).val.size == 20400 - 4 * 4096
+    (tmp_path / "small.txt").write_text("x = 1\n" * 500)  # one chunk: only more text helps
+    with pytest.raises(ValueError, match="it would get none; use a bigger corpus"):
+        load_tokens(tmp_path / "small.txt")
+    with pytest.raises(ValueError, match=r"floor\(10 tokens x 0.05\) = 0 validation tokens; "
+                                         r"raise tokens= in the source or val_fraction"):
+        load_tokens("markov:tokens=10")
+
+
+@pytest.mark.parametrize("chunks", [3, 6, 7, 9, 11, 13, 999])
+def test_the_advised_val_fraction_gives_a_validation_chunk(tmp_path, chunks):
+    (tmp_path / "t.txt").write_text("a" * (chunks * 8 - 3))
+    with pytest.raises(ValueError, match="at least") as info:
+        load_tokens(tmp_path / "t.txt", chunk_tokens=8, val_fraction=0.0001)
+    advised = float(str(info.value).split("at least ")[1].split(" ")[0])
+    assert load_tokens(tmp_path / "t.txt", chunk_tokens=8, val_fraction=advised).val.size > 0
