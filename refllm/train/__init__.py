@@ -5,10 +5,11 @@
 51200
 """
 
-from refllm.train.checkpoint import CheckpointError
+from refllm.train.checkpoint import CheckpointError, CheckpointWarning
 from refllm.train.config import TrainConfig
 from refllm.train.loop import RunResult, finished_runs, train
 from refllm.train.records import RecordWriteError, append_record, read_records
 
 __all__ = ["TrainConfig", "train", "RunResult", "finished_runs", "CheckpointError",
+           "CheckpointWarning",
            "RecordWriteError", "append_record", "read_records"]

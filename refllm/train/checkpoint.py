@@ -1,27 +1,38 @@
-"""Checkpoints: one safetensors file, written atomically, read without unpickling anything.
+"""Checkpoints: one safetensors file, written atomically, checksummed, read without unpickling.
 
 A checkpoint is ``<out_dir>/checkpoint.safetensors`` holding
 
 * tensors: ``model/<name>`` (the model's state dict; a tensor shared by several names, as tied
   embeddings, is stored once and its other names listed as aliases), ``optim/<i>/<key>`` (the
   optimizer's per-parameter state), ``rng/torch`` and ``rng/cuda/<i>`` (generator states);
-* metadata (JSON text in the safetensors header): the config, the step (which is also the data
-  position, `refllm.train.batches`), the optimizer's param groups, NumPy's and Python's RNG states,
-  the losses so far, and a format version.
+* metadata (text in the safetensors header): ``refllm``, a JSON object with the config, the step
+  (which is also the data position, `refllm.train.batches`), the optimizer's param groups, NumPy's
+  and Python's RNG states, the losses so far, the intra-op thread count and device type it was
+  written with, and the format version; and ``sha256``, the checksum (`checksum`): SHA-256 of
+  that JSON text and of every tensor, in sorted-name order, each as its name, dtype and shape
+  followed by its bytes.
 
 Atomic write (`refllm._io.write_atomically`): the file is written to a temporary name in the same
 directory, fsync'd, then ``os.replace``'d over the previous checkpoint, and the folder fsync'd
 (one file, so one rename swaps it whole; a kill at any moment leaves either the old checkpoint or
-the new one, never a mix). Loading validates the header
-and the sizes (safetensors refuses a truncated file) and raises `CheckpointError` naming the file
-and the problem.
+the new one, never a mix; the temporary a kill leaves is removed by the next run,
+`refllm._io.remove_stale_temporaries`).
+
+Loading (`read_checkpoint`) refuses, with `CheckpointError` naming the file and the problem, a
+file safetensors cannot read (truncated, damaged), one that is not a refllm checkpoint, and one
+whose checksum does not match its contents (a flipped bit in a weight would otherwise resume
+silently to other losses). A checkpoint of the previous format (``refllm-checkpoint-1``, with no
+checksum and no thread count) is still read, with a `CheckpointWarning` that it cannot be
+verified.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pathlib
 import random
+import warnings
 from typing import Any
 
 import numpy as np
@@ -31,12 +42,19 @@ from safetensors.torch import save_file
 
 from refllm._io import write_atomically
 
-FORMAT = "refllm-checkpoint-1"
+FORMAT = "refllm-checkpoint-2"
+UNVERIFIED_FORMATS = ("refllm-checkpoint-1",)  # read without a checksum, with a warning
 FILENAME = "checkpoint.safetensors"
+_STATE_KEYS = ("step", "config", "aliases", "optimizer", "rng", "extra")
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: missing, truncated, foreign, or from another config."""
+    """A checkpoint that cannot be used: missing, truncated, damaged, foreign, or from another
+    config."""
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint that is used, but whose continuation cannot be checked or be bit-identical."""
 
 
 def checkpoint_path(out_dir: str | pathlib.Path) -> pathlib.Path:
@@ -83,6 +101,18 @@ def _rng_states() -> tuple[dict[str, torch.Tensor], dict]:
                      "python": [version, list(py_state), gauss]}
 
 
+def checksum(state_text: str, tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) of the header's JSON text and of every tensor, in sorted-name order, each as
+    a line of JSON ``[name, dtype, shape]`` followed by its bytes (little-endian, row-major)."""
+    h = hashlib.sha256(state_text.encode("utf-8"))
+    for name in sorted(tensors):
+        t = tensors[name]
+        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode("utf-8") + b"\n")
+        data = t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
+        h.update(data.data)  # the array's buffer: no copy
+    return h.hexdigest()
+
+
 def save_checkpoint(out_dir: str | pathlib.Path, *, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, step: int, config: dict,
                     extra: dict[str, Any] | None = None) -> pathlib.Path:
@@ -91,10 +121,13 @@ def save_checkpoint(out_dir: str | pathlib.Path, *, model: torch.nn.Module,
     model_t, aliases = _model_tensors(model.state_dict())
     optim_t, optim_meta = _optim_parts(optimizer)
     rng_t, rng_meta = _rng_states()
+    device = next((p.device.type for p in model.parameters()), "cpu")
     state = {"format": FORMAT, "step": step, "config": config, "aliases": aliases,
-             "optimizer": optim_meta, "rng": rng_meta, "extra": extra or {}}
+             "optimizer": optim_meta, "rng": rng_meta, "extra": extra or {},
+             "threads": torch.get_num_threads(), "device": device}
     tensors = {**model_t, **optim_t, **rng_t}
-    metadata = {"refllm": json.dumps(state)}
+    text = json.dumps(state)
+    metadata = {"refllm": text, "sha256": checksum(text, tensors)}
     # safetensors writes by file name; sync_folder: see refllm._io (records refer to this step)
     write_atomically(path, lambda f: save_file(tensors, f.name, metadata=metadata),
                      sync_folder=True)
@@ -110,14 +143,41 @@ def read_checkpoint(path: str | pathlib.Path) -> tuple[dict, dict[str, torch.Ten
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-        state = json.loads(meta["refllm"])
+        text = meta["refllm"]
+        state = json.loads(text)
     except Exception as exc:  # safetensors raises its own error type for a damaged file
         raise CheckpointError(f"checkpoint {str(path)!r} is truncated or damaged and cannot be "
                               f"read ({type(exc).__name__}: {exc})") from None
-    if state.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not a {FORMAT} file "
-                              f"(format {state.get('format')!r})")
+    fmt = state.get("format") if isinstance(state, dict) else None
+    if fmt in UNVERIFIED_FORMATS:
+        warnings.warn(f"checkpoint {str(path)!r} is of the format {fmt!r}, which has no checksum: "
+                      f"its contents cannot be verified", CheckpointWarning, stacklevel=2)
+    elif fmt != FORMAT:
+        raise CheckpointError(f"{str(path)!r} is not a {FORMAT} file (format {fmt!r})")
+    elif "sha256" not in meta:
+        raise CheckpointError(f"checkpoint {str(path)!r} has no checksum (a {FORMAT} file has "
+                              f"one): it is damaged or was not written by refllm")
+    elif checksum(text, tensors) != meta["sha256"]:
+        raise CheckpointError(f"checkpoint {str(path)!r}: the checksum does not match its "
+                              f"contents (a byte changed after it was written): the file is "
+                              f"damaged; put back a copy, or delete it and --resume trains the "
+                              f"run again from step 0")
+    missing = [k for k in _STATE_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {str(path)!r} lacks the entries {missing} of a "
+                              f"refllm checkpoint")
     return state, tensors
+
+
+def read_header(path: str | pathlib.Path) -> dict | None:
+    """The JSON state of a checkpoint's header, unverified and without its tensors; None when it
+    cannot be read (`read_checkpoint` then says why)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            state = json.loads((f.metadata() or {})["refllm"])
+    except Exception:  # damaged or foreign: the caller decides, read_checkpoint explains
+        return None
+    return state if isinstance(state, dict) else None
 
 
 def restore(state: dict, tensors: dict[str, torch.Tensor], *, model: torch.nn.Module,

@@ -23,9 +23,15 @@ Several processes (data parallel, gloo on CPU, NCCL on GPUs):
 
   $ torchrun --standalone --nproc_per_node=2 -m refllm train --config run.json --out runs/ddp
 
+--resume continues an unfinished run from its checkpoint: bit-identical to a run never stopped
+at the same intra-op thread count on the same machine (another thread count or device warns).
+A run that already finished is refused; --resume --force trains it again from step 0.
+
 Exit status: 0 when the run finished, 1 when it diverged (loss non-finite or exploding),
-2 on a usage error (unknown key, bad value, a checkpoint of another config).
-See docs/training.md for the objective, the schedule and the record fields.
+2 on a usage, input or environment error, with one line on stderr (an unknown key, a bad value,
+a missing file, a checkpoint of another config or a damaged one, a finished run to --resume),
+70 on an internal error (a bug: a traceback), 130 when interrupted (Ctrl-C).
+See docs/training.md for the objective, the schedule, the record fields and what survives a kill.
 """
 
 from __future__ import annotations
@@ -44,7 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder for records and checkpoints "
                              "(default: runs/<config file name>)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its checkpoint (exactly)")
+                        help="continue the unfinished run in --out from its checkpoint "
+                             "(bit-identical at the same thread count and machine); a finished "
+                             "run is refused")
+    parser.add_argument("--force", action="store_true",
+                        help="with --resume: train a run that already finished again from step "
+                             "0, with the same config (its new records follow the old ones)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key (JSON value; nested with dots: "
                              "model.d_model=64); repeatable")
@@ -53,14 +64,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the full default config as JSON and exit")
 
 
+def _read_config_file(name: str) -> dict:
+    path = pathlib.Path(name)
+    if path.is_dir():
+        raise ValueError(f"--config {name!r} is a folder, not a JSON file")
+    if not path.exists():
+        raise ValueError(f"--config {name!r}: no such file")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"--config {name!r} is not UTF-8 text (byte {exc.start}): expected a "
+                         f"JSON file") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--config {name!r} is not valid JSON: {exc}") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"--config {name!r} holds a JSON {_json_kind(d)}; expected one JSON "
+                         f"object of TrainConfig keys (refllm train --print-example-config "
+                         f"prints one)")
+    return d
+
+
+def _json_kind(value: object) -> str:
+    kinds = {list: "list", str: "string", bool: "boolean", int: "number", float: "number",
+             type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
 def _config(args: argparse.Namespace):
+    """The run's TrainConfig: the file, then the --set overrides; every bad input a ValueError
+    naming where it came from (--config or --set), the key, the value and what is expected."""
     from refllm.train.config import TrainConfig, apply_overrides
 
-    d = json.loads(pathlib.Path(args.config).read_text()) if args.config else {}
-    if not isinstance(d, dict):
-        raise ValueError(f"config file {args.config!r} must hold one JSON object")
-    base = TrainConfig.from_dict(d).to_dict()  # defaults filled in, so model.x=... is a change
-    return TrainConfig.from_dict(apply_overrides(base, args.set))
+    d = _read_config_file(args.config) if args.config else {}
+    try:
+        base = TrainConfig.from_dict(d).to_dict()  # defaults filled in: model.x=... is a change
+    except ValueError as exc:
+        raise ValueError(f"--config {args.config!r}: {exc}") from None
+    if not args.set:
+        return TrainConfig.from_dict(base)
+    try:
+        return TrainConfig.from_dict(apply_overrides(base, args.set))
+    except ValueError as exc:
+        culprits = [s for s in args.set if _fails(base, s)] or args.set  # one, or their mix
+        shown = " ".join(f"--set {s}" for s in culprits)
+        raise ValueError(f"{shown}: {exc}") from None
+
+
+def _fails(base: dict, override: str) -> bool:
+    from refllm.train.config import TrainConfig, apply_overrides
+
+    try:
+        TrainConfig.from_dict(apply_overrides(base, [override]))
+    except ValueError:
+        return True
+    return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,16 +126,14 @@ def run(args: argparse.Namespace) -> int:
     if args.print_example_config:
         print(json.dumps(TrainConfig().to_dict(), indent=2))
         return 0
-    if args.config and not pathlib.Path(args.config).is_file():
-        raise ValueError(f"--config {args.config!r}: no such file")
-    try:
-        config = _config(args)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--config {args.config!r} is not valid JSON: {exc}") from None
+    if args.force and not args.resume:
+        raise ValueError("--force trains a finished run again and needs --resume")
+    config = _config(args)
     out = args.out or str(pathlib.Path("runs") / pathlib.Path(args.config or "default").stem)
     from refllm.train.loop import train
 
-    result = train(config, out, resume=args.resume, progress=not args.no_progress)
+    result = train(config, out, resume=args.resume, force=args.force,
+                   progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{result.status}: {result.steps} steps, {result.tokens:,} tokens, "
               f"{result.time_s:.1f} s; final validation loss {result.final_val_loss:.4f} "

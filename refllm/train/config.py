@@ -110,7 +110,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        """Build from a dict; unknown keys are a ValueError that names them."""
+        """Build from a dict (parsed JSON, ``--set`` overrides): every bad key or value is a
+        ValueError naming the key, the value and what is expected (a wrongly typed value too,
+        which the constructor refuses with a TypeError)."""
         if not isinstance(d, dict):
             raise TypeError(f"a TrainConfig is built from a dict, got {type(d).__name__}")
         known = [f.name for f in dataclasses.fields(cls)]
@@ -120,7 +122,10 @@ class TrainConfig:
         d = dict(d)
         if "betas" in d and isinstance(d["betas"], list):
             d["betas"] = tuple(d["betas"])
-        return cls(**d)
+        try:
+            return cls(**d)
+        except TypeError as exc:  # a value of the wrong kind: the input's error, not the code's
+            raise ValueError(str(exc)) from None
 
     @classmethod
     def from_json(cls, path: str | pathlib.Path) -> TrainConfig:
@@ -142,7 +147,9 @@ def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
 
 
-def _check_model_keys(model: object) -> None:
+def _check_model(model: object, seq_len: object) -> None:
+    """The keys and values of ``model``, checked by GPTConfig itself now rather than once the
+    corpus is loaded (``vocab_size`` and ``n_ctx`` stand in for the data's when left out)."""
     if not isinstance(model, dict):
         raise TypeError(f"model must be a dict of GPTConfig keys, got {type(model).__name__}")
     try:
@@ -153,10 +160,15 @@ def _check_model_keys(model: object) -> None:
     unknown = sorted(set(model) - known)
     if unknown:
         raise ValueError(f"unknown model (GPTConfig) key(s) {unknown}; known keys: {sorted(known)}")
+    d = {"vocab_size": 1, "n_ctx": seq_len if isinstance(seq_len, int) else 1, **model}
+    try:
+        GPTConfig.from_dict(d)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"model (GPTConfig): {exc}") from None
 
 
 def _check(c: TrainConfig) -> None:
-    _check_model_keys(c.model)
+    _check_model(c.model, c.seq_len)
     for name in ("data", "tokenizer"):
         if not isinstance(getattr(c, name), str):
             raise TypeError(f"{name} must be a str, got {getattr(c, name)!r}")
@@ -210,6 +222,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ValueError(f"--set expects key=value, got {text!r}")
     key, raw = text.split("=", 1)
+    if not key.strip():
+        raise ValueError(f"--set expects key=value with a key, got {text!r}")
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:

@@ -19,15 +19,20 @@ of the s-th update, the validation loss at step s is measured after s updates.
 from __future__ import annotations
 
 import math
+import os
 import pathlib
 import random
+import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from refllm._io import remove_stale_temporaries
+from refllm._validation import require_bool
 from refllm.ops.schedules import warmup_cosine
 from refllm.train import checkpoint as ckpt
 from refllm.train.batches import check_fits, shard, train_batch, val_windows
@@ -69,23 +74,50 @@ class RunResult:
 
 
 def train(config: TrainConfig, out_dir: str | pathlib.Path, *, resume: bool = False,
-          progress: bool = True, data: Any = None) -> RunResult:
+          force: bool = False, progress: bool = True, data: Any = None) -> RunResult:
     """Train ``GPT(config.model)`` on ``config.data``; write records and checkpoints to ``out_dir``.
 
-    ``resume``: continue from ``out_dir``'s checkpoint (exactly: the same losses as a run never
-    stopped); without one, start afresh. Without ``resume``, an ``out_dir`` that already holds a run
-    is an error (nothing is overwritten). ``progress``: a tqdm bar on a terminal (rank 0 only).
-    ``data``: an already loaded `refllm.data.TokenData` (saves reloading it for every run of a
-    sweep); by default ``load_tokens(config.data, ...)``.
+    ``resume``: continue the unfinished run of ``out_dir`` from its checkpoint (bit-identical to a
+    run never stopped, at the same thread count on the same machine; another thread count or
+    device is a `CheckpointWarning`); without a checkpoint, start from step 0. A run that already
+    finished (its "run" record is written) is refused with a ValueError saying so, unless
+    ``force``: then it is trained again from step 0 with the same config, its records appended
+    after the old ones (`finished_runs` lists both; the last counts). Without ``resume``, an
+    ``out_dir`` that already holds a run is an error (nothing is overwritten). ``progress``: a
+    tqdm bar on a terminal (rank 0 only). ``data``: an already loaded `refllm.data.TokenData`
+    (saves reloading it for every run of a sweep); by default ``load_tokens(config.data, ...)``.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    require_bool("resume", resume)
+    require_bool("force", force)
+    if force and not resume:
+        raise ValueError("force=True (--force) trains a finished run again and needs "
+                         "resume=True (--resume)")
     out = pathlib.Path(out_dir)
+    _check_out_dir(out, resume)
+    if data is None:
+        _check_paths(config)
     dist, device = setup(config.device)
     try:
-        return _Run(config, out, dist, device, data, resume).go(progress)
+        return _Run(config, out, dist, device, data, resume, force).go(progress)
     finally:
         teardown(dist)
+
+
+def _check_paths(config: TrainConfig) -> None:
+    """A missing corpus or tokenizer file, named before anything is made or loaded."""
+    source = config.data
+    if source != "stdlib" and not source.startswith("markov:") and not os.path.exists(source):
+        raise FileNotFoundError(
+            f"data: the corpus {source!r} does not exist (data is 'stdlib', "
+            f"'markov:vocab=V,seed=S,tokens=N', or the path of a UTF-8 text file or of a folder "
+            f"of them)")
+    if config.tokenizer != "bytes" and not os.path.isfile(config.tokenizer):
+        what = "is a folder" if os.path.isdir(config.tokenizer) else "does not exist"
+        raise FileNotFoundError(
+            f"tokenizer: {config.tokenizer!r} {what} (tokenizer is 'bytes' or the path of a BPE "
+            f"tokenizer file saved by refllm.data.BPETokenizer.save)")
 
 
 def _load_data(config: TrainConfig) -> Any:
@@ -97,11 +129,16 @@ def _load_data(config: TrainConfig) -> Any:
 
 class _Run:
     def __init__(self, config: TrainConfig, out: pathlib.Path, dist: Dist, device: torch.device,
-                 data: Any, resume: bool) -> None:
+                 data: Any, resume: bool, force: bool) -> None:
         self.config, self.out, self.dist, self.device = config, out, dist, device
-        _refuse_to_overwrite(out, resume)
         if dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temporaries(ckpt.checkpoint_path(out))
+        # runs_before: the "run" records in the folder when this training began (0 unless a
+        # finished run is trained again); its checkpoints carry it, so a later resume tells a
+        # checkpoint of this training from one of the finished run
+        self.runs_before = 0
+        saved = self._resume_point(force) if resume else None
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
         random.seed(config.seed)
@@ -123,37 +160,64 @@ class _Run:
         self.step, self.elapsed, self.resumes = 0, 0.0, 0
         self.train_losses: list[tuple[int, float]] = []
         self.val_losses: list[tuple[int, float]] = []
-        if resume:
-            self._resume()
+        if saved is not None:
+            self._restore(*saved)
 
     @property
     def records_path(self) -> pathlib.Path:
         return self.out / RECORDS
 
-    def _resume(self) -> None:
+    def _resume_point(self, force: bool) -> tuple[dict, dict[str, torch.Tensor]] | None:
+        """The checkpoint to continue from (read and verified), or None to start at step 0; a
+        finished run is refused unless ``force``."""
+        done = finished_runs(self.out)
+        self.runs_before = len(done)
         path = ckpt.checkpoint_path(self.out)
+        if done:
+            header = ckpt.read_header(path) if path.exists() else None
+            extra = header.get("extra") if header is not None else None
+            ongoing = isinstance(extra, dict) and extra.get("runs_before", 0) == len(done)
+            if not ongoing:  # the checkpoint (if any) is the finished run's, or older
+                if not force:
+                    raise ValueError(_already_finished(self.out, done[-1]))
+                self._check_same_run(done[-1])
+                return None
         if not path.exists():
-            return
+            return None
         state, tensors = ckpt.read_checkpoint(path)
-        diff = ckpt.config_differences(state["config"], self.config.to_dict(),
-                                       RESUMABLE_CHANGES)
+        current = self.config.to_dict()
+        diff = ckpt.config_differences(state["config"], current, RESUMABLE_CHANGES)
         if diff:
-            shown = {k: (state["config"].get(k), self.config.to_dict().get(k)) for k in diff}
+            shown = {k: (state["config"].get(k), current.get(k)) for k in diff}
             raise ckpt.CheckpointError(
                 f"checkpoint {str(path)!r} was made with a different config; differing keys "
                 f"(checkpoint, now): {shown}")
+        return state, tensors
+
+    def _check_same_run(self, record: dict) -> None:
+        saved, current = record.get("config"), self.config.to_dict()
+        if not isinstance(saved, dict):
+            return
+        diff = ckpt.config_differences(saved, current, RESUMABLE_CHANGES)
+        if diff:
+            shown = {k: (saved.get(k), current.get(k)) for k in diff}
+            raise ValueError(
+                f"force=True (--force) trains the finished run of out_dir {str(self.out)!r} "
+                f"again with its own config, but this config differs from it; differing keys "
+                f"(finished run, now): {shown}; choose another out_dir for another run")
+
+    def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
         ckpt.restore(state, tensors, model=self.model, optimizer=self.optimizer)
         self.step = state["step"]
         extra = state["extra"]
         self.train_losses = [tuple(x) for x in extra["train_losses"]]
         self.val_losses = [tuple(x) for x in extra["val_losses"]]
         self.elapsed, self.resumes = extra["time_s"], extra["resumes"] + 1
+        if self.dist.is_main:
+            _warn_if_not_bit_identical(state, self.device, ckpt.checkpoint_path(self.out))
 
     def go(self, progress: bool) -> RunResult:
         c = self.config
-        done = finished_runs(self.out) if self.step >= c.max_steps else []
-        if done:  # resumed a run that had finished: nothing to do
-            return _result(done[-1], self.out)
         bar = Progress(c.max_steps, self.step, enabled=progress and self.dist.is_main)
         status, start = "ok", time.perf_counter() - self.elapsed
         last_log = (time.perf_counter(), self.step)
@@ -178,7 +242,8 @@ class _Run:
                 if c.checkpoint_interval and self.step % c.checkpoint_interval == 0 \
                         and self.step < c.max_steps:
                     self._checkpoint(time.perf_counter() - start)
-        if status == "ok":
+        # resumed from the final checkpoint (killed before the "run" record): evaluated already
+        if status == "ok" and not (self.val_losses and self.val_losses[-1][0] == self.step):
             self._evaluate()
         self.elapsed = time.perf_counter() - start
         if c.checkpoint_final and status == "ok":
@@ -220,7 +285,7 @@ class _Run:
         if not self.dist.is_main:
             return
         extra = {"train_losses": self.train_losses, "val_losses": self.val_losses,
-                 "time_s": elapsed, "resumes": self.resumes}
+                 "time_s": elapsed, "resumes": self.resumes, "runs_before": self.runs_before}
         ckpt.save_checkpoint(self.out, model=self.model, optimizer=self.optimizer,
                              step=self.step, config=self.config.to_dict(), extra=extra)
 
@@ -258,7 +323,42 @@ def _diverged(loss: float, vocab_size: int) -> bool:
     return not math.isfinite(loss) or loss > 2 * math.log(vocab_size) + 1
 
 
-def _refuse_to_overwrite(out: pathlib.Path, resume: bool) -> None:
+def _already_finished(out: pathlib.Path, record: dict) -> str:
+    loss = record.get("final_val_loss")
+    shown = f"{loss:.4f}" if isinstance(loss, (int, float)) else repr(loss)
+    return (f"out_dir {str(out)!r} holds a run that already finished (status "
+            f"{record.get('status')!r}, {record.get('steps')} steps, final validation loss "
+            f"{shown} nats/token, in {RECORDS}): there is nothing to resume; pass force=True "
+            f"(--force) to train it again from step 0, or choose another out_dir")
+
+
+def _warn_if_not_bit_identical(state: dict, device: torch.device, path: pathlib.Path) -> None:
+    """A `CheckpointWarning` when the checkpoint was written at another thread count or device."""
+    threads, now = state.get("threads"), torch.get_num_threads()
+    if threads is not None and threads != now:
+        warnings.warn(f"checkpoint {str(path)!r} was written with {threads} intra-op threads, "
+                      f"this process has {now}: the continuation will not be bit-identical to an "
+                      f"unbroken run (float sums are reduced in another order); "
+                      f"OMP_NUM_THREADS={threads} (torch.set_num_threads) matches it",
+                      ckpt.CheckpointWarning, stacklevel=4)
+    saved = state.get("device")
+    if saved is not None and saved != device.type:
+        warnings.warn(f"checkpoint {str(path)!r} was written on {saved}, this run is on "
+                      f"{device.type}: the continuation will not be bit-identical to an unbroken "
+                      f"run", ckpt.CheckpointWarning, stacklevel=4)
+
+
+def _remove_stale_temporaries(path: pathlib.Path) -> None:
+    removed = remove_stale_temporaries(path)
+    if removed:
+        print(f"refllm: removed {len(removed)} temporary file(s) of a checkpoint write that was "
+              f"killed: {', '.join(str(p) for p in removed)}", file=sys.stderr)
+
+
+def _check_out_dir(out: pathlib.Path, resume: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out_dir (--out) {str(out)!r} is a file, not a folder: name a folder "
+                         f"for the run's records and checkpoint (it is made if missing)")
     if resume:
         return
     for name in (RECORDS, ckpt.FILENAME):

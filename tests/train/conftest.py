@@ -34,3 +34,29 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def interrupted_run(monkeypatch):
+    """Train until the checkpoint of ``step`` is written, then stop as a kill would: the folder
+    holds that checkpoint and the records so far, and no "run" record (``kwargs``: train's)."""
+    from refllm.train import checkpoint as ckpt
+    from refllm.train import train
+
+    def run(config, out, data, step, **kwargs):
+        real = ckpt.save_checkpoint
+
+        def save_then_stop(*args, **kwargs):
+            path = real(*args, **kwargs)
+            if kwargs["step"] == step:
+                raise KeyboardInterrupt(f"stopped after the checkpoint of step {step}")
+            return path
+
+        monkeypatch.setattr(ckpt, "save_checkpoint", save_then_stop)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                train(config, out, data=data, progress=False, **kwargs)
+        finally:
+            monkeypatch.setattr(ckpt, "save_checkpoint", real)
+
+    return run

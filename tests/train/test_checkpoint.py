@@ -1,11 +1,18 @@
-"""Checkpoints: exact round trip, atomic replacement, clear errors for damaged or foreign files."""
+"""Checkpoints: exact round trip, atomic replacement, a checksum, stale temporaries removed, clear
+errors for damaged or foreign files, a warning where a resume cannot be bit-identical."""
 
+import json
 import os
+import subprocess
+import sys
+import warnings
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
-from refllm.train import CheckpointError, train
+from refllm.train import CheckpointError, CheckpointWarning, train
 from refllm.train import checkpoint as ckpt
 from refllm.train.build import build_model, build_optimizer
 
@@ -39,21 +46,141 @@ def test_tied_embeddings_are_stored_once(tiny_config, markov_data, tmp_path):
     assert "model/lm_head.weight" not in tensors
 
 
-def test_a_truncated_checkpoint_is_a_clear_error(tiny_config, markov_data, tmp_path):
-    _trained(tiny_config, markov_data, tmp_path)
+def test_a_truncated_checkpoint_is_a_clear_error(tiny_config, markov_data, tmp_path,
+                                                 interrupted_run):
+    config = tiny_config(max_steps=8, checkpoint_interval=4)
+    interrupted_run(config, tmp_path, markov_data, step=4)
     path = ckpt.checkpoint_path(tmp_path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) * 2 // 3])
     with pytest.raises(CheckpointError, match="is truncated or damaged"):
         ckpt.read_checkpoint(path)
     with pytest.raises(CheckpointError, match="is truncated or damaged"):
-        train(tiny_config(max_steps=4), tmp_path, data=markov_data, resume=True, progress=False)
+        train(config, tmp_path, data=markov_data, resume=True, progress=False)
+
+
+def _flip_a_weight_byte(path, name="model/transformer.wte.weight"):
+    data = bytearray(path.read_bytes())
+    n = int.from_bytes(data[:8], "little")
+    start, _ = json.loads(data[8:8 + n])[name]["data_offsets"]
+    data[8 + n + start + 1] ^= 0x01  # one bit of the first weight: still a valid float
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_in_a_weight_is_refused_by_the_checksum(tiny_config, markov_data,
+                                                               tmp_path, interrupted_run):
+    config = tiny_config(max_steps=8, checkpoint_interval=4)
+    interrupted_run(config, tmp_path, markov_data, step=4)
+    path = ckpt.checkpoint_path(tmp_path)
+    _flip_a_weight_byte(path)
+    with pytest.raises(CheckpointError, match=r"checkpoint\.safetensors': the checksum does not "
+                                              r"match"):
+        ckpt.read_checkpoint(path)
+    with pytest.raises(CheckpointError, match="the checksum does not match"):
+        train(config, tmp_path, data=markov_data, resume=True, progress=False)
+
+
+def test_the_checksum_covers_the_header_state_too(tiny_config, markov_data, tmp_path):
+    _trained(tiny_config, markov_data, tmp_path)
+    path = ckpt.checkpoint_path(tmp_path)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    state = json.loads(meta["refllm"])
+    assert meta["sha256"] == ckpt.checksum(meta["refllm"], tensors)
+    state["step"] = 3  # an edited step would resume at the wrong data position
+    save_file(tensors, str(path), metadata={"refllm": json.dumps(state), "sha256": meta["sha256"]})
+    with pytest.raises(CheckpointError, match="the checksum does not match"):
+        ckpt.read_checkpoint(path)
+    save_file(tensors, str(path), metadata={"refllm": json.dumps(state)})
+    with pytest.raises(CheckpointError, match="has no checksum"):
+        ckpt.read_checkpoint(path)
+
+
+def test_a_checkpoint_of_the_format_without_checksum_is_read_with_a_warning(
+        tiny_config, markov_data, tmp_path, interrupted_run):
+    config = tiny_config(max_steps=8, checkpoint_interval=4)
+    interrupted_run(config, tmp_path, markov_data, step=4)
+    path = ckpt.checkpoint_path(tmp_path)
+    with safe_open(str(path), framework="pt") as f:
+        state = json.loads(f.metadata()["refllm"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    state["format"] = "refllm-checkpoint-1"
+    for key in ("threads", "device"):
+        del state[key]
+    del state["extra"]["runs_before"]
+    save_file(tensors, str(path), metadata={"refllm": json.dumps(state)})
+    with pytest.warns(CheckpointWarning, match="has no checksum: its contents cannot be verified"):
+        assert ckpt.read_checkpoint(path)[0]["step"] == 4
+    with pytest.warns(CheckpointWarning, match="has no checksum"):
+        resumed = train(config, tmp_path, data=markov_data, resume=True, progress=False)
+    whole = train(config, tmp_path / "whole", data=markov_data, progress=False)
+    assert resumed.train_losses == whole.train_losses
+
+
+def test_a_header_that_is_not_a_refllm_state_is_a_checkpoint_error(tmp_path):
+    path = tmp_path / "checkpoint.safetensors"
+    save_file({"x": torch.zeros(2)}, str(path), metadata={"refllm": "[1, 2]"})
+    with pytest.raises(CheckpointError, match="is not a refllm-checkpoint-2 file"):
+        ckpt.read_checkpoint(path)
+    state = {"format": ckpt.FORMAT, "step": 1}
+    text = json.dumps(state)
+    tensors = {"x": torch.zeros(2)}
+    save_file(tensors, str(path), metadata={"refllm": text, "sha256": ckpt.checksum(text, tensors)})
+    with pytest.raises(CheckpointError, match=r"lacks the entries \['config'"):
+        ckpt.read_checkpoint(path)
+
+
+def test_the_thread_count_is_recorded_and_another_one_warns_on_resume(tiny_config, markov_data,
+                                                                      tmp_path, interrupted_run):
+    config = tiny_config(max_steps=8, checkpoint_interval=4)
+    interrupted_run(config, tmp_path / "a", markov_data, step=4)
+    interrupted_run(config, tmp_path / "b", markov_data, step=4)
+    state, _ = ckpt.read_checkpoint(ckpt.checkpoint_path(tmp_path / "a"))
+    assert state["threads"] == torch.get_num_threads() == 1 and state["device"] == "cpu"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CheckpointWarning)  # the same thread count: silent
+        train(config, tmp_path / "a", data=markov_data, resume=True, progress=False)
+    torch.set_num_threads(2)
+    with pytest.warns(CheckpointWarning, match="written with 1 intra-op threads, this process "
+                                               "has 2: the continuation will not be bit-identical"):
+        train(config, tmp_path / "b", data=markov_data, resume=True, progress=False)
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid
+
+
+def _plant_temporaries(folder):
+    dead = _dead_pid()
+    stale = [folder / f".checkpoint.safetensors.{dead}.1a2b3c4d.tmp",
+             folder / f".checkpoint.safetensors.tmp-{dead}"]
+    live = folder / f".checkpoint.safetensors.{os.getppid()}.5e6f7a8b.tmp"
+    for path in (*stale, live):
+        path.write_bytes(b"\0" * 4096)  # as large as a checkpoint, in life
+    return stale, live
+
+
+def test_stale_checkpoint_temporaries_are_removed_on_start_and_on_resume(
+        tiny_config, markov_data, tmp_path, interrupted_run, capsys):
+    stale, live = _plant_temporaries(tmp_path)
+    config = tiny_config(max_steps=8, checkpoint_interval=4)
+    interrupted_run(config, tmp_path, markov_data, step=4)
+    assert not any(p.exists() for p in stale) and live.exists()
+    assert "removed 2 temporary file(s) of a checkpoint write that was killed" in \
+        capsys.readouterr().err
+    stale, _ = _plant_temporaries(tmp_path)
+    train(config, tmp_path, data=markov_data, resume=True, progress=False)
+    assert not any(p.exists() for p in stale) and live.exists()
 
 
 def test_a_checkpoint_of_another_config_is_refused_naming_the_keys(tiny_config, markov_data,
-                                                                    tmp_path):
-    _trained(tiny_config, markov_data, tmp_path)
-    other = tiny_config(max_steps=4, lr=3e-3, seq_len=8)
+                                                                    tmp_path, interrupted_run):
+    interrupted_run(tiny_config(max_steps=8, checkpoint_interval=4), tmp_path, markov_data,
+                    step=4)
+    other = tiny_config(max_steps=8, checkpoint_interval=4, lr=3e-3, seq_len=8)
     with pytest.raises(CheckpointError, match=r"differing keys.*'lr': \(0.01, 0.003\).*seq_len"):
         train(other, tmp_path, data=markov_data, resume=True, progress=False)
 

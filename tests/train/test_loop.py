@@ -73,13 +73,59 @@ def test_a_run_killed_at_a_random_step_and_resumed_gives_exactly_the_same_losses
     assert [r["kind"] for r in read_records(out / RECORDS)][-1] == "run"
 
 
-def test_resuming_a_finished_run_returns_its_result_and_writes_nothing(tiny_config, markov_data,
-                                                                       tmp_path):
+@pytest.mark.parametrize("changes", [{}, {"checkpoint_final": False}], ids=["checkpoint",
+                                                                          "no-checkpoint"])
+def test_resuming_a_finished_run_is_refused_and_writes_nothing(tiny_config, markov_data,
+                                                               tmp_path, changes):
+    first = _run(tiny_config(**changes), tmp_path, markov_data)
+    before = (tmp_path / RECORDS).read_bytes()
+    message = (rf"out_dir '{tmp_path}' holds a run that already finished \(status 'ok', 12 steps, "
+               rf"final validation loss {first.final_val_loss:.4f} nats/token")
+    with pytest.raises(ValueError, match=message):
+        _run(tiny_config(**changes), tmp_path, markov_data, resume=True)
+    assert (tmp_path / RECORDS).read_bytes() == before
+
+
+def test_a_diverged_run_is_finished_too(tiny_config, markov_data, tmp_path):
+    config = tiny_config(lr=50.0, grad_clip=None, warmup_steps=0, max_steps=40, min_lr=50.0,
+                         checkpoint_interval=2)
+    assert _run(config, tmp_path, markov_data).status == "diverged"
+    with pytest.raises(ValueError, match=r"already finished \(status 'diverged'.*loss nan"):
+        _run(config, tmp_path, markov_data, resume=True)
+
+
+def test_force_trains_a_finished_run_again_from_step_0(tiny_config, markov_data, tmp_path):
     first = _run(tiny_config(), tmp_path, markov_data)
-    size = (tmp_path / RECORDS).stat().st_size
-    again = _run(tiny_config(), tmp_path, markov_data, resume=True)
-    assert again.train_losses == first.train_losses
-    assert (tmp_path / RECORDS).stat().st_size == size
+    again = _run(tiny_config(), tmp_path, markov_data, resume=True, force=True)
+    assert again.train_losses == first.train_losses and again.record["resumes"] == 0
+    runs = read_records(tmp_path / RECORDS, kind="run")
+    assert len(runs) == 2 and runs[-1]["time"] > runs[0]["time"]
+    with pytest.raises(ValueError, match="already finished"):
+        _run(tiny_config(), tmp_path, markov_data, resume=True)
+    with pytest.raises(ValueError, match=r"this config differs from it.*'lr': \(0.01, 0.003\)"):
+        _run(tiny_config(lr=3e-3), tmp_path, markov_data, resume=True, force=True)
+    with pytest.raises(ValueError, match=r"force=True \(--force\).*needs resume=True"):
+        _run(tiny_config(), tmp_path / "new", markov_data, force=True)
+
+
+def test_a_forced_rerun_that_is_killed_resumes_from_its_own_checkpoint(
+        tiny_config, markov_data, tmp_path, interrupted_run):
+    config = tiny_config(checkpoint_interval=4)
+    whole = _run(config, tmp_path, markov_data)
+    interrupted_run(config, tmp_path, markov_data, step=8, resume=True, force=True)
+    resumed = _run(config, tmp_path, markov_data, resume=True)
+    assert resumed.record["resumes"] == 1 and resumed.train_losses == whole.train_losses
+    assert len(read_records(tmp_path / RECORDS, kind="run")) == 2
+
+
+def test_a_run_killed_after_its_final_checkpoint_is_evaluated_once(tiny_config, markov_data,
+                                                                   tmp_path, interrupted_run):
+    config = tiny_config()
+    interrupted_run(config, tmp_path, markov_data, step=12)  # before its "run" record
+    resumed = _run(config, tmp_path, markov_data, resume=True)
+    whole = _run(config, tmp_path / "whole", markov_data)
+    assert resumed.val_losses == whole.val_losses and resumed.steps == 12
+    assert [r["step"] for r in read_records(tmp_path / RECORDS, kind="eval")] == [4, 8, 12]
 
 
 def test_an_existing_run_is_not_overwritten_without_resume(tiny_config, markov_data, tmp_path):
