@@ -1,8 +1,8 @@
 """The options of a check, as the CLI and the pytest plugin take them: one object, validated once.
 
-`CheckOptions` holds what every check takes (dtype, device, examples, seed, threads, a kernel
-contract) and the op's own choices by keyword (``features``, ``reductions``, ``like``: see the
-op's record in :mod:`refllm.testing.records`). `CheckOptions.kwargs` validates them against a
+`CheckOptions` holds what every check takes (dtype, device, examples, seed, threads, a timeout, a
+kernel contract) and the op's own choices by keyword (``features``, ``reductions``, ``like``: see
+the op's record in :mod:`refllm.testing.records`). `CheckOptions.kwargs` validates them against a
 record and returns the keyword arguments of its check; every bad value is a `ValueError` that names
 the option, what was given and what is allowed, raised before anything is drawn. ``refllm check``
 turns it into exit status 2, the plugin into a pytest usage error.
@@ -35,16 +35,21 @@ DTYPES = {
 
 
 def parse_dtype(name: Any) -> torch.dtype:
-    """``torch.<dtype>`` for a name such as ``"bf16"`` (a ``torch.dtype`` passes through);
-    `ValueError` for an unknown name."""
+    """``torch.<dtype>`` for a name such as ``"bf16"`` or ``"float32"`` (any of `DTYPES`, any
+    case, ``torch.`` prefix allowed) or one of those dtypes; `ValueError` listing what
+    is accepted for anything else (an unknown name, an integer or complex dtype)."""
     import torch
 
+    accepted = {getattr(torch, full) for full in DTYPES.values()}
     if isinstance(name, torch.dtype):
-        return name
-    key = str(name).lower().removeprefix("torch.")
-    if key not in DTYPES:
-        raise ValueError(f"unknown dtype {name!r}; choose from {sorted(set(DTYPES))}")
-    return getattr(torch, DTYPES[key])
+        if name in accepted:
+            return name
+    elif isinstance(name, str):
+        key = name.strip().lower().removeprefix("torch.")
+        if key in DTYPES:
+            return getattr(torch, DTYPES[key])
+    raise ValueError(f"unknown dtype {name!r}; choose from {sorted(set(DTYPES))} or one of "
+                     f"{sorted(str(d) for d in accepted)}")
 
 
 def check_device(device: Any) -> str:
@@ -94,8 +99,8 @@ class CheckOptions:
 
     ``dtype`` is a name (``"bf16"``) or a ``torch.dtype``, None for the check's own default;
     ``examples`` None for the default count (`refllm.testing.settings.default_examples`);
-    ``threads`` None leaves the caller's thread count alone; ``timeout`` the seconds one example
-    may take (None: the checks' default, 60; 0: no timeout); ``contract`` is a
+    ``threads`` None leaves the caller's thread count alone; ``timeout`` the seconds one call
+    of the target may take (None: the checks' default, 60; 0: no timeout); ``contract`` is a
     `refllm.testing.contract.Contract` or the ``"module:name"`` of one (None: PyTorch's whole
     contract); ``choices`` maps an op option's keyword (``"features"``, ``"reductions"``,
     ``"like"``) to the names chosen, None or absent for the check's default.
@@ -106,7 +111,7 @@ class CheckOptions:
     examples: int | None = None
     seed: int | None = None
     threads: int | None = 1
-    timeout: float | None = None  # None: the check's default; 0: no timeout
+    timeout: float | None = None
     contract: Any = None
     choices: Mapping[str, str | tuple[str, ...] | None] = dataclasses.field(default_factory=dict)
 
@@ -117,7 +122,7 @@ class CheckOptions:
         ``flag`` spells an option in messages (``"--{}"`` for the CLI, ``"--refllm-{}"`` for the
         plugin), ``choice_flag`` an op's own option (default: as ``flag``).
         """
-        from refllm._validation import require_int
+        from refllm._validation import require_int, require_real
 
         out: dict[str, Any] = {}
         try:
@@ -137,14 +142,12 @@ class CheckOptions:
                 except (TypeError, ValueError) as exc:
                     raise ValueError(f"{flag.format(name)}: {exc}") from None
         out.update(examples=self.examples, seed=self.seed, threads=self.threads)
-        if self.timeout is not None:
-            import math
-
-            if not isinstance(self.timeout, (int, float)) or not math.isfinite(self.timeout) \
-                    or self.timeout < 0:
-                raise ValueError(f"{flag.format('timeout')}: seconds >= 0 (0: no timeout), got "
-                                 f"{self.timeout!r}")
-            out["timeout"] = float(self.timeout) or None
+        if self.timeout is not None:  # None: the check's default
+            try:
+                out["timeout"] = require_real("timeout", self.timeout, low=0.0) or None
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{flag.format('timeout')}: {exc} (seconds; 0: no timeout)"
+                                 ) from None
         out.update(record.choice_kwargs(self.choices, flag=choice_flag or flag))
         if self.contract is not None:
             where = (choice_flag or flag).format("contract")
@@ -157,18 +160,14 @@ def _contract(contract: Any, record: OpRecord, dtype: Any, flag: str) -> Any:
     op and the dtype; `ValueError` naming ``flag`` otherwise."""
     import inspect
 
+    from refllm.testing.checks._engine import load as load_users
     from refllm.testing.contract import Contract, apply
     from refllm.testing.records import load
 
     name = contract if isinstance(contract, str) else None
     try:
-        if name is not None:
-            if ":" not in name:
-                raise ValueError(f"write the contract as 'module:name', got {name!r}")
-            try:
-                contract = load(name)
-            except Exception as exc:  # an import error, or an error raised while importing
-                raise ValueError(f"cannot import {name!r}: {exc}") from None
+        if name is not None:  # as a target: the current folder searched, an exit refused
+            contract = load_users(name, callable_only=False, what="contract")
         if not isinstance(contract, Contract):
             raise ValueError(f"{name or 'it'} is a {type(contract).__name__}, not a "
                              "refllm.testing.contract.Contract")

@@ -133,14 +133,11 @@ def resolve(target: Any, argument: str = "the checked implementation") -> tuple[
 
     The name is ``""`` when the object cannot be imported back by name (a lambda, a local function):
     the repro snippet then asks the user to define ``fn`` themselves. Anything else (``42``, a
-    tensor) is a `TypeError` naming what was passed, before any example runs.
+    tensor) is a `TypeError` naming what was passed, before any example runs; a string that
+    cannot be loaded, or names something that is not callable, a `ValueError` (`load`).
     """
     if isinstance(target, str):
-        obj = load(target, callable_only=False)
-        if not callable(obj):
-            raise TypeError(f"{argument} {target!r} must name a function or class, got "
-                            f"{type(obj).__name__}")
-        return obj, target
+        return load(target), target
     if not callable(target):
         raise TypeError(f"{argument} must be a function or class (or a 'module:name' "
                         f"string), got {type(target).__name__}: {target!r:.80}")
@@ -158,38 +155,57 @@ def _name_of(target: Any) -> str:
     return ""
 
 
-def load(spec: str, *, callable_only: bool = True) -> Any:
-    """Import ``"package.module:attr.path"``; `ValueError` with a clear message when impossible.
+def load(spec: str, *, callable_only: bool = True, what: str = "target") -> Any:
+    """Import the user's ``"package.module:attr.path"``; `ValueError` naming it when impossible.
 
-    The current folder is searched first, as ``python -m`` does (a console script's ``sys.path``
-    lacks it), so ``refllm check sdpa mykernel:attn`` finds ``./mykernel.py``. A module that
-    exits while it is imported (``sys.exit()`` at its top level, say) or raises is a usage error
-    naming it, never an exit status of its own (``sys.exit(0)`` would read as a pass). The
-    target must be callable (a function, or a class such as an optimizer's).
+    While the module is imported, the current folder is on ``sys.path`` (first, as
+    ``python -m`` puts it; a console script's ``sys.path`` lacks it), so ``refllm check sdpa
+    mykernel:attn`` finds ``./mykernel.py``; ``sys.path`` is restored afterwards (the module and
+    what it imported at its top level stay in ``sys.modules``). A module that exits while it is
+    imported (``sys.exit()`` at its top level, say) or raises is a usage error naming the module
+    and the exit code or the exception, never an exit status of its own (``sys.exit(0)`` would
+    read as a pass). With ``callable_only`` the object must be callable (a function, or a class
+    such as an optimizer's). ``what`` names the object in messages ("target", "contract").
     """
     if not isinstance(spec, str) or ":" not in spec:
-        raise ValueError(f"target must be written 'module:name', got {spec!r}")
+        raise ValueError(f"{what} must be written 'module:name', got {spec!r}")
     mod, _, qual = spec.partition(":")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    if not mod or not qual:
+        raise ValueError(f"{what} must be written 'module:name', got {spec!r}")
     try:
-        module = importlib.import_module(mod)
+        with _cwd_on_path():
+            module = importlib.import_module(mod)
     except SystemExit as exc:
-        raise ValueError(f"module {mod!r} of target {spec!r} exited while it was imported "
-                         f"(SystemExit({exc.code!r})): a target module must import without "
-                         f"exiting (put its script part under if __name__ == '__main__')"
-                         ) from None
+        raise ValueError(f"module {mod!r} of {what} {spec!r} exited while it was imported "
+                         f"(SystemExit with code {exc.code!r}): a {what}'s module must import "
+                         f"without exiting (put its script part under if __name__ == "
+                         f"'__main__')") from None
     except Exception as exc:  # an import error, or an error raised while importing
-        raise ValueError(f"cannot import module {mod!r} of target {spec!r}: "
+        raise ValueError(f"cannot import module {mod!r} of {what} {spec!r}: "
                          f"{type(exc).__name__}: {exc}") from exc
     try:
         obj = _getattr_path(module, qual)
     except AttributeError as exc:
-        raise ValueError(f"module {mod!r} has no attribute {qual!r} (target {spec!r})") from exc
+        raise ValueError(f"module {mod!r} has no attribute {qual!r} ({what} {spec!r})") from exc
     if callable_only and not callable(obj):
-        raise ValueError(f"target {spec!r} is a {type(obj).__name__}, not a function or class "
+        raise ValueError(f"{what} {spec!r} is a {type(obj).__name__}, not a function or class "
                          f"(callable) to check")
     return obj
+
+
+@contextlib.contextmanager
+def _cwd_on_path() -> Iterator[None]:
+    """The current folder first on ``sys.path`` within the block (unless already there)."""
+    here = os.getcwd()
+    if here in sys.path or "" in sys.path:
+        yield
+        return
+    sys.path.insert(0, here)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):  # the import may have removed it itself
+            sys.path.remove(here)
 
 
 def _getattr_path(obj: Any, path: str) -> Any:
@@ -212,57 +228,138 @@ def import_lines(name: str, alias: str = "fn", obj: Any = None) -> str:
 
 
 DEFAULT_TIMEOUT = 60.0
-"""Seconds one example may take (the target's call and its judgement) before it is a failure,
-"timed out"; far above what a kernel-sized example costs on one CPU thread (about a second)."""
+"""Seconds one call of the target may take before the example fails as timed out; far above what
+a kernel-sized example costs on one CPU thread (well under a second)."""
 TIMEOUT_SHRINKS = 2
 """Timed-out shrinking attempts after the first timeout before the input found is reported as it
-is: each attempt costs the whole timeout."""
+is: each attempt on a hanging input costs the whole timeout."""
+
+_timeout: contextvars.ContextVar[float | None] = contextvars.ContextVar("refllm_timeout",
+                                                                       default=None)
 
 
 class _TimedOut(BaseException):
-    """Raised into the target by the alarm (a BaseException: no ``except Exception`` in a target
-    or in a judge swallows it)."""
+    """Raised into the target when its call outlives the timeout (a BaseException, so that no
+    ``except Exception`` in the target, in `call_guarded` or in a judge swallows it)."""
+
 
 
 class _StopShrinking(BaseException):
     """Ends the search: shrinking a hanging input further would cost a timeout per attempt."""
 
 
-@contextlib.contextmanager
-def deadline(seconds: float | None) -> Iterator[None]:
-    """Raise `_TimedOut` in this thread after ``seconds`` (SIGALRM, a real-time interval timer).
+def check_timeout(timeout: Any) -> float | None:
+    """``timeout`` as seconds, None for no timeout (None or 0); `TypeError`/`ValueError` naming
+    ``timeout`` for anything but a finite number >= 0."""
+    if timeout is None:
+        return None
+    seconds = require_real("timeout", timeout, low=0.0)
+    return seconds or None
 
-    Only the main thread of a Unix process can take signals; elsewhere (a check run from a worker
-    thread, or on Windows) there is no timeout, and an `OracleWarning` says so once per check.
-    The alarm interrupts Python code; a C or CUDA kernel that never returns to the interpreter
-    is interrupted only when it does. The previous handler and timer are restored.
-    """
+
+def _in_main_thread() -> bool:
     import signal
     import threading
 
-    usable = (seconds is not None and hasattr(signal, "setitimer")
-              and threading.current_thread() is threading.main_thread())
-    if not usable:
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+def _async_exc() -> Any:
+    """CPython's ``PyThreadState_SetAsyncExc`` (None where ctypes cannot reach it)."""
+    try:
+        import ctypes
+
+        return ctypes.pythonapi.PyThreadState_SetAsyncExc
+    except (ImportError, AttributeError):  # pragma: no cover - not CPython
+        return None
+
+
+def timeout_available() -> str | None:
+    """How a timeout interrupts a target called from this thread: ``"signal"`` (the main thread
+    of a Unix process), ``"async"`` (another thread, under CPython) or None (no way here)."""
+    if _in_main_thread():
+        return "signal"
+    return "async" if _async_exc() is not None else None
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Raise `_TimedOut` in this thread when the block outlives ``seconds`` (None: never).
+
+    In the main thread of a Unix process, a ``SIGALRM`` interval timer: it interrupts Python code
+    and a blocking call such as ``time.sleep`` at once; the previous ``SIGALRM`` handler and any
+    timer already running (pytest-timeout's, say) are restored, the latter with its time left. In
+    any other thread (CPython), a watchdog thread raises the exception into this one with
+    ``PyThreadState_SetAsyncExc``: that interrupts Python code only, so a blocking call is
+    interrupted when it returns. Either way a C or CUDA kernel that never returns to the
+    interpreter cannot be interrupted. Where neither exists, the block runs without a limit.
+    """
+    if seconds is None:
         yield
         return
+    how = timeout_available()
+    if how == "signal":
+        with _alarm(seconds):
+            yield
+    elif how == "async":
+        with _watchdog(seconds):
+            yield
+    else:  # pragma: no cover - neither signals nor CPython: run without a limit
+        yield
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float) -> Iterator[None]:
+    import signal
+    import time
 
     def alarm(signum: int, frame: Any) -> None:
-        raise _TimedOut()
+        raise _TimedOut(seconds)
 
     previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, float(seconds))  # type: ignore[arg-type]
+    start = time.monotonic()
+    try:
+        before, interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    except BaseException:
+        signal.signal(signal.SIGALRM, previous)
+        raise
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0.0)
         signal.signal(signal.SIGALRM, previous)
+        if before > 0.0:  # someone else's timer: give it back the time it has left
+            left = before - (time.monotonic() - start)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-6), interval)
 
 
-def _timeout_possible() -> bool:
-    import signal
+@contextlib.contextmanager
+def _watchdog(seconds: float) -> Iterator[None]:
+    import ctypes
     import threading
 
-    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    set_async_exc = _async_exc()
+    ident = ctypes.c_ulong(threading.get_ident())
+    lock = threading.Lock()
+    state = {"done": False, "fired": False}
+
+    def fire() -> None:
+        with lock:
+            if not state["done"]:
+                state["fired"] = True
+                set_async_exc(ident, ctypes.py_object(_TimedOut))
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            state["done"] = True
+            if state["fired"]:  # if it is still pending (the block ended first), drop it
+                set_async_exc(ident, None)  # None: NULL, which clears it
+        timer.cancel()
 
 
 def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | None,
@@ -277,20 +374,20 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
     was refused fails as "unsupported". A compiled target that Dynamo silently sent back to eager
     (its recompile limit hit) is named in the report's warnings and as an `OracleWarning`.
 
-    ``timeout``: seconds one example may take (`deadline`; None: no limit). An example that takes
-    longer fails as "finishes in time" and is shrunk like any failure, but after the first
-    timeout at most `TIMEOUT_SHRINKS` more timed-out attempts are made: the report then gives the
-    smallest input that timed out so far and says it was not shrunk further.
+    ``timeout``: seconds one call of the target may take (`deadline`; None or 0: no limit); the
+    reference's computations are not timed. An example on which a call takes longer fails the
+    property "finishes in time" and is shrunk like any failure, but after the first timeout at
+    most `TIMEOUT_SHRINKS` more timed-out attempts are made: the report then gives the smallest
+    input that timed out so far and says that it may not be minimal.
     """
     require_device(device)
-    if timeout is not None:
-        require_real("timeout", timeout, low=0.0, low_open=True)
+    timeout = check_timeout(timeout)
     report = Report(op=spec.op, target=target, dtype=dtype, device=str(device), seed=seed,
                     features=tuple(features))
     fixed = _fixed.get()
     if fixed is not None:  # refllm.testing.judge: one given example, no search
         with intra_op_threads(threads):
-            _judge_one(spec, fixed, report)
+            _judge_one(spec, fixed, report, timeout)
         if raise_on_failure and not report.passed:
             raise OracleFailure(report)
         return report
@@ -305,15 +402,12 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
         nonlocal timeouts
         if state["gave_up"]:
             raise _AllRefused()
+        timed_out = False
         try:
-            with deadline(timeout):
-                outcomes = spec.evaluate(drawn)
+            outcomes = spec.evaluate(drawn)  # `call_guarded` times each call of the target
         except _TimedOut:
-            timeouts += 1
-            outcomes = [Outcome(TIMED_OUT, False, f"timed out on this input: the call did not "
-                                                  f"return within the timeout of {timeout:g} s")]
-            if timeouts > TIMEOUT_SHRINKS:  # the input kept from the last timeout is reported
-                raise _StopShrinking() from None
+            timed_out, timeouts = True, timeouts + 1
+            outcomes = [_timed_out(spec, drawn, timeout)]
         except _Unsupported as exc:
             if not state["failed_once"]:
                 state["unsupported"] += 1
@@ -332,6 +426,8 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
         if failed:
             state["failed_once"] = True
             state["failing"] = (drawn, failed)
+            if timed_out and timeouts > TIMEOUT_SHRINKS:  # this input is the one reported
+                raise _StopShrinking()
             raise _Disagreement(", ".join(o.property for o in failed))
 
     test = given(spec.strategy())(search)
@@ -341,28 +437,30 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
     if seed is not None:
         test = hypothesis.seed(seed)(test)
     refused = tuple(getattr(spec, "unsupported", UNSUPPORTED_ERRORS))
-    token = _refused.set(refused)
+    token, timing = _refused.set(refused), _timeout.set(timeout)
     try:
         with intra_op_threads(threads), hermetic_generation(), _eager_fallbacks() as fallbacks:
             test()
     except _Disagreement:
         pass
     except _StopShrinking:
-        report.note = (f"the input timed out; shrinking stopped after {TIMEOUT_SHRINKS + 1} "
-                       f"timeouts (each attempt costs {timeout:g} s), so it may not be minimal")
+        report.note = (f"not shrunk further: after {TIMEOUT_SHRINKS + 1} timed-out inputs "
+                       f"(each attempt costs the whole timeout, {timeout:g} s) the last one is "
+                       f"reported, so it may not be minimal")
     except (Unsatisfiable, _AllRefused):
         pass  # every drawn example was refused: reported as unsupported below
     except Flaky as exc:
         report.note = f"the failure did not reproduce on replay (non-deterministic?): {exc}"
     finally:
+        _timeout.reset(timing)
         _refused.reset(token)
     report.examples = state["examples"]
     report.unsupported = state["unsupported"]
     report.unsupported_example = state["refusal"]
     report.properties = list(rows.values())
-    if timeout is not None and not _timeout_possible():
-        fallbacks.append(f"no per-example timeout: signals reach only the main thread of a "
-                         f"Unix process (timeout={timeout:g} s was asked)")
+    if timeout is not None and timeout_available() is None:  # pragma: no cover - not CPython
+        fallbacks.append(f"the check ran without its timeout of {timeout:g} s: this thread can "
+                         f"take no signal, and this Python cannot raise into a thread")
     for message in fallbacks:
         report.warnings.append(message)
         warnings.warn(message, OracleWarning, stacklevel=3)
@@ -379,18 +477,28 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
 
 
 TIMED_OUT = "finishes in time"
-"""The property of an example that did not return within the timeout."""
+"""The property that fails on an example where a call of the target outlived the timeout."""
 
 
-def _judge_one(spec: Spec, drawn: Any, report: Report) -> None:
+def _timed_out(spec: Spec, drawn: Any, timeout: float | None) -> Outcome:
+    return Outcome(TIMED_OUT, False, f"timed out on this input {_describe(spec, drawn)}: a call "
+                                     f"of the target did not return within the timeout of "
+                                     f"{timeout:g} s")
+
+
+def _judge_one(spec: Spec, drawn: Any, report: Report, timeout: float | None) -> None:
     """Fill ``report`` with the spec's judgement of one example (`fixed_example`)."""
     token = _refused.set(tuple(getattr(spec, "unsupported", UNSUPPORTED_ERRORS)))
+    timing = _timeout.set(timeout)
     try:
         outcomes = spec.evaluate(drawn)
+    except _TimedOut:
+        outcomes = [_timed_out(spec, drawn, timeout)]
     except _Unsupported as exc:
         report.unsupported, report.unsupported_example = 1, f"{exc} on {_describe(spec, drawn)}"
         return
     finally:
+        _timeout.reset(timing)
         _refused.reset(token)
     report.examples = 1
     rows = {name: PropertyResult(name) for name in spec.properties}
@@ -526,12 +634,16 @@ def _settings(examples: int | None, seed: int | None) -> settings:
 
 
 def call_guarded(fn: Callable[[], Any]) -> tuple[Any, BaseException | None]:
-    """Run ``fn``; return ``(result, None)`` or ``(None, exception)``.
+    """Run ``fn`` (a call of the target); return ``(result, None)`` or ``(None, exception)``.
 
     An exception the running check counts as "unsupported input" (`refuse_unsupported`) is not
-    returned: it ends the example, which the engine then reports as unsupported."""
+    returned: it ends the example, which the engine then reports as unsupported. Within a check
+    the call is timed (`deadline`, the check's ``timeout``): one that outlives it ends the example
+    with `_TimedOut`, which the engine reports as "finishes in time". Every call of the target
+    goes through here, so the reference's computations are never timed."""
     try:
-        return fn(), None
+        with deadline(_timeout.get()):  # the running check's timeout (`run`), None outside one
+            return fn(), None
     except Exception as exc:  # the user's code may raise anything
         refuse_unsupported(exc)
         return None, exc

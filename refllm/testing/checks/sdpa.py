@@ -90,7 +90,9 @@ def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype | str = torch
     """Check ``fn`` (or ``"module:name"``) against refllm's scaled dot-product attention.
 
     Parameters:
-        dtype, device: what the inputs are cast to before ``fn`` sees them.
+        dtype, device: what the inputs are cast to before ``fn`` sees them; ``dtype`` is a
+            ``torch.dtype`` or a name as ``refllm check --dtype`` takes it (``"bf16"``,
+            ``"float32"``, ...: `refllm.testing.options.parse_dtype`).
         examples: how many examples Hypothesis draws (default 40, `DEFAULT_EXAMPLES` of
             :mod:`refllm.testing.settings`, or the active refllm profile's count).
         features: which of :data:`SDPA_FEATURES` to exercise (default: all).
@@ -102,6 +104,9 @@ def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype | str = torch
             report) on a disagreement, instead of returning the failed report.
         threads: intra-op threads the reference and ``fn`` run at during the check, restored
             after (default 1, the fastest on these small examples; None: leave the caller's).
+        timeout: seconds one call of ``fn`` may take (default 60, `DEFAULT_TIMEOUT`; None or 0:
+            no limit); a call that outlives it fails the example as "finishes in time" (see
+            `refllm.testing.checks._engine.deadline` for what can be interrupted).
         contract: a `refllm.testing.contract.Contract`: draw only inputs the kernel supports
             (layout, head dims, masks, causal, sizes, ...) and report what it refuses with one
             of ``contract.unsupported`` as unsupported; it narrows ``features`` further.
