@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch._dynamo  # noqa: F401 - here, so that no in-process run below is its first import
 
 from refllm.testing.records import RECORDS
 
@@ -133,3 +134,21 @@ def test_a_device_this_machine_lacks_is_a_usage_error(pytester, monkeypatch):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "--refllm-device: device 'cuda' is not available on this machine" in (
         result.stderr.str())
+
+
+def test_an_in_process_run_leaves_torch_dynamo_importable(pytester):
+    """pytester's in-process runs drop the modules first imported inside them; torch._dynamo
+    registers an operator library that cannot be registered twice, so re-importing it after such
+    a run would fail every later test that imports it (torch.manual_seed does)."""
+    pytester.makepyfile(test_dynamo='''
+import torch._dynamo
+
+
+def test_imports_dynamo():
+    assert torch._dynamo is not None
+''')
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    import importlib
+
+    importlib.import_module("torch._dynamo")
+    torch.manual_seed(0)
