@@ -46,6 +46,11 @@ from typing import Any
 
 from refllm.testing.records import RECORDS, OpRecord, choice_keywords
 
+EXIT = {"ok": 0, "negative": 1, "usage": 2, "unsupported": 3, "internal": 70,
+        "interrupted": 130, "broken_pipe": 141}
+"""The exit statuses of every subcommand, defined once here (the module docstring says what
+each means); a subcommand's ``run`` returns 0, 1 or 3, `main` gives the others."""
+
 
 def demo_rows() -> list[tuple[str, OpRecord, str, dict[str, Any]]]:
     """``refllm demo``'s rows: PyTorch's own implementations listed in the op records."""
@@ -110,19 +115,18 @@ def _add_subcommand(sub: Any, name: str, module: str, help_text: str) -> None:
     parser.set_defaults(_module=module)
 
 
-EXIT = {"ok": 0, "negative": 1, "usage": 2, "unsupported": 3, "internal": 70,
-        "interrupted": 130, "broken_pipe": 141}
-"""The exit statuses of every subcommand (the module docstring says what each means)."""
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    """Run the command ``argv`` (default ``sys.argv[1:]``); return its exit status (`EXIT`).
+
+    A SystemExit raised inside a subcommand passes through unchanged."""
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
-        return int(exc.code or 0)
-    try:
-        return _dispatch(args)
+        try:
+            args = _parser().parse_args(argv)
+        except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+            return exc.code if isinstance(exc.code, int) else EXIT["usage"] if exc.code else 0
+        status = _dispatch(args)
+        sys.stdout.flush()  # a closed pipe found here, not in the interpreter's last flush
+        return status
     except BrokenPipeError:
         _quiet_stdout()
         return EXIT["broken_pipe"]
@@ -179,7 +183,8 @@ def _check(args: argparse.Namespace) -> int:
     load(args.target)  # fail early, with the reason, when the target cannot be imported
     report = record.run(args.target, raise_on_failure=False, **kwargs)
     print(report)
-    return {"passed": 0, "failed": 1, "unsupported": 3}[report.verdict]
+    return EXIT[{"passed": "ok", "failed": "negative", "unsupported": "unsupported"}[
+        report.verdict]]
 
 
 def _demo(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
@@ -214,9 +219,9 @@ def _demo(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
         out(f"\n{label}:\n{report}")
     if failed:
         out(f"\n{len(failed)} of {len(rows)} ops DISAGREE with refllm")
-        return 1
+        return EXIT["negative"]
     out(f"\nall {len(rows)} ops agree with refllm (values and gradients, float32)")
-    return 0
+    return EXIT["ok"]
 
 
 if __name__ == "__main__":

@@ -1,7 +1,13 @@
-"""The command line: exit 0 when all agree, 1 on a disagreement, 2 on a usage error."""
+"""The command line: exit 0 when all agree, 1 on a disagreement (a timeout included), 2 on a usage
+or environment error, 3 when every input was refused, 70 on a bug in refllm, 130 on Ctrl-C, 141
+on a closed output pipe (refllm.cli.EXIT)."""
 
+import errno
 import importlib
 import importlib.abc
+import os
+import pathlib
+import subprocess
 import sys
 import types
 
@@ -9,7 +15,8 @@ import pytest
 import torch
 
 import refllm
-from refllm.cli import demo_rows, main
+from refllm import cli
+from refllm.cli import EXIT, demo_rows, main
 from refllm.testing.contract import Contract
 from refllm.testing.records import RECORDS
 
@@ -185,9 +192,220 @@ def test_a_contract_by_name_reaches_the_check(capsys, monkeypatch):
 @pytest.mark.parametrize("contract,message", [
     ("tests.test_cli:HEAD_DIMS", "--contract: Contract fields ['head_dims'] do not apply to mse"),
     ("tests.test_cli:MSE", "--contract: tests.test_cli:MSE is a list, not a refllm.testing"),
-    ("tests.test_cli:NO_SUCH", "--contract: cannot import 'tests.test_cli:NO_SUCH'"),
-    ("CAUSAL_ONLY", "--contract: write the contract as 'module:name', got 'CAUSAL_ONLY'"),
+    ("tests.test_cli:NO_SUCH", "--contract: module 'tests.test_cli' has no attribute 'NO_SUCH' "
+                               "(contract 'tests.test_cli:NO_SUCH')"),
+    ("CAUSAL_ONLY", "--contract: contract must be written 'module:name', got 'CAUSAL_ONLY'"),
 ])
 def test_a_bad_contract_is_a_usage_error(capsys, contract, message):
     assert main([*MSE, "--contract", contract]) == 2
     assert message in _one_error_line(capsys)
+
+
+# -- the exit statuses of every command ---------------------------------------------------------
+
+
+@pytest.fixture
+def fake_command(monkeypatch):
+    """A subcommand ``refllm fake`` whose ``run`` the test sets (``module.run = ...``), wired in
+    as train, scaling and fit are (`refllm.cli.SUBCOMMANDS`)."""
+    module = types.ModuleType("refllm_cli_fake_command")
+    module.add_arguments = lambda parser: None
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(cli, "SUBCOMMANDS", [*cli.SUBCOMMANDS, ("fake", module.__name__, "fake")])
+    return module
+
+
+def _raises(exc):
+    def run(args):
+        raise exc
+
+    return run
+
+
+@pytest.mark.parametrize("exc, shown", [
+    (ValueError("--set lr: must be a number,\n got 'abc'"),
+     "--set lr: must be a number, got 'abc'"),
+    (OSError(errno.ENOSPC, "No space left on device", "runs/x/records.jsonl"),
+     "[Errno 28] No space left on device: 'runs/x/records.jsonl'"),
+    (FileNotFoundError(errno.ENOENT, "No such file or directory", "corpus.txt"),
+     "[Errno 2] No such file or directory: 'corpus.txt'"),
+    (FileExistsError(errno.EEXIST, "File exists", "runs/x"), "[Errno 17] File exists: 'runs/x'"),
+    (PermissionError(errno.EACCES, "Permission denied", "/out"),
+     "[Errno 13] Permission denied: '/out'"),
+])
+def test_a_value_or_os_error_is_one_line_and_status_2(fake_command, capsys, exc, shown):
+    fake_command.run = _raises(exc)
+    assert main(["fake"]) == EXIT["usage"] == 2
+    assert _one_error_line(capsys) == f"refllm: error: {shown}"
+
+
+@pytest.mark.parametrize("exc", [TypeError("unsupported operand type(s)"), KeyError("loss"),
+                                 AttributeError("'list' object has no attribute 'get'"),
+                                 RuntimeError("shape mismatch"), AssertionError()])
+def test_any_other_exception_is_a_bug_with_its_traceback_and_status_70(fake_command, capsys,
+                                                                         exc):
+    fake_command.run = _raises(exc)
+    assert main(["fake"]) == EXIT["internal"] == 70
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert lines[0] == "Traceback (most recent call last):" and "def run" not in err
+    assert any("in run" in line for line in lines)  # the frame that raised is shown
+    assert lines[-1].startswith("refllm: internal error (a bug in refllm, please report it): "
+                                f"{type(exc).__name__}")
+
+
+def test_a_subcommand_that_cannot_even_be_imported_is_a_bug_not_a_crash(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "SUBCOMMANDS",
+                        [*cli.SUBCOMMANDS, ("broken", "tests.no_such_refllm_layer.cli", "x")])
+    assert main(["demo", "--examples", "1"]) == 70
+    assert "ModuleNotFoundError" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_ctrl_c_is_one_line_and_status_130(fake_command, capsys):
+    fake_command.run = _raises(KeyboardInterrupt())
+    assert main(["fake"]) == EXIT["interrupted"] == 130
+    captured = capsys.readouterr()
+    assert captured.err == "refllm: interrupted\n" and captured.out == ""
+
+
+def test_a_system_exit_inside_a_subcommand_passes_through_unchanged(fake_command):
+    fake_command.run = _raises(SystemExit(4))
+    with pytest.raises(SystemExit) as raised:
+        main(["fake"])
+    assert raised.value.code == 4
+
+
+def test_argparse_keeps_its_own_statuses(capsys):
+    assert main(["check", "--help"]) == 0 and "usage: refllm check" in capsys.readouterr().out
+    assert main(["check", "sdpa"]) == 2  # the target is missing
+    assert "required: target" in capsys.readouterr().err
+
+
+def test_the_subcommands_own_statuses_pass_through(fake_command):
+    for status in (0, 1, 3):
+        fake_command.run = lambda args, status=status: status
+        assert main(["fake"]) == status
+
+
+def test_a_pipe_closed_before_the_last_flush_is_141_and_quiet(fake_command, monkeypatch, capsys):
+    """The output a command printed sits in stdout's buffer until the end: a reader that is gone
+    by then (``refllm fit ... | true``) is found by `main`'s flush, not by the interpreter's."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    closed = open(write_end, "w", buffering=8192)  # a pipe: block-buffered, as stdout is
+    monkeypatch.setattr(sys, "stdout", closed)
+
+    def run(args):
+        print("a table row")  # buffered: nothing is written yet
+        return 0
+
+    fake_command.run = run
+    try:
+        assert main(["fake"]) == EXIT["broken_pipe"] == 141
+        closed.flush()  # stdout now points at os.devnull: the interpreter's last flush is quiet
+    finally:
+        closed.close()
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch (about 4 s)
+def test_refllm_demo_into_a_pipe_closed_early_exits_141_without_a_traceback():
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "refllm", "demo", "--examples", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.read(10)  # as `refllm demo | head -c 10` does
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141 and err == ""
+
+
+def test_every_exit_status_is_documented_in_the_module_and_the_oracle_guide():
+    guide = (pathlib.Path(__file__).parents[1] / "docs" / "oracle.md").read_text()
+    doc = cli.__doc__ or ""
+    for status in EXIT.values():
+        assert f"\n    {status} " in doc, status
+        assert f"\n| {status} | " in guide, status
+    assert sorted(EXIT.values()) == [0, 1, 2, 3, 70, 130, 141]
+
+
+# -- refllm check: loading the target -----------------------------------------------------------
+
+
+@pytest.fixture
+def bare_folder(tmp_path, monkeypatch):
+    """``tmp_path`` as the current folder, not on ``sys.path`` (as for the console script)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    return tmp_path
+
+
+@pytest.mark.parametrize("body, shown", [
+    ("import sys\nsys.exit(0)\n", "SystemExit with code 0"),
+    ("import sys\nsys.exit(3)\n", "SystemExit with code 3"),
+    ("raise SystemExit('usage: kernel.py N')\n", "SystemExit with code 'usage: kernel.py N'"),
+    ("raise RuntimeError('CUDA driver too old')\n", "RuntimeError: CUDA driver too old"),
+])
+def test_a_target_module_that_exits_or_raises_on_import_is_a_usage_error_naming_it(
+        bare_folder, capsys, body, shown):
+    name = f"refllm_cli_exits_{abs(hash(body))}"
+    (bare_folder / f"{name}.py").write_text(body)
+    assert main(["check", "mse", f"{name}:mse_loss"]) == 2
+    line = _one_error_line(capsys)
+    assert f"module {name!r}" in line and shown in line
+
+
+def test_a_target_module_in_the_current_folder_is_found(bare_folder, capsys):
+    (bare_folder / "refllm_cli_local_kernel.py").write_text(
+        "from torch.nn.functional import mse_loss\nSOME_CONSTANT = 3\n")
+    path = list(sys.path)
+    assert main(["check", "mse", "refllm_cli_local_kernel:mse_loss", "--examples", "3",
+                 "--seed", "0"]) == 0
+    assert "PASSED" in capsys.readouterr().out and sys.path == path  # only for the import
+
+
+def test_a_target_that_is_not_callable_is_a_usage_error_naming_it(bare_folder, capsys):
+    (bare_folder / "refllm_cli_constants.py").write_text("SOME_CONSTANT = 3\n")
+    assert main(["check", "mse", "refllm_cli_constants:SOME_CONSTANT"]) == 2
+    assert ("target 'refllm_cli_constants:SOME_CONSTANT' is a int, not a function or class"
+            in _one_error_line(capsys))
+
+
+def test_a_contract_module_that_exits_on_import_is_a_usage_error(bare_folder, capsys):
+    (bare_folder / "refllm_cli_contract_exits.py").write_text("raise SystemExit(0)\n")
+    assert main([*MSE, "--contract", "refllm_cli_contract_exits:C"]) == 2
+    assert ("--contract: module 'refllm_cli_contract_exits' of contract "
+            "'refllm_cli_contract_exits:C' exited" in _one_error_line(capsys))
+
+
+# -- refllm check --timeout ---------------------------------------------------------------------
+
+
+def _hangs_on_long_inputs(input, target, reduction="mean"):
+    import time
+
+    if input.numel() > 3:
+        time.sleep(60)  # never returns in time on these inputs
+    return torch.nn.functional.mse_loss(input, target, reduction=reduction)
+
+
+def test_a_call_that_outlives_the_timeout_fails_the_check_with_status_1(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "refllm_cli_hangs",
+                        types.SimpleNamespace(mse_loss=_hangs_on_long_inputs))
+    assert main(["check", "mse", "refllm_cli_hangs:mse_loss", "--examples", "20", "--seed", "0",
+                 "--timeout", "0.2"]) == 1
+    out = capsys.readouterr().out
+    assert "finishes in time" in out and "timed out on" in out and "timeout of 0.2 s" in out
+
+
+@pytest.mark.parametrize("value, message", [
+    ("-1", "--timeout: timeout must lie in [0.0, inf], got -1.0"),
+    ("inf", "--timeout: timeout must be finite, got inf"),
+    ("nan", "--timeout: timeout must be finite, got nan"),
+])
+def test_a_bad_timeout_is_a_usage_error(capsys, value, message):
+    assert main([*MSE, "--timeout", value]) == 2
+    assert message in _one_error_line(capsys)
+
+
+def test_timeout_0_means_none(capsys):
+    assert main([*MSE, "--timeout", "0"]) == 0
