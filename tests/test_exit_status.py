@@ -59,7 +59,7 @@ def test_a_bug_keeps_its_traceback_and_exits_70(fake_train, capsys, exc):
     fake_train.run = _raising(exc)
     assert main(["train"]) == EXIT["internal"] == 70
     err = capsys.readouterr().err
-    assert "Traceback" in err and f"refllm: internal error (a bug in refllm" in err
+    assert "Traceback" in err and "refllm: internal error (a bug in refllm" in err
     assert type(exc).__name__ in err.strip().splitlines()[-1]
 
 
