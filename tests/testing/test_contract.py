@@ -1,4 +1,4 @@
-"""A `Contract` refuses contradictions, and the checks draw only inside it (issue 12 §3)."""
+"""A `Contract` refuses contradictions, and the checks draw only inside it."""
 
 from __future__ import annotations
 

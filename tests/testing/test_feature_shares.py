@@ -4,7 +4,7 @@ Measured on 800 derandomised draws per strategy (the full table, over 2,000 draw
 docs/testing.md; ``python -m tests.testing.feature_shares`` regenerates it). Floors:
 
 * the default call (no optional keyword; torch's default hyper-parameters): at least one case in
-  eight, the share issue 12 asks for;
+  eight, so the all-defaults call is tried often;
 * each feature alone (every other one off): at least 0.25% (2 of 800 draws; about 20% / number
   of features is designed, 0.6% the lowest measured over 1,000 draws);
 * each pair of features, every on/off combination (both off, either alone, both on): at least 1%

@@ -1,4 +1,4 @@
-"""The oracle on implementations refllm did not write (issue 12 §3): no false alarm where they are
+"""The oracle on implementations refllm did not write: no false alarm where they are
 right, and the real disagreements they have are found.
 
 Adapters (tests/testing/real_kernels.py) are what a user would write: a few lines each. Inputs a

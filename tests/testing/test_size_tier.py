@@ -1,5 +1,5 @@
 """The kernel-sized tier: one long axis in a measured share of cases, at boundary lengths, within
-the element budget; the fixed default calls include kernel-sized ones (issue 12 §2)."""
+the element budget; the fixed default calls include kernel-sized ones."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Planted bugs of two kinds that small random inputs never reach (issue 12 §2).
+"""Planted bugs of two kinds that small random inputs never reach.
 
 Past a width: a real kernel tiles keys in blocks of 64 or 128, cuts the vocabulary into chunks,
 reduces rows in groups of 32 and elements in blocks of 1024, slices its causal mask from a cached
