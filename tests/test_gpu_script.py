@@ -25,7 +25,8 @@ def test_the_dry_run_runs_every_stage_on_the_cpu_and_writes_at_most_8_files(tmp_
     summary = json.loads((out / "summary.json").read_text())
     stages = {s["stage"]: s for s in summary["stages"]}
     assert list(stages) == ["env", "gpu-tests", "bench", "scaling"]
-    assert proc.returncode == 0 and summary["passed"], (proc.stdout, proc.stderr,
+    failed = [s for s in summary["stages"] if s["status"] != "passed"]
+    assert proc.returncode == 0 and summary["passed"], (failed, proc.stderr,
                                                         (out / "run.log").read_text()[-3000:])
     assert stages["env"]["torch"] and stages["gpu-tests"]["test"] > 0  # collected
     assert stages["scaling"]["ladder"] == "h200-dry-run" and stages["scaling"]["rules"]

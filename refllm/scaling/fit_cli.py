@@ -143,7 +143,6 @@ def predictions(fit: Any, points: list[dict[str, float]]) -> list[dict[str, Any]
 
 def run(args: argparse.Namespace) -> int:
     from refllm.scaling.fit import fit_chinchilla, fit_power_law
-    from refllm.scaling.fit.result import E_COLLAPSE_FRACTION
 
     path = pathlib.Path(args.path)
     if not path.is_file():
@@ -177,12 +176,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     print(f"{path}: {fit.n_points} runs")
     print(fit.table())
-    if fit.collapsed:
-        print(f"warning: {', '.join(fit.collapsed)} collapsed ({fit.params['E']:.4g}, below "
-              f"{E_COLLAPSE_FRACTION:.0%} of the smallest loss or on its bound): these runs do not "
-              f"determine it, and predictions beyond them are optimistic; add runs where the "
-              f"loss flattens, or fit with --pure and say so")
-    elif any(fit.on_bound.values()):
+    for warning in fit.warnings():
+        print(f"warning: {warning}")
+    if not fit.warnings() and any(fit.on_bound.values()):
         print("note: a parameter on its bound (" + ", ".join(k for k, v in fit.on_bound.items()
                                                             if v) + "): read its CI with care")
     rows = predictions(fit, points)

@@ -21,6 +21,9 @@ What refllm does, and why:
   internally (N / N_ref, N_ref the geometric mean), which changes no optimum, only conditioning.
 * bounds: alpha, beta in [0, 5], e >= -30 (E ~ 1e-13: zero for any loss); a parameter that ends
   on a bound is reported in ``on_bound``.
+* runs whose D is a fixed power of N (a fixed tokens-per-parameter ratio) leave the split between
+  the two terms undetermined: the fit still returns its optimum, and says so in ``confounded``
+  and ``warnings()`` (see ``result.CONFOUNDED_FRACTION``).
 * bootstrap replicates restart from the main optimum (the replicate optimum is close to it).
 """
 
@@ -46,6 +49,7 @@ from refllm.scaling.fit.result import (
     FitResult,
     check_options,
     collapsed_params,
+    confounded_sizes,
     log_model,
     r2_log,
 )
@@ -153,5 +157,6 @@ def fit_chinchilla(N: ArrayLike, D: ArrayLike, L: ArrayLike, *, seeds: ArrayLike
         method=f"Approach 3: summed Huber (delta={HUBER_DELTA:g}) on log residuals, L-BFGS-B "
                f"from the {starts} best of Hoffmann's 4500 grid starts",
         replicates=replicates, collapsed=collapsed_params(params, on_bound, big),
+        confounded=confounded_sizes(n_, d_),
         diagnostics={"objective": fun, "starts_converged": float(np.mean([f[2] for f in fits])),
                      "replicates_converged": rep_ok, "bootstrap": bootstrap})

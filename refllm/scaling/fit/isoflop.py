@@ -54,6 +54,11 @@ def compute_optimal(fit: FitResult, C: ArrayLike) -> Allocation:
     if not isinstance(fit, FitResult) or fit.law != "chinchilla":
         raise ValueError(f"fit must be a FitResult of fit_chinchilla, got "
                          f"{getattr(fit, 'law', type(fit).__name__)!r}")
+    if fit.confounded:
+        raise ValueError("fit: its runs move N and D together (D ~ N^"
+                         f"{fit.confounded['slope']:.3g}), so the split between A / N^alpha and "
+                         "B / D^beta, and with it the compute-optimal allocation, is undetermined"
+                         "; fit runs that vary D at fixed N (an IsoFLOP ladder)")
     c = positive_finite("C", np.atleast_1d(C))
     p = fit.params
     n_opt, d_opt = chinchilla_allocation(c, p["A"], p["B"], p["alpha"], p["beta"])

@@ -70,6 +70,25 @@ def collapsed_params(params: dict[str, float], on_bound: dict[str, bool],
     return ()
 
 
+CONFOUNDED_FRACTION = 1e-3
+"""log D is "confounded" with log N when a straight line in log N explains all but this fraction of
+its variance (1 - r^2): runs at a fixed tokens-per-parameter ratio (Cerebras-GPT's 20, say) move N
+and D together, so the Chinchilla law can put the loss's fall on A / N^alpha or on B / D^beta
+alike: only their sum along that line is determined, not the split, the exponents or the allocation
+``compute_optimal`` derives from them."""
+
+CONFOUNDED = ("A", "B", "alpha", "beta")
+
+
+def confounded_sizes(n: np.ndarray, d: np.ndarray) -> dict[str, float]:
+    """{} when N and D vary independently enough; else the fitted D ~ N^slope and 1 - r^2."""
+    u, v = np.log(n), np.log(d)
+    r = float(np.corrcoef(u, v)[0, 1])
+    if not 1.0 - r * r < CONFOUNDED_FRACTION:
+        return {}
+    return {"slope": float(np.polyfit(u, v, 1)[0]), "one_minus_r2": 1.0 - r * r}
+
+
 def log_model(law: str, theta: np.ndarray, x: np.ndarray, d: np.ndarray | None = None
               ) -> np.ndarray:
     """log L for parameter rows ``theta`` (..., p) in PARAMS order at sizes x (m,) -> (..., m)."""
@@ -109,6 +128,24 @@ class FitResult:
     replicates: np.ndarray | None = field(default=None, repr=False)
     diagnostics: dict[str, Any] = field(default_factory=dict)
     collapsed: tuple[str, ...] = ()  # parameters the data leave undetermined (`collapsed_params`)
+    confounded: dict[str, float] = field(default_factory=dict)  # `confounded_sizes`, Chinchilla
+
+    def warnings(self) -> list[str]:
+        """What makes this fit untrustworthy, one sentence each (empty when nothing does)."""
+        out = []
+        if self.collapsed:
+            out.append(f"{', '.join(self.collapsed)} collapsed ({self.params['E']:.4g}, below "
+                       f"{E_COLLAPSE_FRACTION:.0%} of the smallest loss or on its bound): these "
+                       f"runs do not determine it, and predictions beyond them are optimistic; "
+                       f"add runs where the loss flattens, or fit with --pure and say so")
+        if self.confounded:
+            out.append(f"N and D move together in these runs (D ~ N^"
+                       f"{self.confounded['slope']:.3g}, 1 - r^2 = "
+                       f"{self.confounded['one_minus_r2']:.1e} of log D on log N): the fit "
+                       f"cannot tell A / N^alpha from B / D^beta, so {', '.join(CONFOUNDED)} and "
+                       f"any compute-optimal allocation are undetermined; only the loss along "
+                       f"that line is. Vary D at fixed N (an IsoFLOP ladder), or fit L(N) or L(C)")
+        return out
 
     @property
     def theta(self) -> np.ndarray:
@@ -156,8 +193,9 @@ class FitResult:
             lo, hi = self.cis.get(k, (float("nan"), float("nan")))
             ci = f"[{lo:.5g}, {hi:.5g}]" if k in self.cis else "-"
             flag = "  (on bound)" if self.on_bound.get(k) else ""
-            if k in self.collapsed:
-                why = "collapsed: undetermined by these data)"
+            for why in (["collapsed: undetermined by these data)"] if k in self.collapsed else []
+                        ) + (["confounded: N and D move together)"] if self.confounded
+                             and k in CONFOUNDED else []):
                 flag = (flag[:-1] + "; " if flag else "  (") + why
             lines.append(f"  {k:<6} {v:>12.6g}  {ci:>27}{flag}")
         rms = float(np.sqrt(np.mean(self.residuals**2)))
@@ -178,6 +216,7 @@ class FitResult:
             "cis": {k: list(v) for k, v in self.cis.items()}, "level": self.level,
             "n_points": self.n_points, "residuals": self.residuals.tolist(),
             "r2_log": self.r2_log, "on_bound": self.on_bound, "converged": self.converged,
-            "collapsed": list(self.collapsed),
+            "collapsed": list(self.collapsed), "confounded": self.confounded,
+            "warnings": self.warnings(),
             "method": self.method, "bootstrap": 0 if self.replicates is None
             else len(self.replicates), "diagnostics": self.diagnostics}, default=float))
