@@ -5,12 +5,15 @@
     refllm fit runs/records.jsonl --law chinchilla    # L(N, D) = E + A/N^alpha + B/D^beta
     refllm fit my_runs.csv --law d --json fit.json    # a CSV with columns N, D, loss, seed
     refllm fit runs.csv --law chinchilla --predict N=7e10,D=1.4e12   # loss there, with its PI
+    refllm fit runs.csv --exclude "tokens_per_param<5" --exclude "N<1e6"   # stated exclusions
 
 JSONL: one run per line; lines whose "kind" is not "run" are skipped (a line without "kind" is a
 run), as are runs whose "status" is not one of ok/done/finished/completed (say "diverged").
 Fields read: n_params_non_embedding or n_params (--x), tokens (D), flops (C), seed,
 final_val_loss. CSV: a header row naming N and loss, optionally D, C and seed (any case).
 Points of one size with several seeds are resampled together in the bootstrap.
+--exclude FIELD<VALUE (or <=, >, >=; fields N, D, C, loss, tokens_per_param) leaves out the runs
+for which it holds; each rule's count is printed and written to --json.
 
 Prints the fitted law with bootstrap percentile intervals and diagnostics (R^2 of log L, which
 parameters sit on a bound). Methods and formulas: docs/scaling.md.
@@ -26,6 +29,7 @@ import pathlib
 from typing import Any
 
 from refllm._io import read_jsonl, write_text_atomically
+from refllm.scaling import exclusions
 
 LAWS = ("n", "d", "c", "chinchilla")
 OK_STATUS = ("ok", "done", "finished", "completed")
@@ -44,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level", type=float, default=0.9, help="interval level")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
     parser.add_argument("--json", type=pathlib.Path, default=None, help="write the fit here")
+    parser.add_argument("--exclude", action="append", default=[], metavar="FIELD<VALUE",
+                        help="leave out the runs for which this holds (fields N, D, C, loss, "
+                             "tokens_per_param; < <= > >=); repeatable, applied in order, "
+                             "each one's count printed")
     parser.add_argument("--predict", action="append", default=[], metavar="N=...[,D=...]",
                         help="print the fitted loss at these sizes with its prediction interval "
                              "(for one new run, at --level); the law's variables: N, D or C, "
@@ -154,6 +162,12 @@ def run(args: argparse.Namespace) -> int:
         cols, notes = read_csv(path), list[str]()
     else:
         cols, notes = read_records(path, X_FIELD[args.x or "non_embedding"])
+    rules = [exclusions.parse_rule(text) for text in args.exclude]  # refused before reading on
+    excluded: list[dict[str, Any]] = []
+    if rules:
+        rows = [dict(zip(cols, values)) for values in zip(*cols.values())]
+        rows, excluded = exclusions.apply(rules, rows)
+        cols = {k: [row[k] for row in rows] for k in cols}
     loss = _numbers(cols, "loss", path)
     bad = sum(not (math.isfinite(v) and v > 0) for v in loss)
     if bad:
@@ -174,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
                             variable=var, **opts)
     for note in notes:
         print(f"note: {note}")
+    for entry in excluded:
+        print(f"excluded {entry['dropped']} run(s) by {entry['rule']}")
     print(f"{path}: {fit.n_points} runs")
     print(fit.table())
     for warning in fit.warnings():
@@ -189,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
                 else "  (no interval: --bootstrap 0)")
         print(f"predicted loss at {where}: {row['loss']:.5g}{band}")
     if args.json is not None:
-        _write_json(args.json, {**fit.to_dict(), "predictions": rows} if rows else fit.to_dict())
+        extra = {"predictions": rows} if rows else {}
+        _write_json(args.json, {**fit.to_dict(), **extra, "exclusions": excluded})
         print(f"wrote {args.json}")
     return 0
