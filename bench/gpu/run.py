@@ -87,6 +87,14 @@ def dry_ladder(window_s: float) -> dict[str, Any]:
             "device": "cpu", "autocast": "none", "workers": 2, "seeds": [0], "verdict": "cpu"}
 
 
+def _own_environment() -> dict[str, str]:
+    """This process's environment without a calling pytest's own variables: a stage started from
+    inside a pytest-xdist worker (the CI rehearsal) would otherwise inherit PYTEST_XDIST_WORKER,
+    and pytest-benchmark, taking itself for an xdist worker, disables benchmarks and refuses
+    --benchmark-only (exit 4)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+
+
 class Runner:
     def __init__(self, out: pathlib.Path, dry_run: bool) -> None:
         self.out, self.dry_run = out, dry_run
@@ -103,7 +111,7 @@ class Runner:
         start = time.perf_counter()
         try:
             proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=limit,
-                                  env={**os.environ, **(env or {})})
+                                  env={**_own_environment(), **(env or {})})
             rc, text = proc.returncode, proc.stdout + proc.stderr
         except subprocess.TimeoutExpired as exc:
             rc = None
