@@ -11,6 +11,7 @@ on one GPU (budget 8 minutes).
   $ refllm scaling --preset my_ladder.json            # your own ladder: a JSON object of
                                                       # refllm.scaling.sweep.presets.Preset keys
   $ refllm scaling --preset h200 --shard 0/4          # one of 4 machines (or a Slurm job array)
+  $ refllm scaling --preset h200 --submitit gpu --shards 4   # submit that Slurm array (submitit)
 
 Before training it times a few steps of every size and refuses, with its estimate, a preset that
 cannot finish within its budget here (--force runs it anyway). Every finished run is appended at
@@ -52,6 +53,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: rebuild the report from DIR/records.jsonl")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    slurm = parser.add_argument_group("Slurm, through submitit (pip install \"refllm[slurm]\")")
+    slurm.add_argument("--submitit", metavar="PARTITION",
+                       help="submit the ladder as one Slurm job array to PARTITION, one task "
+                            "per shard, requeued on preemption ('local': processes on this "
+                            "machine, no Slurm)")
+    slurm.add_argument("--shards", type=int, default=None, metavar="N",
+                       help="array tasks for --submitit (default: one per run)")
+    slurm.add_argument("--slurm-time", type=int, default=60, metavar="MIN",
+                       help="time limit of each task in minutes (default 60)")
+    slurm.add_argument("--wait", action="store_true",
+                       help="with --submitit: wait for every task, then print the report")
 
 
 def load_preset(text: str):
@@ -94,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     planned = sw.plan(preset)  # once per command: the sweep and the report share it
+    if args.submitit is not None:
+        return _submit(args, preset, planned, out, start)
+    if args.shards is not None or args.wait:
+        raise ValueError("--shards and --wait go with --submitit (for one machine's shard, "
+                         "use --shard i/n)")
     if not args.report_only:
         where = f", shard {shard[0]}/{shard[1]}" if shard else ""
         print(f"refllm scaling: preset {preset.name!r}{where} into {out}/", flush=True)
@@ -107,6 +124,39 @@ def run(args: argparse.Namespace) -> int:
         print(f"  trained {len(result.records)} run(s), skipped {len(result.skipped)} finished "
               f"in {result.wall_s:.0f} s", flush=True)
     return _report(preset, planned, out, shard, start)
+
+
+def _submit(args: argparse.Namespace, preset, planned: list, out: pathlib.Path,
+            start: float) -> int:
+    from refllm.scaling.sweep.submit import submit
+
+    if args.shard is not None or args.report_only:
+        raise ValueError("--submitit submits every shard itself: it does not go with --shard "
+                         "or --report-only")
+    shards = len(planned) if args.shards is None else args.shards
+    if shards > len(planned):
+        raise ValueError(f"--shards {shards}: preset {preset.name!r} has only {len(planned)} "
+                         f"runs, so at most {len(planned)} tasks have work")
+    jobs = submit(preset, out, args.submitit, shards=shards, time_min=args.slurm_time,
+                  workers=args.workers, force=args.force)
+    ids = ", ".join(str(job.job_id) for job in jobs)
+    print(f"refllm scaling: preset {preset.name!r}: {shards} task(s) submitted to "
+          f"{args.submitit!r} (jobs {ids}); logs in {out / 'submitit'}/", flush=True)
+    if not args.wait:
+        print(f"when they finish: refllm scaling --preset {args.preset} --out {out} "
+              f"--report-only")
+        return 0
+    failed = []
+    for job in jobs:
+        try:
+            print(f"  task {job.result()['shard']} done", flush=True)
+        except Exception as exc:  # a task's own error, re-raised by submitit with its log
+            failed.append(f"{job.job_id}: {str(exc).strip().splitlines()[-1]}")
+    if failed:
+        print(f"refllm scaling: {len(failed)} task(s) failed (logs in {out / 'submitit'}/): "
+              + "; ".join(failed), file=sys.stderr)
+        return 1
+    return _report(preset, planned, out, None, start)
 
 
 def _report(preset, planned_runs: list, out: pathlib.Path, shard, start: float) -> int:
