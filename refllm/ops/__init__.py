@@ -1,5 +1,15 @@
 """Pure functions on tensors. Each module holds the equation, a naive version and a fast version."""
 
+from refllm.ops.activations import (
+    gated_mlp,
+    gated_mlp_naive,
+    geglu,
+    geglu_naive,
+    gelu,
+    gelu_naive,
+    swiglu,
+    swiglu_naive,
+)
 from refllm.ops.attention import (
     scaled_dot_product_attention,
     scaled_dot_product_attention_naive,
@@ -16,6 +26,7 @@ from refllm.ops.cross_entropy import (
 from refllm.ops.flash_attention import flash_attention
 from refllm.ops.mse import mse_loss, mse_loss_naive
 from refllm.ops.multihead import multi_head_attention, multi_head_attention_naive
+from refllm.ops.norms import layer_norm, layer_norm_naive, rms_norm, rms_norm_naive
 from refllm.ops.optim_adam import adam, adam_naive, adamw, adamw_naive
 from refllm.ops.optim_sgd import gd, gd_naive, sgd, sgd_naive
 from refllm.ops.schedules import as_lr_lambda, cosine_decay, linear_warmup, warmup_cosine
@@ -37,5 +48,8 @@ __all__ = [
     "gd", "gd_naive", "sgd", "sgd_naive", "adam", "adam_naive", "adamw", "adamw_naive",
     "OPTIMIZER_KINDS", "REDUCTIONS", "update_rule",
     "linear_warmup", "cosine_decay", "warmup_cosine", "as_lr_lambda",
+    "rms_norm", "rms_norm_naive", "layer_norm", "layer_norm_naive",
+    "gelu", "gelu_naive", "swiglu", "swiglu_naive", "geglu", "geglu_naive",
+    "gated_mlp", "gated_mlp_naive",
     "softmax", "softmax_naive", "log_softmax", "log_softmax_naive", "logsumexp", "logsumexp_naive",
 ]
