@@ -12,6 +12,14 @@ on one GPU (budget 8 minutes).
                                                       # refllm.scaling.sweep.presets.Preset keys
   $ refllm scaling --preset h200 --shard 0/4          # one of 4 machines (or a Slurm job array)
   $ refllm scaling --preset h200 --submitit gpu --shards 4   # submit that Slurm array (submitit)
+  $ refllm scaling --preset cpu-isoflop               # IsoFLOP: 3 budgets x 5 sizes, then a
+                                                      # held-out run at the predicted optimum
+
+An IsoFLOP preset (cpu-isoflop, about 5 minutes on 2 idle cores; h200-isoflop) trains, at each of
+three compute budgets, five sizes for the tokens that spend the budget, fits Approach 2 (parabolas)
+and Approach 3 (L(N, D)), then trains one more run at a larger budget and the size the fit calls
+optimal, and judges the fit by it (docs/scaling.md, "IsoFLOP ladders"). With --shard, the shards
+train the ladder; a run without --shard then trains the held-out run and reports.
 
 Before training it times a few steps of every size and refuses, with its estimate, a preset that
 cannot finish within its budget here (--force runs it anyway). Every finished run is appended at
@@ -19,7 +27,8 @@ once to DIR/records.jsonl; running the same command again skips the finished run
 interrupted sweep (Ctrl-C, a crash, a time limit) continues where it stopped.
 
 Output folder (--out, default runs/scaling-<preset>): records.jsonl, summary.json,
-loss_vs_params.png (log-log, with the fit's band and the held-out size), residuals.png, runs/.
+loss_vs_params.png (log-log, with the fit's band and the held-out size), residuals.png, runs/
+(an IsoFLOP preset: isoflop_curves.png, allocation.png, loss_contours.png, frontier.png).
 
 Exit status: 0 when the verdict passes (or, with --shard, when this shard's runs are done), 1 when
 it fails, 2 on a usage error or when the sweep would not fit its budget.
@@ -40,7 +49,8 @@ from refllm._validation import choice_error
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="cpu",
-                        help="cpu, h200, or a JSON file of Preset keys (default: cpu)")
+                        help="cpu, h200, cpu-isoflop, h200-isoflop, or a JSON file of Preset "
+                             "keys (default: cpu)")
     parser.add_argument("--out", metavar="DIR",
                         help="output folder (default: runs/scaling-<preset name>)")
     parser.add_argument("--shard", metavar="i/n",
@@ -80,9 +90,12 @@ def load_preset(text: str):
         if not isinstance(d, dict):
             raise ValueError(f"--preset {text!r} must hold one JSON object of Preset keys, got "
                              f"a JSON {type(d).__name__}")
-        for key in ("widths", "seeds"):
+        for key in ("widths", "seeds", "budgets"):
             if isinstance(d.get(key), list):
                 d[key] = tuple(d[key])
+        if isinstance(d.get("budget_widths"), list):
+            d["budget_widths"] = tuple(tuple(w) if isinstance(w, list) else w
+                                       for w in d["budget_widths"])
         try:
             return Preset(**d)
         except TypeError as exc:  # an unknown key, or a value of the wrong type
@@ -123,7 +136,32 @@ def run(args: argparse.Namespace) -> int:
             return 2
         print(f"  trained {len(result.records)} run(s), skipped {len(result.skipped)} finished "
               f"in {result.wall_s:.0f} s", flush=True)
+        if preset.isoflop and shard is None:
+            _train_holdout(preset, planned, out, args)
     return _report(preset, planned, out, shard, start)
+
+
+def _train_holdout(preset, planned: list, out: pathlib.Path, args: argparse.Namespace) -> None:
+    """An IsoFLOP ladder's held-out run, chosen by the fit of the finished ladder runs."""
+    from refllm.scaling.report.isoflop import holdout_run
+    from refllm.scaling.sweep import runs as sw
+
+    done = sw.finished(out)
+    ladder = [done[r.run_id] for r in planned if r.run_id in done]
+    if len(ladder) < len(planned):
+        return
+    try:
+        run = holdout_run(preset, ladder)
+    except ValueError as exc:
+        print(f"  no held-out run: Approach 2 has no optimum to test ({exc})", flush=True)
+        return
+    if run.run_id in done:
+        return
+    n = run.config.model_dict(256)
+    print(f"  held-out run: width {run.d_model} at C={preset.holdout_budget:.3g} "
+          f"({run.config.tokens:,} tokens), the size nearest the fitted N_opt "
+          f"[{n['n_layer']} layers]", flush=True)
+    sw.sweep(preset, out, workers=1, force=True, progress=not args.no_progress, planned=[run])
 
 
 def _submit(args: argparse.Namespace, preset, planned: list, out: pathlib.Path,
@@ -167,6 +205,12 @@ def _report(preset, planned_runs: list, out: pathlib.Path, shard, start: float) 
     done = sw.finished(out)
     runs = [rec for rid, rec in done.items() if rid in planned]
     require_fields(out / sw.RECORDS, runs)
+    if preset.isoflop and shard and len(runs) == len(planned):
+        print(f"\nthe ladder of preset {preset.name!r} is complete in {out / sw.RECORDS}; a run "
+              f"without --shard trains its held-out run and reports")
+        return 0
+    if preset.isoflop and len(runs) == len(planned):
+        return _report_isoflop(preset, runs, done, out, start)
     if len(runs) < len(planned):
         print(f"\n{len(runs)} of the {len(planned)} runs of preset {preset.name!r} are in "
               f"{out / sw.RECORDS}; the verdict waits for the rest (other shards, or a rerun).")
@@ -175,6 +219,32 @@ def _report(preset, planned_runs: list, out: pathlib.Path, shard, start: float) 
               if s.get("preset") == preset.name]
     report = build_report(runs, verdict_preset=preset.verdict, sweeps=sweeps)
     files = write_report(report, out, runs)
+    print("\n" + report.text())
+    shown = ", ".join(str(f) for f in [out / sw.RECORDS, *files])
+    print(f"\nresults: {shown}\n(wall time of this command: {time.perf_counter() - start:.0f} s)")
+    return 0 if report.passed else 1
+
+
+def _report_isoflop(preset, ladder: list[dict], done: dict, out: pathlib.Path,
+                    start: float) -> int:
+    from refllm.scaling.report.isoflop import (
+        build_isoflop_report,
+        holdout_run,
+        write_isoflop_report,
+    )
+    from refllm.scaling.sweep import runs as sw
+
+    runs = list(ladder)
+    try:
+        held = holdout_run(preset, ladder).run_id
+    except ValueError:  # no optimum: the report says why and fails
+        held = None
+    if held in done:
+        runs.append(done[held])
+    sweeps = [s for s in read_jsonl(out / sw.RECORDS, kind="sweep")
+              if s.get("preset") == preset.name]
+    report = build_isoflop_report(runs, preset, sweeps=sweeps)
+    files = write_isoflop_report(report, out)
     print("\n" + report.text())
     shown = ", ".join(str(f) for f in [out / sw.RECORDS, *files])
     print(f"\nresults: {shown}\n(wall time of this command: {time.perf_counter() - start:.0f} s)")

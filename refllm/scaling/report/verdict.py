@@ -59,6 +59,7 @@ class Verdict:
     rules: list[Rule]
     fit: FitResult | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    claims: tuple[str, str] = ("loss follows a power law", "NOT shown to follow a power law")
 
     @property
     def passed(self) -> bool:
@@ -75,7 +76,7 @@ class Verdict:
         lines = [f"  {'rule':<{w}}  {'result':<6}  {'measured':<24}  required"]
         lines += [f"  {r.name:<{w}}  {'pass' if r.passed else 'FAIL':<6}  {r.value:<24}  "
                   f"{r.threshold}" for r in self.rules]
-        head = "loss follows a power law" if self.passed else "NOT shown to follow a power law"
+        head = self.claims[0] if self.passed else self.claims[1]
         return f"verdict ({self.preset} preset): {head}\n" + "\n".join(lines)
 
     __str__ = table

@@ -59,13 +59,15 @@ class Estimate:
     per_worker: list[float] = field(default_factory=list)
     load: float | None = None          # other runnable tasks when estimated (see the docstring)
     slowdown: float = 1.0              # the step times' factor for the load (CPU)
+    after_s: float = 0.0               # a run that follows the others (the IsoFLOP held-out run)
 
     def describe(self) -> str:
         steps = ", ".join(f"d{d} {1e3 * s:.0f} ms" for d, s in sorted(self.step_s.items()))
         load = "" if self.slowdown == 1.0 else (
             f", x{self.slowdown:.1f} for {self.load:.0f} other runnable task(s) on this CPU")
+        after = "" if not self.after_s else f", then ~{self.after_s:.0f} s for the held-out run"
         return (f"estimated {self.wall_s:.0f} s wall for {len(self.run_s)} runs on "
-                f"{self.workers} worker(s) (time per training step: {steps}{load})")
+                f"{self.workers} worker(s){after} (time per training step: {steps}{load})")
 
 
 def time_step(config: Any, data: Any, k1: int = K1, k2: int = K2) -> float:
@@ -137,6 +139,18 @@ def estimate(runs: list[Any], data: Any, workers: int, *, load: float | None = N
     return Estimate(step_s=step_s, run_s=run_s, wall_s=max(loads, default=0.0), workers=workers,
                     measured_s=time.perf_counter() - start, per_worker=loads, load=load,
                     slowdown=factor)
+
+
+def add_holdout(est: Estimate, runs: list[Any], holdout_budget: float) -> None:
+    """Add an IsoFLOP ladder's held-out run, trained alone after the others, to ``est``.
+
+    Its width is chosen by the fit, so its time is estimated from the runs of the largest budget
+    still to train: their median seconds per FLOP (at and above the optimum a step's time grows
+    with its FLOPs), times the held-out budget."""
+    top = max(r.budget for r in runs)
+    per_flop = sorted(est.run_s[r.run_id] / r.budget for r in runs if r.budget == top)
+    est.after_s = per_flop[len(per_flop) // 2] * holdout_budget
+    est.wall_s += est.after_s
 
 
 def check_budget(est: Estimate, budget_s: float, spent_s: float, *, force: bool,

@@ -7,6 +7,18 @@ A preset fixes everything but the width ``d`` (= d_model) and the seed. For widt
     steps     = tokens // (batch_size * seq_len)        (the SAME token budget for every size)
     warmup    = round(warmup_fraction * steps),  cosine from lr(d) down to min_lr_fraction * lr(d)
 
+An IsoFLOP preset (``budgets`` set: ``cpu-isoflop``, ``h200-isoflop``) trains, at each compute
+budget C, the widths ``budget_widths[i]`` for the tokens that spend exactly that budget,
+
+    D(d, C) = C / f(d),   f(d) = 3 x forward FLOPs per token      (steps = round(D / (B T)))
+
+with f the exact count of `refllm.model.counting.flops_per_token` (``method="exact"``: every matrix
+multiply of the blocks, attention over the context, and the LM head; backward = 2 x forward), not
+6N: at these sizes the head and the attention are 30-60% of the work. The lr rule is the ladder's,
+the schedule's length follows D. After the ladder, one more run at ``holdout_budget``, at the width
+whose N is nearest the fitted N_opt, tests the fit's prediction (tolerance pre-registered in
+``holdout_tolerance``; `refllm.scaling.report.isoflop`).
+
 Non-embedding parameters with tied embeddings and learned positions (Kaplan et al. 2020, Table 1,
 plus biases and LayerNorms): N = 12 d^2 L + 13 d L + 2 d.
 
@@ -28,6 +40,7 @@ from dataclasses import dataclass
 
 from refllm._validation import require_choice, require_int, require_real
 
+BYTE_VOCAB = 256  # the byte tokenizer's vocabulary, which an IsoFLOP preset's FLOP count assumes
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -37,6 +50,15 @@ def require_name(name: object) -> None:
     if not isinstance(name, str) or not NAME.fullmatch(name) or len(name) > 100:
         raise ValueError(f"preset name must be letters, digits and -_. (starting with a letter "
                          f"or digit, at most 100 characters; it names folders), got {name!r}")
+
+
+def train_flops_per_token(model: dict) -> int:
+    """FLOPs of one training token of the GPT of ``model`` (GPTConfig keys): 3 x the exact
+    forward count of `refllm.model.counting.flops_per_token` (the backward pass costs two
+    forwards: Kaplan et al. 2020, §2.1)."""
+    from refllm.model import GPTConfig, flops_per_token
+
+    return 3 * flops_per_token(GPTConfig.from_dict(model), method="exact")
 
 
 @dataclass(frozen=True)
@@ -70,6 +92,12 @@ class Preset:
     workers: int = 2                   # parallel processes (one thread each on CPU)
     budget_s: float = 300.0            # wall-clock budget of the whole sweep
     verdict: str = "cpu"               # thresholds of refllm.scaling.report.verdict: "cpu" | "gpu"
+    # IsoFLOP ladders (see the module docstring); empty for a ladder in N at fixed tokens
+    budgets: tuple[float, ...] = ()                  # compute budgets C in FLOPs, ascending
+    budget_widths: tuple[tuple[int, ...], ...] = ()  # the widths trained at each budget
+    holdout_budget: float | None = None              # the held-out run's budget (after the fit)
+    holdout_tolerance: float = 0.02                  # its pre-registered |L / L_pred - 1|
+    holdout_predictor: str = "frontier"              # L_pred: "frontier" or "approach3"
 
     def __post_init__(self) -> None:
         require_name(self.name)
@@ -77,9 +105,10 @@ class Preset:
             raise ValueError(f"widths must be distinct, got {self.widths!r}")
         for d in self.widths:
             require_int("widths[i]", d, low=1)
-        for name in ("n_layer", "seq_len", "batch_size", "tokens", "base_width", "head_width",
+        for name in ("n_layer", "seq_len", "batch_size", "base_width", "head_width",
                      "min_heads", "eval_tokens", "workers"):
             require_int(name, getattr(self, name), low=1)
+        require_int("tokens", self.tokens, low=0 if self.budgets else 1)
         require_real("base_lr", self.base_lr, low=0.0, low_open=True)
         require_real("lr_exponent", self.lr_exponent, low=0.0, high=2.0)
         require_real("warmup_fraction", self.warmup_fraction, low=0.0, high=1.0, high_open=True)
@@ -88,16 +117,77 @@ class Preset:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {self.seeds!r}")
         require_choice("verdict", self.verdict, ("cpu", "gpu"))
-        if self.steps < 2:
-            raise ValueError(f"tokens={self.tokens} gives {self.steps} steps of batch_size x "
-                             f"seq_len = {self.batch_size * self.seq_len} tokens; need >= 2")
         for d in self.widths:
             if d % self.n_head(d):
                 raise ValueError(f"width {d} is not divisible by its n_head {self.n_head(d)}")
+        if self.budgets or self.budget_widths or self.holdout_budget is not None:
+            self._check_isoflop()
+        elif self.steps < 2:
+            raise ValueError(f"tokens={self.tokens} gives {self.steps} steps of batch_size x "
+                             f"seq_len = {self.batch_size * self.seq_len} tokens; need >= 2")
+
+    def _check_isoflop(self) -> None:
+        b = self.budgets
+        if len(b) < 3 or len(self.budget_widths) != len(b):
+            raise ValueError(f"budgets needs >= 3 compute budgets and budget_widths one tuple of "
+                             f"widths per budget, got {len(b)} budget(s) and "
+                             f"{len(self.budget_widths)} tuple(s) of widths")
+        for c in b:
+            require_real("budgets[i]", c, low=0.0, low_open=True)
+        if list(b) != sorted(set(b)):
+            raise ValueError(f"budgets must be distinct and ascending, got {b!r}")
+        for c, ws in zip(b, self.budget_widths):
+            if len(ws) < 4 or len(set(ws)) != len(ws) or not set(ws) <= set(self.widths):
+                raise ValueError(f"budget_widths at C={c:.3g} must be >= 4 distinct widths out of "
+                                 f"widths {self.widths}, got {ws!r}")
+            for d in ws:
+                if self.steps_for(d, c) < 2:
+                    raise ValueError(
+                        f"budget C={c:.3g} buys width {d} {self.tokens_for(d, c):,.0f} tokens, "
+                        f"under 2 steps of batch_size x seq_len = "
+                        f"{self.batch_size * self.seq_len} tokens; raise the budget or drop the "
+                        f"width")
+        if self.holdout_budget is None or not self.holdout_budget > b[-1]:
+            raise ValueError(f"holdout_budget must be a budget above the largest ({b[-1]:.3g}): "
+                             f"the held-out run tests an extrapolation, got "
+                             f"{self.holdout_budget!r}")
+        require_real("holdout_tolerance", self.holdout_tolerance, low=0.0, high=1.0,
+                     low_open=True)
+        require_choice("holdout_predictor", self.holdout_predictor, ("frontier", "approach3"))
+        if self.tokenizer != "bytes":
+            raise ValueError(f"an IsoFLOP preset counts its FLOPs with the byte vocabulary (256); "
+                             f"tokenizer must be 'bytes', got {self.tokenizer!r}")
+
+    @property
+    def isoflop(self) -> bool:
+        """True for an IsoFLOP ladder (``budgets`` set)."""
+        return bool(self.budgets)
 
     @property
     def steps(self) -> int:
+        """Steps of every run of a fixed-token ladder (an IsoFLOP ladder: `steps_for`)."""
+        if self.isoflop:
+            raise ValueError(f"preset {self.name!r} is an IsoFLOP ladder: its runs' steps depend "
+                             f"on width and budget (steps_for(d, budget))")
         return self.tokens // (self.batch_size * self.seq_len)
+
+    def flops_per_token(self, d: int) -> int:
+        """Training FLOPs per token of width ``d`` (`train_flops_per_token`)."""
+        return train_flops_per_token(self._model(d) | {"vocab_size": BYTE_VOCAB,
+                                                      "n_ctx": self.seq_len})
+
+    def tokens_for(self, d: int, budget: float) -> float:
+        return budget / self.flops_per_token(d)
+
+    def steps_for(self, d: int, budget: float | None = None) -> int:
+        """Steps of width ``d``: the preset's, or those that spend ``budget`` FLOPs."""
+        if budget is None:
+            return self.steps
+        return round(self.tokens_for(d, budget) / (self.batch_size * self.seq_len))
+
+    def _model(self, d: int) -> dict:
+        return {"n_layer": self.n_layer, "n_head": self.n_head(d), "d_model": d,
+                "attention": self.attention}
 
     def n_head(self, d: int) -> int:
         return max(self.min_heads, d // self.head_width)
@@ -105,13 +195,13 @@ class Preset:
     def lr(self, d: int) -> float:
         return self.base_lr * (self.base_width / d) ** self.lr_exponent
 
-    def train_config(self, d: int, seed: int):
-        """The `refllm.train.TrainConfig` of width ``d`` and ``seed``."""
+    def train_config(self, d: int, seed: int, budget: float | None = None):
+        """The `refllm.train.TrainConfig` of width ``d`` and ``seed`` (at ``budget`` FLOPs for an
+        IsoFLOP ladder)."""
         from refllm.train import TrainConfig
 
-        steps, lr = self.steps, self.lr(d)
-        model = {"n_layer": self.n_layer, "n_head": self.n_head(d), "d_model": d,
-                 "attention": self.attention}
+        steps, lr = self.steps_for(d, budget), self.lr(d)
+        model = self._model(d)
         return TrainConfig(
             model=model, data=self.data, tokenizer=self.tokenizer, max_bytes=self.max_bytes,
             val_fraction=self.val_fraction, batch_size=self.batch_size, seq_len=self.seq_len,
@@ -140,6 +230,29 @@ PRESETS: dict[str, Preset] = {
                    seq_len=256, batch_size=64, tokens=10_000_000, base_lr=0.018, base_width=32,
                    head_width=32, min_heads=2, max_bytes=None, eval_tokens=524_288,
                    device="cuda", autocast="bf16", workers=2, budget_s=480.0, verdict="gpu"),
+    # an IsoFLOP ladder on two cores: 3 budgets a factor ~3 apart x 5 widths centred on each
+    # budget's optimum (measured), one seed, D = C / (3 x exact forward FLOPs per token), every
+    # run under one pass over the 11.5M training bytes; then the held-out run at 3e12 FLOPs
+    "cpu-isoflop": Preset(name="cpu-isoflop", widths=(8, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96),
+                          n_layer=2, seq_len=64, batch_size=32, tokens=0, base_lr=0.018,
+                          base_width=32, seeds=(0,), max_bytes=None, budget_s=480.0,
+                          budgets=(1e11, 3e11, 1e12),
+                          budget_widths=((8, 12, 16, 24, 32), (12, 16, 24, 32, 48),
+                                         (20, 24, 32, 48, 64)),
+                          holdout_budget=3e12, holdout_tolerance=0.02),
+    # an estimate, not yet run: the h200 recipe (4 layers, bf16 autocast, fused SDPA) at budgets
+    # that keep every ladder run under one pass over the stdlib corpus (the data, not the GPU,
+    # limits D here), 16 sequences a step so that a run has hundreds of steps; widths centred on
+    # N_opt extrapolated from cpu-isoflop with a = 0.5
+    "h200-isoflop": Preset(name="h200-isoflop", widths=(32, 48, 64, 96, 128, 192, 256, 384),
+                           n_layer=4, seq_len=256, batch_size=16, tokens=0, base_lr=0.018,
+                           base_width=32, head_width=32, min_heads=2, seeds=(0,),
+                           max_bytes=None, eval_tokens=524_288, device="cuda",
+                           autocast="bf16", workers=2, budget_s=480.0, verdict="gpu",
+                           budgets=(3e12, 1e13, 3e13),
+                           budget_widths=((32, 48, 64, 96, 128), (48, 64, 96, 128, 192),
+                                          (96, 128, 192, 256, 384)),
+                           holdout_budget=1e14, holdout_tolerance=0.015),
 }
 
 

@@ -8,7 +8,9 @@ Layout of the output folder ``out``:
                                one "sweep" record per start (preset, estimate, budget, load)
     out/runs/<run_id>/         that run's own records (refllm.train)
 
-A run is named by ``run_id = <preset>-d<width>-s<seed>-<hash>``, the hash being the SHA-256 of its
+A run is named by ``run_id = <preset>-d<width>-s<seed>-<hash>`` (in an IsoFLOP ladder
+``<preset>-C<budget>-d<width>-s<seed>-<hash>``, and ``<preset>-holdout-...`` for its held-out run),
+the hash being the SHA-256 of its
 full `TrainConfig` (sorted-key JSON): a rerun skips every run_id already in ``records.jsonl``, so a
 crash or Ctrl-C loses only the runs in flight, and a changed recipe never reuses an old result.
 
@@ -45,6 +47,8 @@ class Run:
     seed: int
     config: Any          # refllm.train.TrainConfig
     flops: float         # training FLOPs (3 x Kaplan forward FLOPs x tokens): the cost for sharding
+    budget: float | None = None  # an IsoFLOP ladder's compute budget C of this run
+    role: str = "ladder"         # "ladder", or "holdout": trained after the fit, to test it
 
 
 def config_hash(config: Any) -> str:
@@ -52,17 +56,31 @@ def config_hash(config: Any) -> str:
 
 
 def plan(preset: Preset) -> list[Run]:
-    """Every run of ``preset``, by width then seed."""
+    """Every run of ``preset``, by width then seed (an IsoFLOP ladder: by budget, width, seed;
+    its held-out run comes from the fit, `holdout_run`)."""
+    if preset.isoflop:
+        return [make_run(preset, d, seed, budget) for budget, widths in
+                zip(preset.budgets, preset.budget_widths) for d in widths for seed in preset.seeds]
+    return [make_run(preset, d, seed) for d in preset.widths for seed in preset.seeds]
+
+
+def budget_label(budget: float) -> str:
+    """A budget as it appears in run ids: 3e11, 5.4e8 (three significant digits)."""
+    mantissa, _, exponent = f"{budget:.3g}".partition("e")
+    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+
+
+def make_run(preset: Preset, d: int, seed: int, budget: float | None = None,
+             role: str = "ladder") -> Run:
+    """The run of width ``d`` and ``seed`` (at ``budget`` FLOPs in an IsoFLOP ladder)."""
     from refllm.model import GPTConfig, flops_per_token
 
-    runs = []
-    for d in preset.widths:
-        for seed in preset.seeds:
-            c = preset.train_config(d, seed)
-            per_token = flops_per_token(GPTConfig.from_dict(c.model_dict(256)), method="kaplan")
-            run_id = f"{preset.name}-d{d}-s{seed}-{config_hash(c)[:10]}"
-            runs.append(Run(run_id, preset.name, d, seed, c, 3.0 * per_token * c.tokens))
-    return runs
+    c = preset.train_config(d, seed, budget)
+    where = "" if budget is None else ("holdout-" if role == "holdout" else "") + \
+        f"C{budget_label(budget)}-"
+    run_id = f"{preset.name}-{where}d{d}-s{seed}-{config_hash(c)[:10]}"
+    per_token = flops_per_token(GPTConfig.from_dict(c.model_dict(256)), method="kaplan")
+    return Run(run_id, preset.name, d, seed, c, 3.0 * per_token * c.tokens, budget, role)
 
 
 def append_locked(path: pathlib.Path, record: dict[str, Any]) -> bool:
@@ -123,6 +141,13 @@ def train_one(run: Run, out: pathlib.Path) -> dict[str, Any]:
     keep = {k: v for k, v in result_record.items() if k != "time"}
     record = {"kind": "run", **keep, "run_id": run.run_id, "preset": run.preset,
               "d_model": run.d_model, "loadavg": _loadavg(), "pid": os.getpid()}
+    if run.budget is not None:  # an IsoFLOP run: its budget, role and the FLOPs it spent
+        from refllm.scaling.sweep.presets import train_flops_per_token
+
+        per_token = train_flops_per_token(run.config.model_dict(256))
+        record |= {"budget": run.budget, "role": run.role,
+                   "train_flops": float(per_token * run.config.tokens),
+                   "flops_per_token": per_token}
     append_locked(out / RECORDS, record)
     return record
 
@@ -216,7 +241,7 @@ def sweep(preset: Preset, out: str | pathlib.Path, *, shard: tuple[int, int] | N
     it times every width and raises `refllm.scaling.sweep.budget.BudgetError` when the
     remaining runs would not finish within ``preset.budget_s`` (``force=True`` runs them anyway).
     """
-    from refllm.scaling.sweep.budget import check_budget, estimate
+    from refllm.scaling.sweep.budget import add_holdout, check_budget, estimate
 
     start = time.perf_counter()
     out = pathlib.Path(out)
@@ -234,6 +259,9 @@ def sweep(preset: Preset, out: str | pathlib.Path, *, shard: tuple[int, int] | N
     out.mkdir(parents=True, exist_ok=True)
     data = load_data(todo[0].config)
     est = estimate(todo, data, min(workers, len(todo)))
+    if preset.holdout_budget is not None and shard is None and all(r.role == "ladder"
+                                                                    for r in todo):
+        add_holdout(est, todo, preset.holdout_budget)  # trained after these, by the caller
     total = check_budget(est, preset.budget_s, time.perf_counter() - start, force=force,
                          preset=preset.name)
     if log:
