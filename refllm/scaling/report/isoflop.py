@@ -254,8 +254,9 @@ class IsoFLOPReport:
         if a.frontier is not None:
             f = a.frontier.params
             parts.append(f"frontier: L_opt(C) = {f['A']:.4g} * C^-{f['alpha']:.4f}")
-        h = self.verdict.details.get("held_out")
-        if h:
+        held = self.verdict.details.get("held_out")
+        if held:
+            h = held
             parts.append(f"held-out run at C={h['budget']:.3g} (N {h['N']:,.0f}, D {h['D']:,.0f}):"
                          f" loss {h['loss']:.4f}; the frontier predicted "
                          f"{h['frontier_predicted']:.4f} ({h['frontier_error']:+.2%}), "
