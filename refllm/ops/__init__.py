@@ -29,6 +29,15 @@ from refllm.ops.multihead import multi_head_attention, multi_head_attention_naiv
 from refllm.ops.norms import layer_norm, layer_norm_naive, rms_norm, rms_norm_naive
 from refllm.ops.optim_adam import adam, adam_naive, adamw, adamw_naive
 from refllm.ops.optim_sgd import gd, gd_naive, sgd, sgd_naive
+from refllm.ops.rope import rope, rope_naive
+from refllm.ops.rope_scaling import (
+    LinearScaling,
+    Llama3Scaling,
+    NTKScaling,
+    YarnScaling,
+    rope_frequencies,
+    rope_frequencies_naive,
+)
 from refllm.ops.schedules import as_lr_lambda, cosine_decay, linear_warmup, warmup_cosine
 from refllm.ops.softmax import (
     log_softmax,
@@ -51,5 +60,7 @@ __all__ = [
     "rms_norm", "rms_norm_naive", "layer_norm", "layer_norm_naive",
     "gelu", "gelu_naive", "swiglu", "swiglu_naive", "geglu", "geglu_naive",
     "gated_mlp", "gated_mlp_naive",
+    "rope", "rope_naive", "rope_frequencies", "rope_frequencies_naive",
+    "LinearScaling", "NTKScaling", "YarnScaling", "Llama3Scaling",
     "softmax", "softmax_naive", "log_softmax", "log_softmax_naive", "logsumexp", "logsumexp_naive",
 ]
