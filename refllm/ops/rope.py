@@ -52,13 +52,18 @@ LAYOUTS = ("neox", "gptj")
 """Which features form a rotated pair: the two halves (i, i + r/2), or neighbours (2i, 2i + 1)."""
 
 
+def _require_integer(name: str, positions: object) -> Tensor:
+    p = require_tensor(name, positions)
+    if p.dtype == torch.bool or p.dtype.is_floating_point or p.dtype.is_complex:
+        raise TypeError(f"{name} must be an integer tensor (e.g. int64), got {describe(p)}")
+    return p
+
+
 def _check_positions(x: Tensor, positions: object, offset: object) -> None:
     require_int("offset", offset)
     if positions is None:
         return
-    p = require_tensor("positions", positions)
-    if p.dtype == torch.bool or p.dtype.is_floating_point or p.dtype.is_complex:
-        raise TypeError(f"positions must be an integer tensor (e.g. int64), got {describe(p)}")
+    p = _require_integer("positions", positions)
     t = x.shape[-2]
     ok = (p.ndim == 1 and p.shape[0] == t) or (
         p.ndim == 2 and x.ndim >= 3 and p.shape[1] == t and p.shape[0] in (1, x.shape[0]))
@@ -141,6 +146,7 @@ def rope_tables(positions: Int[Tensor, "*p"], rotary_dim: int, *, base: float = 
     >>> cos.tolist(), sin.tolist()
     ([[1.0], [0.5403023058681398]], [[0.0], [0.8414709848078965]])
     """
+    positions = _require_integer("positions", positions)
     r = check_frequency_args(rotary_dim, base, scaling)
     theta, a = rope_frequencies(r, base, scaling, device=positions.device)
     angle = positions.to(torch.float64)[..., None] * theta  # float64 from the integers

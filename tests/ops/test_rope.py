@@ -434,8 +434,10 @@ def test_bad_arguments_are_named(fn, args, kwargs, error, words):
     (lambda: YarnScaling(4.0, 64, beta_fast=1.0, beta_slow=2.0), ValueError, "beta_fast"),
     (lambda: scaling_from_hf({"rope_type": "longrope"}), ValueError, "rope_type"),
     (lambda: scaling_from_hf({"rope_type": "dynamic", "factor": 2.0}), ValueError, "seq_len"),
+    (lambda: rope_tables(torch.ones(3), 4), TypeError, "positions must be an integer tensor"),
+    (lambda: rope_tables(torch.arange(3), 3), ValueError, "rotary_dim must be even"),
 ])
-def test_bad_scaling_parameters_are_named(make, error, words):
+def test_bad_scaling_and_table_arguments_are_named(make, error, words):
     with pytest.raises(error) as info:
         make()
     assert words in str(info.value)
