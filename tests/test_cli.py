@@ -18,7 +18,7 @@ import refllm
 from refllm import cli
 from refllm.cli import EXIT, demo_rows, main
 from refllm.testing.contract import Contract
-from refllm.testing.records import RECORDS
+from refllm.testing.registry import RECORDS
 
 BUGGY = types.ModuleType("refllm_cli_buggy")
 

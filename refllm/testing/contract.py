@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from refllm.testing.strategies._sizes import DEFAULT_BUDGET, LONG_LENGTHS
+from refllm.testing.engine.sizes import DEFAULT_BUDGET, LONG_LENGTHS
 
 __all__ = ["Contract", "OPS", "AXES"]
 

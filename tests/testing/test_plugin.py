@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch._dynamo  # noqa: F401 - here, so that no in-process run below is its first import
 
-from refllm.testing.records import RECORDS
+from refllm.testing.registry import RECORDS
 
 pytest_plugins = ["pytester"]
 

@@ -1,5 +1,5 @@
 """One record per op: the registry, the CLI, the plugin, the demo and the conformance suite are
-derived from `refllm.testing.records.RECORDS`, and a new record is all an op needs."""
+derived from `refllm.testing.registry.RECORDS`, and a new record is all an op needs."""
 
 import dataclasses
 import inspect
@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from refllm.cli import main
 from refllm.testing.checks import CHECKS
-from refllm.testing.options import CheckOptions, check_device, parse_dtype
-from refllm.testing.records import RECORDS, OpRecord, choice_keywords, load, record
+from refllm.testing.engine.options import CheckOptions, check_device, parse_dtype
+from refllm.testing.registry import RECORDS, OpRecord, choice_keywords, load, record
 
 
 @pytest.mark.parametrize("op", list(RECORDS))
@@ -42,7 +42,7 @@ def test_the_conformance_suite_has_one_test_per_record():
 def test_the_op_lists_have_one_source():
     """Reductions and optimizer kinds are listed once, in refllm.ops.choices."""
     from refllm.ops import choices
-    from refllm.testing.checks.optim import check_optimizer
+    from refllm.testing.optimizer.check import check_optimizer
 
     assert load(RECORDS["mse"].choice("reductions").names) is choices.REDUCTIONS
     assert load(RECORDS["optimizer"].choice("like").names) is choices.OPTIMIZER_KINDS

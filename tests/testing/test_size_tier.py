@@ -12,7 +12,13 @@ import torch
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from refllm.testing.checks._engine import hermetic_generation
+from refllm.testing.cross_entropy.strategy import cross_entropy_default_calls
+from refllm.testing.engine.search import hermetic_generation
+from refllm.testing.engine.sizes import DEFAULT_BUDGET, LONG_LENGTHS
+from refllm.testing.mse.strategy import mse_default_calls
+from refllm.testing.multihead.strategy import multihead_default_calls
+from refllm.testing.optimizer.strategy import optimizer_default_problems
+from refllm.testing.sdpa.strategy import sdpa_default_calls
 from refllm.testing.strategies import (
     cross_entropy_cases,
     mse_cases,
@@ -20,11 +26,6 @@ from refllm.testing.strategies import (
     optimizer_problems,
     sdpa_cases,
 )
-from refllm.testing.strategies._sizes import DEFAULT_BUDGET, LONG_LENGTHS
-from refllm.testing.strategies.attention import sdpa_default_calls
-from refllm.testing.strategies.losses import cross_entropy_default_calls, mse_default_calls
-from refllm.testing.strategies.multihead import multihead_default_calls
-from refllm.testing.strategies.optim import optimizer_default_problems
 
 DRAWS = {"sdpa": 200, "cross-entropy": 200, "mse": 200, "multi-head attention": 120,
          "optimizer": 120}
