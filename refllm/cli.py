@@ -63,8 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="check an implementation against refllm")
     check.add_argument("op", choices=list(RECORDS))  # one per op record
-    check.add_argument("target", help="module:name of the function (or the optimizer or "
-                                      "multi-head attention class)")
+    check.add_argument("target", help="module:name of the implementation: " + "; ".join(
+        f"{r.name}: {r.metavar} ({r.signature})" for r in RECORDS.values()))
     check.add_argument("--dtype", default="float32", help="float64, float32, bf16 or fp16")
     check.add_argument("--device", default="cpu",
                        help="cpu, cuda, cuda:1, mps, ... (refused when not available here)")

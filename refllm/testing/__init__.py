@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         check_multihead_attention,
         check_optimizer,
         check_sdpa,
+        check_softmax,
     )
     from refllm.testing.contract import Contract
     from refllm.testing.engine.compare import assert_close
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "refllm.testing.checks": ["OracleFailure", "Report", "check_cross_entropy", "check_kv_cache",
                               "check_mse", "check_multihead_attention", "check_optimizer",
-                              "check_sdpa"],
+                              "check_sdpa", "check_softmax"],
     "refllm.testing.engine.compare": ["assert_close"],
     "refllm.testing.contract": ["Contract"],
     "refllm.testing.judging": ["judge"],
@@ -54,4 +55,5 @@ def __dir__() -> list[str]:
 
 __all__ = ["assert_close", "load_profile", "register_profiles", "Tolerance", "tolerance",
            "OracleFailure", "Report", "check_sdpa", "check_cross_entropy", "check_mse",
-           "check_kv_cache", "check_multihead_attention", "check_optimizer", "Contract", "judge"]
+           "check_kv_cache", "check_multihead_attention", "check_optimizer", "check_softmax",
+           "Contract", "judge"]

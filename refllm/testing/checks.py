@@ -25,6 +25,7 @@ from refllm.testing.multihead.check import (
 from refllm.testing.optimizer.check import check_optimizer
 from refllm.testing.registry import checks
 from refllm.testing.sdpa.check import SDPA_FEATURES, check_sdpa
+from refllm.testing.softmax.check import DEFAULT_SOFTMAX_FEATURES, SOFTMAX_FEATURES, check_softmax
 
 CHECKS: dict[str, Callable[..., Report]] = checks()
 """The checks by the name the CLI and the pytest plugin use, from the op records
@@ -36,6 +37,8 @@ __all__ = [
     "DEFAULT_MULTIHEAD_FEATURES",
     "MULTIHEAD_FEATURES",
     "SDPA_FEATURES",
+    "SOFTMAX_FEATURES",
+    "DEFAULT_SOFTMAX_FEATURES",
     "Discrepancy",
     "OracleFailure",
     "PropertyResult",
@@ -47,6 +50,7 @@ __all__ = [
     "check_multihead_attention",
     "check_optimizer",
     "check_sdpa",
+    "check_softmax",
     "compare",
     "low_precision_bound",
 ]

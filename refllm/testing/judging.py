@@ -40,7 +40,8 @@ def judge(op: str, target: Any, case: Any, *, dtype: torch.dtype = torch.float32
     """Judge ``target`` on one example exactly as the check of ``op`` would.
 
     Parameters:
-        op: a check name: "sdpa", "cross-entropy", "mse", "multihead", "optimizer".
+        op: a check name: "sdpa", "cross-entropy", "mse", "multihead", "optimizer", "kv-cache",
+            "softmax" (`refllm.testing.registry.RECORDS`).
         target: the implementation (function, class or ``"module:name"``), as for the check.
         case: what the op's strategy draws: a `refllm.testing.engine.case.Case` for the functions
             (any dtype: it is cast to ``dtype`` as the check casts it), a drawn MHA case, an

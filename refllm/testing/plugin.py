@@ -43,8 +43,7 @@ from refllm.testing.registry import RECORDS, OpRecord
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("refllm", "refllm correctness oracle")
     for record in RECORDS.values():
-        what = "Class" if record.target == "class" else "function"
-        group.addoption(f"--refllm-{record.name}", default=None, metavar=f"module:{what}",
+        group.addoption(f"--refllm-{record.name}", default=None, metavar=record.metavar,
                         help=f"check this {record.name} implementation (the signature of "
                              f"{record.signature}) against refllm")
         group.addoption(f"--refllm-{record.name}-contract", default=None, metavar="module:name",

@@ -31,6 +31,8 @@ OPS = (
     "cross_entropy",
     "mse",
     "optimizer",
+    "kv_cache",
+    "softmax",
 )
 """The op folders of :mod:`refllm.testing`, in the order the CLI, the plugin and the demo list
 them."""

@@ -17,7 +17,8 @@ from refllm.testing.registry import RECORDS, OpRecord, choice_keywords, load, re
 @pytest.mark.parametrize("op", list(RECORDS))
 def test_every_name_in_a_record_imports(op):
     r = RECORDS[op]
-    for path in (r.check, r.reference, r.naive, r.strategy, r.default_calls):
+    assert r.check and r.reference and r.strategy  # naive and default_calls may be "" (none)
+    for path in filter(None, (r.check, r.reference, r.naive, r.strategy, r.default_calls)):
         assert callable(load(path)), path
     for choice in r.choices:
         allowed = choice.allowed()
@@ -56,8 +57,8 @@ def test_the_op_lists_have_one_source():
 
 
 def test_an_unknown_op_is_named_in_the_error():
-    with pytest.raises(ValueError, match=r"unknown op 'softmax'; choose from \['sdpa'"):
-        record("softmax")
+    with pytest.raises(ValueError, match=r"unknown op 'conv2d'; choose from \['sdpa'"):
+        record("conv2d")
 
 
 @pytest.fixture
@@ -167,5 +168,5 @@ def test_the_public_names_of_refllm_testing_import_on_first_use():
     for name in T.__all__:
         assert getattr(T, name) is not None, name
     assert set(T.__all__) <= set(dir(T))
-    with pytest.raises(AttributeError, match="no attribute 'check_softmax'"):
-        T.check_softmax  # noqa: B018
+    with pytest.raises(AttributeError, match="no attribute 'check_conv2d'"):
+        T.check_conv2d  # noqa: B018

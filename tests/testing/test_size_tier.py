@@ -27,7 +27,7 @@ from refllm.testing.strategies import (
     sdpa_cases,
 )
 
-DRAWS = {"sdpa": 200, "cross-entropy": 200, "mse": 200, "multi-head attention": 120,
+DRAWS = {"sdpa": 200, "cross-entropy": 200, "mse": 200, "multihead": 120,
          "optimizer": 120}
 
 
@@ -93,7 +93,7 @@ STRATEGIES: dict[str, tuple[Callable[..., st.SearchStrategy], Callable[[Any], li
                       lambda c: [c.args[0].numel()], ce_long),
     "mse": (lambda **kw: mse_cases(write_defaults=False, **kw),
             lambda c: [c.args[0].numel()], mse_long),
-    "multi-head attention": (multihead_cases, mha_tensors, mha_long),
+    "multihead": (multihead_cases, mha_tensors, mha_long),
     "optimizer": (lambda **kw: optimizer_problems(like="adamw", **kw),
                   lambda p: [x.numel() for x in p.params], opt_long),
 }
@@ -129,7 +129,7 @@ def test_a_long_case_has_one_long_axis_and_keeps_the_budget(drawn):
         assert len(set(ns)) <= 1, (name, ns)
 
 
-@pytest.mark.parametrize("name", ["sdpa", "multi-head attention"])
+@pytest.mark.parametrize("name", ["sdpa", "multihead"])
 def test_attention_draws_keys_queries_and_both_long(name):
     make, _, long = STRATEGIES[name]
     kinds = set()

@@ -187,6 +187,6 @@ def _contract(contract: Any, record: OpRecord, dtype: Any, flag: str) -> Any:
                              "refllm.testing.contract.Contract")
         if dtype is None:
             dtype = inspect.signature(load(record.check)).parameters["dtype"].default
-        return apply(contract, record.contract_op, dtype)
+        return apply(contract, record.name, dtype)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{flag}: {exc}") from None

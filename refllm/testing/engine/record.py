@@ -76,18 +76,19 @@ class OpRecord:
     signature: str  # the PyTorch op or class whose signature a target has
     check: str  # "module:function" of the check
     reference: str  # refllm's float64 reference
-    naive: str  # its element-by-element twin
+    naive: str  # its element-by-element twin ("": the op has none)
     strategy: str  # the Hypothesis strategy drawing the inputs
-    default_calls: str  # the fixed examples of the op's default call, judged first
+    default_calls: str  # the fixed examples of the op's default call, judged first ("": none)
     grad_inputs: tuple[str, ...]  # the inputs whose gradients are compared
-    target: Literal["function", "class"] = "function"
+    target: Literal["function", "class", "model"] = "function"  # "model": a module or step fn
     choices: tuple[Choice, ...] = ()
     demos: tuple[Demo, ...] = ()
-    contract_op: str = ""  # the op's name in refllm.testing.contract (default: name)
 
-    def __post_init__(self) -> None:
-        if not self.contract_op:
-            object.__setattr__(self, "contract_op", self.name)
+    @property
+    def metavar(self) -> str:
+        """How the command line and the plugin spell a target of this op."""
+        return {"function": "module:function", "class": "module:Class",
+                "model": "module:model"}[self.target]
 
     @property
     def method(self) -> str:

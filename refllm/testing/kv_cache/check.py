@@ -157,7 +157,8 @@ def check_kv_cache(model_or_step_fn: Any, *, forward: ForwardFn | None = None,
 
     ``model_or_step_fn``: a refllm GPT (or any module with ``forward(ids, *, attention_mask,
     cache)``; ``new_cache`` makes its empty cache when the type cannot be read from it), a
-    transformers causal LM such as ``GPT2LMHeadModel`` (through `refllm.testing.kv_cache.adapters.hf_step`), a
+    transformers causal LM such as ``GPT2LMHeadModel`` (through
+    `refllm.testing.kv_cache.adapters.hf_step`), a
     `KVDecoder`, or a step function ``step(ids, attention_mask, cache) -> (logits, cache)`` with
     ``vocab_size``, ``n_ctx`` and optionally ``forward(ids, attention_mask) -> logits`` (default:
     one step from an empty cache), or ``"module:name"`` of any of these. Modules are checked as an
@@ -177,7 +178,7 @@ def check_kv_cache(model_or_step_fn: Any, *, forward: ForwardFn | None = None,
                          new_cache=new_cache)
     if max_len < 1:
         raise ValueError(f"max_len must be a positive sequence length, got {max_len!r}")
-    spec = KVCacheSpec(op="kv_cache", decoder=decoder, reference=reference, target=name,
+    spec = KVCacheSpec(op="kv-cache", decoder=decoder, reference=reference, target=name,
                        dtype=dtype, device=device, max_len=max_len)
     return run(spec, target=name or decoder.name or repr(model_or_step_fn), dtype=dtype,
                device=device, examples=examples, seed=seed, raise_on_failure=raise_on_failure,

@@ -299,8 +299,8 @@ def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
     from refllm.testing.multihead.strategy import multihead_cases, multihead_default_calls
 
     chosen = features_of(DEFAULT_MULTIHEAD_FEATURES if features is None else features,
-                         MULTIHEAD_FEATURES, "multi-head attention")
-    c = apply(contract, "multi-head attention", dtype)
+                         MULTIHEAD_FEATURES, "multihead")
+    c = apply(contract, "multihead", dtype)
     if c.fully_masked_rows == "nan":
         raise ValueError("contract fully_masked_rows='nan' is not judged for multi-head "
                          "attention (PyTorch's module itself gives NaN on some paths and zeros "
@@ -310,7 +310,7 @@ def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
             ("fully_masked_rows",) if c.fully_masked_rows == "zeros" else ())
     cls, target = resolve(module, "module")
     flags = {f: f in chosen for f in MULTIHEAD_FEATURES[:-1]}
-    ranges = c.ranges("multi-head attention")
+    ranges = c.ranges("multihead")
     for axis in ("t", "s"):  # the drawn tier's lengths, unless the contract gives its own
         ranges.setdefault(axis, (1, DRAWN_SEQ_CAP))
     cases = multihead_cases(dtype=torch.float64, max_size=max_size,
@@ -319,11 +319,11 @@ def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
                             masks=c.masks, causal=c.causal, **flags)
     if "fully_masked_rows" not in chosen:
         cases = cases.filter(lambda c: not bool(c.fully_masked_rows().any()))
-    spec = MultiheadSpec(op="multi-head attention", cls=cls, target=target, dtype=dtype,
+    spec = MultiheadSpec(op="multihead", cls=cls, target=target, dtype=dtype,
                          device=device, cases=cases, grads=grads)
     defaults = multihead_default_calls(bias="bias" in chosen,
                                        need_weights="need_weights" in chosen, max_size=max_size,
-                                       sizes=c.ranges("multi-head attention"),
+                                       sizes=c.ranges("multihead"),
                                        long=c.long_axes, budget=c.budget)
 
     def inside(case: Any) -> bool:  # the fixed calls a contract and the features allow

@@ -14,5 +14,4 @@ RECORD = OpRecord(
                     help="comma-separated features to exercise (default: all but "
                          "fully_masked_rows)"),),
     demos=(Demo("nn.MultiheadAttention", "torch.nn:MultiheadAttention"),),
-    contract_op="multi-head attention",
 )

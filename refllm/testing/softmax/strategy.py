@@ -54,3 +54,16 @@ def softmax_cases(draw, *, dtype: torch.dtype = torch.float64, max_dims: int = 3
         index = torch.unravel_index(torch.tensor(row), moved.shape[:-1])
         moved[tuple(int(i) for i in index)] = NEG_INF
     return Case(args=(x.to(dtype),), kwargs={"dim": dim})
+
+
+def softmax_default_calls(*, max_size: int = 6, long: bool = True) -> list[Case]:
+    """Fixed float64 examples of the call every model makes, ``softmax(x, dim=-1)``: a (4, 5) and
+    a (2, 3, 5) input within ``max_size``; with ``long``, a kernel-sized (3, 1100) one whose rows
+    cross a block of 1024. The same whatever the seed."""
+    g = torch.Generator().manual_seed(20260704)
+    n = max(1, min(5, max_size))
+    shapes: list[tuple[int, ...]] = [(min(4, max_size), n), (2, min(3, max_size), n)]
+    if long:
+        shapes.append((3, 1100))
+    return [Case(args=(torch.randn(s, generator=g, dtype=torch.float64),), kwargs={"dim": -1},
+                 note=f"default call, input {s}") for s in shapes]
