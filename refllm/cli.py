@@ -11,7 +11,7 @@
 
 ``--seed N`` fixes the drawn examples (the same examples in any program and thread count).
 The ops, their own options (``--features``, ``--reductions``, ``--like``) and the demo's rows come
-from the op records, :mod:`refllm.testing.records`; ``refllm check`` does not need pytest.
+from the op records, :mod:`refllm.testing.registry`; ``refllm check`` does not need pytest.
 
 Exit status, the same for every subcommand (`EXIT`), so that a script can tell a result from a
 crash:
@@ -44,7 +44,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from refllm.testing.records import RECORDS, OpRecord, choice_keywords
+from refllm.testing.registry import RECORDS, OpRecord, choice_keywords
 
 EXIT = {"ok": 0, "negative": 1, "usage": 2, "unsupported": 3, "internal": 70,
         "interrupted": 130, "broken_pipe": 141}
@@ -63,13 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="check an implementation against refllm")
     check.add_argument("op", choices=list(RECORDS))  # one per op record
-    check.add_argument("target", help="module:name of the function (or the optimizer or "
-                                      "multi-head attention class)")
+    check.add_argument("target", help="module:name of the implementation: " + "; ".join(
+        f"{r.name}: {r.metavar} ({r.signature})" for r in RECORDS.values()))
     check.add_argument("--dtype", default="float32", help="float64, float32, bf16 or fp16")
     check.add_argument("--device", default="cpu",
                        help="cpu, cuda, cuda:1, mps, ... (refused when not available here)")
     check.add_argument("--examples", type=int, default=None,
-                       help="examples to draw (default 40, refllm.testing.settings."
+                       help="examples to draw (default 40, refllm.testing.engine.settings."
                             "DEFAULT_EXAMPLES, or the active refllm profile's)")
     check.add_argument("--seed", type=int, default=None)
     check.add_argument("--threads", type=int, default=1,
@@ -171,8 +171,8 @@ def _quiet_stdout() -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from refllm.testing.checks._engine import load
-    from refllm.testing.options import CheckOptions
+    from refllm.testing.engine.options import CheckOptions
+    from refllm.testing.engine.targets import load
 
     record = RECORDS[args.op]
     options = CheckOptions(dtype=args.dtype, device=args.device, examples=args.examples,

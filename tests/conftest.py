@@ -1,6 +1,6 @@
 import torch
 
-from refllm.testing.settings import load_profile
+from refllm.testing.engine.settings import load_profile
 
 load_profile()  # REFLLM_PROFILE=dev|ci|thorough (ci when CI is set)
 # One intra-op thread: the tests' tensors are small, and a second OpenMP thread spins while it

@@ -1,13 +1,13 @@
 """Conformance: each implementation named with ``--refllm-OP`` agrees with refllm.
 
-One test per op record (:data:`refllm.testing.records.RECORDS`): values and gradients for the
+One test per op record (:data:`refllm.testing.registry.RECORDS`): values and gradients for the
 functions, outputs, weights and gradients for ``--refllm-multihead``, parameters and state step by
 step for ``--refllm-optimizer``. An op not named is skipped, saying which option names it.
 """
 
 import pytest
 
-from refllm.testing.records import RECORDS
+from refllm.testing.registry import RECORDS
 
 
 @pytest.mark.parametrize("op", list(RECORDS))

@@ -1,7 +1,7 @@
 """refllm's public correctness oracle: strategies, tolerances, checks and a pytest plugin.
 
 The names below are imported on first use (PEP 562), so that the command line and the pytest
-plugin can read the op records (:mod:`refllm.testing.records`) and options without loading every
+plugin can read the op records (:mod:`refllm.testing.registry`) and options without loading every
 check and Hypothesis first.
 """
 
@@ -20,22 +20,23 @@ if TYPE_CHECKING:
         check_multihead_attention,
         check_optimizer,
         check_sdpa,
+        check_softmax,
     )
-    from refllm.testing.compare import assert_close
     from refllm.testing.contract import Contract
+    from refllm.testing.engine.compare import assert_close
+    from refllm.testing.engine.settings import load_profile, register_profiles
+    from refllm.testing.engine.tolerances import Tolerance, tolerance
     from refllm.testing.judging import judge
-    from refllm.testing.settings import load_profile, register_profiles
-    from refllm.testing.tolerances import Tolerance, tolerance
 
 _WHERE = {
     "refllm.testing.checks": ["OracleFailure", "Report", "check_cross_entropy", "check_kv_cache",
                               "check_mse", "check_multihead_attention", "check_optimizer",
-                              "check_sdpa"],
-    "refllm.testing.compare": ["assert_close"],
+                              "check_sdpa", "check_softmax"],
+    "refllm.testing.engine.compare": ["assert_close"],
     "refllm.testing.contract": ["Contract"],
     "refllm.testing.judging": ["judge"],
-    "refllm.testing.settings": ["load_profile", "register_profiles"],
-    "refllm.testing.tolerances": ["Tolerance", "tolerance"],
+    "refllm.testing.engine.settings": ["load_profile", "register_profiles"],
+    "refllm.testing.engine.tolerances": ["Tolerance", "tolerance"],
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
@@ -54,4 +55,5 @@ def __dir__() -> list[str]:
 
 __all__ = ["assert_close", "load_profile", "register_profiles", "Tolerance", "tolerance",
            "OracleFailure", "Report", "check_sdpa", "check_cross_entropy", "check_mse",
-           "check_kv_cache", "check_multihead_attention", "check_optimizer", "Contract", "judge"]
+           "check_kv_cache", "check_multihead_attention", "check_optimizer", "check_softmax",
+           "Contract", "judge"]

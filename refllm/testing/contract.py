@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from refllm.testing.strategies._sizes import DEFAULT_BUDGET, LONG_LENGTHS
+from refllm.testing.engine.sizes import DEFAULT_BUDGET, LONG_LENGTHS
 
 __all__ = ["Contract", "OPS", "AXES"]
 
@@ -43,10 +43,11 @@ FULLY_MASKED_ROWS = ("zeros", "nan", "avoid")
 
 AXES: dict[str, tuple[str, ...]] = {
     "sdpa": ("b", "h", "t", "s", "d", "e"),
-    "multi-head attention": ("b", "h", "t", "s"),
+    "multihead": ("b", "h", "t", "s"),
     "cross-entropy": ("rows", "classes"),
     "mse": ("numel",),
     "optimizer": ("numel",),
+    "softmax": (),
 }
 """The axes whose ranges ``sizes`` may give, per op (see each strategy's docs)."""
 
@@ -54,11 +55,11 @@ _COMMON = {"dtypes", "sizes", "long_axes", "budget", "unsupported"}
 OPS: dict[str, frozenset[str]] = {
     "sdpa": frozenset(_COMMON | {"layout", "head_dims", "masks", "causal", "gqa", "scale",
                                  "max_seq", "fully_masked_rows"}),
-    "multi-head attention": frozenset(_COMMON | {"masks", "causal", "max_seq",
-                                                 "fully_masked_rows"}),
+    "multihead": frozenset(_COMMON | {"masks", "causal", "max_seq", "fully_masked_rows"}),
     "cross-entropy": frozenset(_COMMON),
     "mse": frozenset(_COMMON),
     "optimizer": frozenset(_COMMON | {"params_only", "none_grads"}),
+    "softmax": frozenset({"dtypes", "long_axes", "unsupported"}),
 }
 """The fields that apply to each op; any other field must stay at its default."""
 
@@ -226,7 +227,7 @@ class Contract:
     def ranges(self, op: str) -> dict[str, tuple[int, int]]:
         """The per-axis ranges of ``op``'s strategy: ``sizes`` with ``max_seq`` on t and s."""
         out = {a: r for a, r in self.sizes.items() if a in AXES.get(op, ())}
-        if self.max_seq is not None and op in ("sdpa", "multi-head attention"):
+        if self.max_seq is not None and op in ("sdpa", "multihead"):
             for a in ("t", "s"):
                 lo, hi = out.get(a, (1, LONG_LENGTHS[-1]))
                 out[a] = (lo, min(hi, self.max_seq))

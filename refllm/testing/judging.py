@@ -3,7 +3,7 @@
 The checks (`refllm.testing.check_sdpa`, ...) search with refllm's strategies. A user who writes
 their own ``@given`` test, on refllm's public strategies or their own, gets the same verdict and
 the same report from `judge`: the same float64 reference run on the same upcast inputs, the same
-tolerance policy (:mod:`refllm.testing.checks.policy`: elementwise a-priori error bounds in
+tolerance policy (:mod:`refllm.testing.engine.policy`: elementwise a-priori error bounds in
 float32/float64, a same-dtype plain reference for bfloat16/float16), the same "unsupported" rule
 and the same repro snippet::
 
@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from refllm.testing.checks._engine import fixed_example
-from refllm.testing.checks.report import Report
+from refllm.testing.engine.report import Report
+from refllm.testing.engine.search import fixed_example
 
 WHOLE_EXAMPLE_OPS = ("optimizer", "kv-cache")
 """Ops whose strategy draws a whole problem object; the others draw a `Case` and an upstream
@@ -40,9 +40,10 @@ def judge(op: str, target: Any, case: Any, *, dtype: torch.dtype = torch.float32
     """Judge ``target`` on one example exactly as the check of ``op`` would.
 
     Parameters:
-        op: a check name: "sdpa", "cross-entropy", "mse", "multihead", "optimizer".
+        op: a check name: "sdpa", "cross-entropy", "mse", "multihead", "optimizer", "kv-cache",
+            "softmax" (`refllm.testing.registry.RECORDS`).
         target: the implementation (function, class or ``"module:name"``), as for the check.
-        case: what the op's strategy draws: a `refllm.testing.case.Case` for the functions
+        case: what the op's strategy draws: a `refllm.testing.engine.case.Case` for the functions
             (any dtype: it is cast to ``dtype`` as the check casts it), a drawn MHA case, an
             `OptimizerProblem` for "optimizer".
         dtype, device: what the inputs are cast to before ``target`` sees them.

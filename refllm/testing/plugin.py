@@ -3,7 +3,7 @@
 Registered as the ``pytest11`` entry point ``refllm``, so it is active wherever refllm is installed.
 It only adds options and a fixture (nothing runs unless a test asks for it).
 
-Options (all optional), one set per op record (:mod:`refllm.testing.records`):
+Options (all optional), one set per op record (:mod:`refllm.testing.registry`):
 ``--refllm-sdpa=module:function``, ``--refllm-multihead=module:Class`` (a
 ``torch.nn.MultiheadAttention``-compatible class), ``--refllm-cross-entropy=...``,
 ``--refllm-mse=...``, ``--refllm-optimizer=module:Class``; each op's own choices as
@@ -11,7 +11,7 @@ Options (all optional), one set per op record (:mod:`refllm.testing.records`):
 ``--refllm-cross-entropy-reductions=mean``, ``--refllm-optimizer-like=adamw``, ...; and for all
 of them ``--refllm-dtype=float32`` (float64, float32, bfloat16, float16 or bf16, fp16, ...),
 ``--refllm-device=cpu``, ``--refllm-examples=N`` (default 40, as for the checks: see
-:mod:`refllm.testing.settings`), ``--refllm-seed=N`` (which fixes the drawn examples) and
+:mod:`refllm.testing.engine.settings`), ``--refllm-seed=N`` (which fixes the drawn examples) and
 ``--refllm-threads=N`` and ``--refllm-timeout=SECONDS`` (per example; 0: none). A bad value
 (an unknown dtype or feature, a device this machine lacks, a
 target that cannot be imported) stops the run as a usage error before any test runs.
@@ -36,15 +36,14 @@ from typing import Any
 
 import pytest
 
-from refllm.testing.options import CheckOptions, parse_dtype
-from refllm.testing.records import RECORDS, OpRecord
+from refllm.testing.engine.options import CheckOptions, parse_dtype
+from refllm.testing.registry import RECORDS, OpRecord
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("refllm", "refllm correctness oracle")
     for record in RECORDS.values():
-        what = "Class" if record.target == "class" else "function"
-        group.addoption(f"--refllm-{record.name}", default=None, metavar=f"module:{what}",
+        group.addoption(f"--refllm-{record.name}", default=None, metavar=record.metavar,
                         help=f"check this {record.name} implementation (the signature of "
                              f"{record.signature}) against refllm")
         group.addoption(f"--refllm-{record.name}-contract", default=None, metavar="module:name",
@@ -57,7 +56,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--refllm-dtype", default="float32", help="dtype of the checked inputs")
     group.addoption("--refllm-device", default="cpu", help="device of the checked inputs")
     group.addoption("--refllm-examples", default=None, type=int,
-                    help="examples per check (default 40, refllm.testing.settings."
+                    help="examples per check (default 40, refllm.testing.engine.settings."
                          "DEFAULT_EXAMPLES, or the active refllm profile's)")
     group.addoption("--refllm-seed", default=None, type=int, help="seed of the search")
     group.addoption("--refllm-threads", default=1, type=int,
@@ -95,7 +94,7 @@ def pytest_configure(config: pytest.Config) -> None:
             _kwargs(config, record)
             target = config.getoption(f"--refllm-{record.name}")
             if target is not None:
-                from refllm.testing.checks._engine import load
+                from refllm.testing.engine.targets import load
 
                 load(target)
     except ValueError as exc:

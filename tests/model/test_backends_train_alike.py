@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from refllm.model import GPT, GPTConfig
-from refllm.testing.compare import assert_close
+from refllm.testing.engine.compare import assert_close
 
 CONFIGS = [
     GPTConfig(vocab_size=16, n_ctx=8, n_layer=2, n_head=4, d_model=16),

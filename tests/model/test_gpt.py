@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from refllm.model import GPT, GPTConfig
 from refllm.model.rope import apply_rope, apply_rope_naive
-from refllm.testing.compare import assert_close
+from refllm.testing.engine.compare import assert_close
 from tests.model.strategies import build, configs, token_ids
 
 CFG = GPTConfig(vocab_size=11, n_ctx=8, n_layer=2, n_head=2, d_model=8)

@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refllm.model import GPT, GPTConfig, KVCache
-from refllm.testing.compare import assert_close
+from refllm.testing.engine.compare import assert_close
 from tests.model.strategies import build, configs, token_ids
 
 

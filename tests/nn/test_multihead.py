@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from refllm.nn.multihead import MultiheadAttention
 from refllm.testing import assert_close
-from refllm.testing.strategies.multihead import MultiheadCase, multihead_cases
+from refllm.testing.multihead.strategy import MultiheadCase, multihead_cases
 
 F64 = torch.float64
 pytestmark = pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")

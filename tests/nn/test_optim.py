@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import refllm.optim
 from refllm.nn import optim as N
 from refllm.testing import assert_close
-from refllm.testing.strategies.optim import optimizer_problems
+from refllm.testing.optimizer.strategy import optimizer_problems
 
 F64 = torch.float64
 PAIRS = {"sgd": (N.SGD, torch.optim.SGD), "adam": (N.Adam, torch.optim.Adam),

@@ -1,7 +1,7 @@
 """A comparison that shows the case's repro snippet only when it fails."""
 
 from refllm.testing import assert_close
-from refllm.testing.case import Case
+from refllm.testing.engine.case import Case
 
 
 def close(actual, expected, case: Case, name: str, **kwargs) -> None:

@@ -14,8 +14,8 @@ from refllm.ops.attention import (
     scaled_dot_product_attention_with_weights_naive,
 )
 from refllm.testing import assert_close
-from refllm.testing.case import Case
-from refllm.testing.strategies.attention import sdpa_cases
+from refllm.testing.engine.case import Case
+from refllm.testing.sdpa.strategy import sdpa_cases
 
 F64 = torch.float64
 SMALL = dict(max_batch_dims=1, max_size=5, long_axes=False)  # keeps the naive loops quick

@@ -13,7 +13,7 @@ from refllm.ops.attention import (
     scaled_dot_product_attention_with_weights,
 )
 from refllm.testing import assert_close
-from refllm.testing.strategies.attention import sdpa_cases
+from refllm.testing.sdpa.strategy import sdpa_cases
 
 F64 = torch.float64
 sdpa = scaled_dot_product_attention

@@ -15,8 +15,8 @@ from refllm.ops.cross_entropy import (
     cross_entropy_naive,
 )
 from refllm.testing import assert_close
-from refllm.testing.case import Case
-from refllm.testing.strategies.losses import cross_entropy_cases
+from refllm.testing.cross_entropy.strategy import cross_entropy_cases
+from refllm.testing.engine.case import Case
 from tests.ops.closeness import close as _close
 
 f64 = torch.float64

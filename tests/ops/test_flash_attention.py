@@ -14,8 +14,8 @@ from refllm.nn.multihead import MultiheadAttention
 from refllm.ops.attention import scaled_dot_product_attention, scaled_dot_product_attention_naive
 from refllm.ops.flash_attention import _Plan, flash_attention
 from refllm.testing import assert_close
-from refllm.testing.case import Case
-from refllm.testing.strategies.attention import sdpa_cases
+from refllm.testing.engine.case import Case
+from refllm.testing.sdpa.strategy import sdpa_cases
 
 F64 = torch.float64
 ALIGNMENTS = st.sampled_from(["top_left", "bottom_right"])

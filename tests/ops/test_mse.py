@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from refllm.ops.mse import mse_loss, mse_loss_naive
 from refllm.testing import assert_close
-from refllm.testing.case import Case
-from refllm.testing.strategies.losses import mse_cases
+from refllm.testing.engine.case import Case
+from refllm.testing.mse.strategy import mse_cases
 from tests.ops.closeness import close as _close
 
 f64 = torch.float64

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from refllm.ops.multihead import multi_head_attention, multi_head_attention_naive
 from refllm.testing import assert_close
-from refllm.testing.case import Case
-from refllm.testing.strategies.multihead import MultiheadCase, multihead_cases
+from refllm.testing.engine.case import Case
+from refllm.testing.multihead.strategy import MultiheadCase, multihead_cases
 
 F64 = torch.float64
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from refllm.ops import optim_adam, optim_sgd
 from refllm.ops.choices import OPTIMIZER_KINDS, update_rule
 from refllm.testing import assert_close
-from refllm.testing.strategies.optim import OptimizerProblem, hyper_parameters, optimizer_problems
+from refllm.testing.optimizer.strategy import OptimizerProblem, hyper_parameters, optimizer_problems
 
 F64 = torch.float64
 TORCH = {"gd": torch.optim.SGD, "sgd": torch.optim.SGD, "adam": torch.optim.Adam,

@@ -16,8 +16,8 @@ from refllm.ops.softmax import (
     softmax_naive,
 )
 from refllm.testing import assert_close
-from refllm.testing.case import Case
-from refllm.testing.strategies.softmax import softmax_cases
+from refllm.testing.engine.case import Case
+from refllm.testing.softmax.strategy import softmax_cases
 
 INF = float("inf")
 F64 = torch.float64

@@ -24,7 +24,8 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from refllm.testing.checks._engine import hermetic_generation
+from refllm.testing.engine.search import hermetic_generation
+from refllm.testing.optimizer.strategy import TORCH_DEFAULTS
 from refllm.testing.strategies import (
     cross_entropy_cases,
     mse_cases,
@@ -32,7 +33,6 @@ from refllm.testing.strategies import (
     optimizer_problems,
     sdpa_cases,
 )
-from refllm.testing.strategies.optim import TORCH_DEFAULTS
 
 Features = frozenset[str]
 

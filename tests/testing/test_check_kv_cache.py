@@ -9,7 +9,7 @@ from hypothesis import Phase
 
 from refllm.model import GPT, GPTConfig, KVCache
 from refllm.testing import OracleFailure, check_kv_cache
-from refllm.testing.kv_adapters import as_decoder
+from refllm.testing.kv_cache.adapters import as_decoder
 from tests.testing.mutants import kv_cache_mutants as K
 from tests.testing.mutants.test_mutants import settings_profile
 

@@ -7,7 +7,7 @@ from torch.utils.checkpoint import checkpoint
 
 from refllm.testing import check_cross_entropy, check_sdpa
 from refllm.testing.checks import check_multihead_attention
-from refllm.testing.checks._gradients import gradients, refuses_grad
+from refllm.testing.engine.gradients import gradients, refuses_grad
 
 
 def checkpointed_sdpa(query, key, value, **kwargs):

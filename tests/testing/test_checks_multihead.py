@@ -81,5 +81,5 @@ def test_the_report_lists_every_parameter_gradient():
 
 
 def test_an_unknown_feature_is_a_value_error():
-    with pytest.raises(ValueError, match="unknown multi-head attention features"):
+    with pytest.raises(ValueError, match="unknown multihead features"):
         check_multihead_attention(torch.nn.MultiheadAttention, features=["rotary"])

@@ -5,15 +5,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from refllm.testing.case import Case
 from refllm.testing.checks import compare, low_precision_bound
-from refllm.testing.checks.error_bounds import gamma, sdpa_error_bounds
-from refllm.testing.tolerances import (
+from refllm.testing.engine.case import Case
+from refllm.testing.engine.tolerances import (
     ERROR_BOUND_FACTOR,
     IMPL,
     LOW_PRECISION_FACTOR,
     LOW_PRECISION_NOISE_FACTOR,
+    gamma,
 )
+from refllm.testing.sdpa.error_bounds import sdpa_error_bounds
 
 
 def test_the_bf16_bound_is_k_times_the_plain_error_plus_a_floor_from_the_reference():

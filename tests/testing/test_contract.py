@@ -10,14 +10,15 @@ import torch
 import torch.nn.functional as F
 from hypothesis import Phase
 
-from refllm.testing.checks.losses import check_cross_entropy, check_mse
-from refllm.testing.checks.multihead import check_multihead_attention
-from refllm.testing.checks.optim import check_optimizer
-from refllm.testing.checks.sdpa import SDPA_FEATURES, check_sdpa, sdpa_options
 from refllm.testing.contract import Contract
-from refllm.testing.strategies.attention import sdpa_cases
-from refllm.testing.strategies.losses import cross_entropy_cases
-from refllm.testing.strategies.optim import optimizer_problems
+from refllm.testing.cross_entropy.check import check_cross_entropy
+from refllm.testing.cross_entropy.strategy import cross_entropy_cases
+from refllm.testing.mse.check import check_mse
+from refllm.testing.multihead.check import check_multihead_attention
+from refllm.testing.optimizer.check import check_optimizer
+from refllm.testing.optimizer.strategy import optimizer_problems
+from refllm.testing.sdpa.check import SDPA_FEATURES, check_sdpa, sdpa_options
+from refllm.testing.sdpa.strategy import sdpa_cases
 from tests.testing.mutants.test_mutants import settings_profile
 from tests.testing.test_size_tier import draw_many
 

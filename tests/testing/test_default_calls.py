@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from refllm.testing.strategies.attention import sdpa_default_calls
-from refllm.testing.strategies.losses import cross_entropy_default_calls, mse_default_calls
-from refllm.testing.strategies.multihead import multihead_default_calls
-from refllm.testing.strategies.optim import TORCH_DEFAULTS, optimizer_default_problems
+from refllm.testing.cross_entropy.strategy import cross_entropy_default_calls
+from refllm.testing.mse.strategy import mse_default_calls
+from refllm.testing.multihead.strategy import multihead_default_calls
+from refllm.testing.optimizer.strategy import TORCH_DEFAULTS, optimizer_default_problems
+from refllm.testing.sdpa.strategy import sdpa_default_calls
 
 CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 

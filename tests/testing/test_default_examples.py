@@ -8,8 +8,13 @@ from hypothesis import settings
 
 from refllm.cli import main
 from refllm.testing import check_mse
-from refllm.testing.settings import DEFAULT_EXAMPLES, PROFILES, default_examples, load_profile
-from refllm.testing.strategies.losses import mse_default_calls
+from refllm.testing.engine.settings import (
+    DEFAULT_EXAMPLES,
+    PROFILES,
+    default_examples,
+    load_profile,
+)
+from refllm.testing.mse.strategy import mse_default_calls
 
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "oracle.md"
 FIXED = len(mse_default_calls(max_size=6))  # judged before the search, counted on top

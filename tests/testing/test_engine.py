@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from refllm.testing import OracleFailure, check_cross_entropy, check_mse, check_sdpa
 from refllm.testing.checks import Report
-from refllm.testing.checks._engine import load, resolve
-from refllm.testing.strategies.attention import sdpa_default_calls
+from refllm.testing.engine.targets import load, resolve
+from refllm.testing.sdpa.strategy import sdpa_default_calls
 
 
 def sdpa_ignoring_scale(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,

@@ -55,7 +55,7 @@ def test_the_language_model_loss_call_is_drawn():
 
     from hypothesis import HealthCheck, Phase, given, settings
 
-    from refllm.testing.checks._engine import hermetic_generation
+    from refllm.testing.engine.search import hermetic_generation
     from refllm.testing.strategies import cross_entropy_cases
 
     seen: Counter[bool] = Counter()

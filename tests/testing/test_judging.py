@@ -8,11 +8,11 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 
 from refllm.testing import OracleFailure, check_sdpa
-from refllm.testing.case import Case
+from refllm.testing.cross_entropy.strategy import cross_entropy_cases
+from refllm.testing.engine.case import Case
 from refllm.testing.judging import judge
-from refllm.testing.strategies.attention import sdpa_cases
-from refllm.testing.strategies.losses import cross_entropy_cases
-from refllm.testing.strategies.optim import optimizer_problems
+from refllm.testing.optimizer.strategy import optimizer_problems
+from refllm.testing.sdpa.strategy import sdpa_cases
 
 
 def scaled_wrong(query, key, value, **kwargs):

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 
 from refllm.cli import demo_rows
 from refllm.testing import check_mse
-from refllm.testing.checks._engine import load, resolve
-from refllm.testing.options import DTYPES, CheckOptions, parse_dtype
-from refllm.testing.records import RECORDS
+from refllm.testing.engine.options import DTYPES, CheckOptions, parse_dtype
+from refllm.testing.engine.targets import load, resolve
+from refllm.testing.registry import RECORDS
 
 
 @pytest.fixture

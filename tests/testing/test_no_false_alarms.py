@@ -24,11 +24,11 @@ from refllm.testing import (
     check_optimizer,
     check_sdpa,
 )
-from refllm.testing.case import Case
 from refllm.testing.checks import compare
-from refllm.testing.checks.error_bounds import sdpa_error_bounds
-from refllm.testing.settings import profile_name
-from refllm.testing.tolerances import LOW_PRECISION_FACTOR, LOW_PRECISION_GRAD_FACTOR
+from refllm.testing.engine.case import Case
+from refllm.testing.engine.settings import profile_name
+from refllm.testing.engine.tolerances import LOW_PRECISION_FACTOR, LOW_PRECISION_GRAD_FACTOR
+from refllm.testing.sdpa.error_bounds import sdpa_error_bounds
 
 DTYPES = [torch.float32, torch.float64]
 BACKENDS = [SDPBackend.MATH, SDPBackend.FLASH_ATTENTION]

@@ -7,9 +7,9 @@ import torch
 from hypothesis import given
 
 from refllm.ops.choices import OPTIMIZER_KINDS, update_rule
-from refllm.testing.checks.optim import _cast
-from refllm.testing.checks.optim_error_bounds import Arithmetic, Rounded, optimizer_error_bounds
-from refllm.testing.strategies.optim import OptimizerProblem, optimizer_problems
+from refllm.testing.optimizer.check import _cast
+from refllm.testing.optimizer.error_bounds import Arithmetic, Rounded, optimizer_error_bounds
+from refllm.testing.optimizer.strategy import OptimizerProblem, optimizer_problems
 
 LIKES = list(OPTIMIZER_KINDS)
 TORCH = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from refllm.testing.case import Case
-from refllm.testing.checks.losses import tree_reduction_error
+from refllm.testing.engine.case import Case
+from refllm.testing.engine.tolerances import tree_reduction_error
 from refllm.testing.judging import judge
 
 

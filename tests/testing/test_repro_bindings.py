@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from refllm.testing import check_sdpa
 from refllm.testing.checks import check_multihead_attention, check_optimizer
-from refllm.testing.checks._binding import bind_lines
+from refllm.testing.engine.binding import bind_lines
 
 
 def sdpa_with_scale(query, key, value, scale=None, **kwargs):

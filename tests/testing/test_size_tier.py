@@ -12,7 +12,13 @@ import torch
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from refllm.testing.checks._engine import hermetic_generation
+from refllm.testing.cross_entropy.strategy import cross_entropy_default_calls
+from refllm.testing.engine.search import hermetic_generation
+from refllm.testing.engine.sizes import DEFAULT_BUDGET, LONG_LENGTHS
+from refllm.testing.mse.strategy import mse_default_calls
+from refllm.testing.multihead.strategy import multihead_default_calls
+from refllm.testing.optimizer.strategy import optimizer_default_problems
+from refllm.testing.sdpa.strategy import sdpa_default_calls
 from refllm.testing.strategies import (
     cross_entropy_cases,
     mse_cases,
@@ -20,13 +26,8 @@ from refllm.testing.strategies import (
     optimizer_problems,
     sdpa_cases,
 )
-from refllm.testing.strategies._sizes import DEFAULT_BUDGET, LONG_LENGTHS
-from refllm.testing.strategies.attention import sdpa_default_calls
-from refllm.testing.strategies.losses import cross_entropy_default_calls, mse_default_calls
-from refllm.testing.strategies.multihead import multihead_default_calls
-from refllm.testing.strategies.optim import optimizer_default_problems
 
-DRAWS = {"sdpa": 200, "cross-entropy": 200, "mse": 200, "multi-head attention": 120,
+DRAWS = {"sdpa": 200, "cross-entropy": 200, "mse": 200, "multihead": 120,
          "optimizer": 120}
 
 
@@ -92,7 +93,7 @@ STRATEGIES: dict[str, tuple[Callable[..., st.SearchStrategy], Callable[[Any], li
                       lambda c: [c.args[0].numel()], ce_long),
     "mse": (lambda **kw: mse_cases(write_defaults=False, **kw),
             lambda c: [c.args[0].numel()], mse_long),
-    "multi-head attention": (multihead_cases, mha_tensors, mha_long),
+    "multihead": (multihead_cases, mha_tensors, mha_long),
     "optimizer": (lambda **kw: optimizer_problems(like="adamw", **kw),
                   lambda p: [x.numel() for x in p.params], opt_long),
 }
@@ -128,7 +129,7 @@ def test_a_long_case_has_one_long_axis_and_keeps_the_budget(drawn):
         assert len(set(ns)) <= 1, (name, ns)
 
 
-@pytest.mark.parametrize("name", ["sdpa", "multi-head attention"])
+@pytest.mark.parametrize("name", ["sdpa", "multihead"])
 def test_attention_draws_keys_queries_and_both_long(name):
     make, _, long = STRATEGIES[name]
     kinds = set()

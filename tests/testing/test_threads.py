@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refllm.testing import OracleFailure, check_mse, check_optimizer, check_sdpa
-from refllm.testing.checks._engine import DEFAULT_THREADS, intra_op_threads
-from refllm.testing.strategies.optim import ZERO_ODDS, optimizer_problems
+from refllm.testing.engine.search import DEFAULT_THREADS, intra_op_threads
+from refllm.testing.optimizer.strategy import ZERO_ODDS, optimizer_problems
 
 
 @pytest.fixture

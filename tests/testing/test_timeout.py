@@ -13,16 +13,16 @@ import torch
 import torch.nn.functional as F
 
 from refllm.testing import OracleFailure, check_mse, judge
-from refllm.testing.case import Case
-from refllm.testing.checks._engine import (
+from refllm.testing.engine.calls import (
     DEFAULT_TIMEOUT,
     TIMEOUT_SHRINKS,
     _TimedOut,
     check_timeout,
     deadline,
 )
-from refllm.testing.options import CheckOptions
-from refllm.testing.records import RECORDS
+from refllm.testing.engine.case import Case
+from refllm.testing.engine.options import CheckOptions
+from refllm.testing.registry import RECORDS
 
 
 def _sleeps(seconds: float) -> None:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from refllm.testing import OracleFailure, check_cross_entropy, check_sdpa
-from refllm.testing.checks._engine import OracleWarning
+from refllm.testing.engine.search import OracleWarning
 
 
 def refuses_masks(q, k, v, attn_mask=None, **kwargs):

@@ -4,7 +4,7 @@ Past a width: a real kernel tiles keys in blocks of 64 or 128, cuts the vocabula
 reduces rows in groups of 32 and elements in blocks of 1024, slices its causal mask from a cached
 buffer of the context length, runs a SIMD loop of width 8 or 16 with a scalar tail. A bug in the
 second block, in the merge of chunks or in the tail is invisible while every axis is at most 6;
-the oracle's kernel-sized tier (refllm.testing.strategies._sizes) reaches it.
+the oracle's kernel-sized tier (refllm.testing.engine.sizes) reaches it.
 
 On the default path: a kernel's fast path serves only PyTorch's default call (no keyword at all,
 torch's default hyper-parameters); a bug there passes every check that draws optional features on

@@ -1,0 +1,4 @@
+"""The oracle of optimizers: its record, its strategy, its check and its error bounds.
+
+Nothing is imported here: `record` imports neither torch nor Hypothesis.
+"""

@@ -1,0 +1,18 @@
+"""The record of optimizers (a ``torch.optim.Optimizer`` class imitating SGD, Adam or AdamW)."""
+
+from refllm.testing.engine.record import Choice, Demo, OpRecord
+
+RECORD = OpRecord(
+    name="optimizer", signature="torch.optim.Optimizer",
+    check="refllm.testing.optimizer.check:check_optimizer",
+    reference="refllm.ops.choices:update_rule",
+    naive="refllm.ops.choices:update_rule",  # update_rule(kind, naive=True)
+    strategy="refllm.testing.optimizer.strategy:optimizer_problems",
+    default_calls="refllm.testing.optimizer.strategy:optimizer_default_problems",
+    grad_inputs=(), target="class",
+    choices=(Choice("like", "refllm.ops.choices:OPTIMIZER_KINDS", many=False,
+                    help="the torch.optim class the optimizer imitates (default adamw)"),),
+    demos=(Demo("torch.optim.SGD", "torch.optim:SGD", {"like": "sgd"}),
+           Demo("torch.optim.Adam", "torch.optim:Adam", {"like": "adam"}),
+           Demo("torch.optim.AdamW", "torch.optim:AdamW", {"like": "adamw"})),
+)

@@ -1,0 +1,237 @@
+"""`check_sdpa`: any function with the signature of ``F.scaled_dot_product_attention``.
+
+    out = softmax(q k^T * scale + mask) v        (Vaswani et al. 2017, §3.2.1, Eq. 1)
+
+The function is called exactly as PyTorch's op is: ``fn(query, key, value, **kwargs)`` with
+non-default keywords among ``attn_mask``, ``is_causal``, ``scale`` and ``enable_gqa``; it is
+compared with :func:`refllm.ops.attention.scaled_dot_product_attention` run in float64, forward and
+backward (gradients wrt query, key and value under a random upstream gradient).
+
+Deviation: dropout is not checked. A dropped-out result depends on the random keep-mask, which a
+user's kernel draws its own way; refllm's ``generator=`` keyword is not part of PyTorch's
+signature. Check your kernel with ``dropout_p=0`` (the default here).
+
+The default calls ``sdpa(q, k, v)`` and ``sdpa(q, k, v, is_causal=True)`` (t == s) are judged
+first on fixed inputs (`refllm.testing.sdpa.strategy.sdpa_default_calls`), then drawn in
+about one example in five (docs/oracle.md, "The default call").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from refllm.testing.contract import Contract, apply
+from refllm.testing.engine.calls import DEFAULT_TIMEOUT
+from refllm.testing.engine.case import Case
+from refllm.testing.engine.function import FunctionSpec
+from refllm.testing.engine.options import features_of, parse_dtype
+from refllm.testing.engine.report import Report
+from refllm.testing.engine.search import DEFAULT_THREADS, run
+from refllm.testing.engine.targets import resolve
+from refllm.testing.engine.tolerances import LOW_PRECISION_NOISE_FACTOR
+from refllm.testing.sdpa.error_bounds import sdpa_error_bounds
+
+SDPA_FEATURES = ("masks", "causal", "gqa", "scale", "large_logits", "non_contiguous",
+                 "fully_masked_rows", "batch_dims")
+"""What `check_sdpa` exercises by default (all of them): boolean and additive ``attn_mask``
+("masks"), ``is_causal`` ("causal"), grouped-query ``enable_gqa`` ("gqa"), an explicit ``scale``,
+logits up to about 1e4 ("large_logits"), transposed-in-memory inputs ("non_contiguous"), queries
+that see no key ("fully_masked_rows"), leading batch dimensions ("batch_dims")."""
+
+
+def sdpa_floors(case: Case, out: torch.Tensor, g: torch.Tensor | None,
+                dtype: torch.dtype) -> dict[str, float]:
+    """Rounding noise of the attention backward that no same-dtype reference shows.
+
+    Fused kernels (FlashAttention, PyTorch's) compute ``dS = P * (dP - D)`` with
+    ``D = rowsum(dO * O)`` taken from the *rounded* output O (FlashAttention-2, Dao 2023, §3.1.2,
+    Algorithm 2), where the plain math uses ``rowsum(P * dP)``. Where a softmax row is one-hot
+    (large logits) the exact dS is 0 but theirs is ``eps * |D|``, which reaches dq and dk scaled by
+    ``scale * |k| * s`` and ``scale * |q| * t``. Those are the floors returned (times
+    ``LOW_PRECISION_NOISE_FACTOR``).
+    """
+    if g is None:
+        return {}
+    q, k = case.args[0].detach(), case.args[1].detach()
+    scale = case.kwargs.get("scale") or q.shape[-1] ** -0.5
+    d_max = float((g * out.detach()).sum(-1).abs().max()) if out.numel() else 0.0
+    eps = torch.finfo(dtype).eps * LOW_PRECISION_NOISE_FACTOR * abs(scale) * d_max
+    t, s = q.shape[-2], k.shape[-2]
+    return {"grad wrt query": eps * _amax(k) * s, "grad wrt key": eps * _amax(q) * t}
+
+
+def _amax(x: torch.Tensor) -> float:
+    return float(x.abs().max()) if x.numel() else 0.0
+
+
+def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype | str = torch.float32,
+               device: str = "cpu", examples: int | None = None,
+               features: Iterable[str] | None = None, grads: bool = True,
+               seed: int | None = None, max_size: int = 6, naive: bool = False,
+               raise_on_failure: bool = True,
+               threads: int | None = DEFAULT_THREADS,
+               timeout: float | None = DEFAULT_TIMEOUT,
+               contract: Contract | None = None) -> Report:
+    """Check ``fn`` (or ``"module:name"``) against refllm's scaled dot-product attention.
+
+    Parameters:
+        dtype, device: what the inputs are cast to before ``fn`` sees them; ``dtype`` is a
+            ``torch.dtype`` or a name as ``refllm check --dtype`` takes it (``"bf16"``,
+            ``"float32"``, ...: `refllm.testing.engine.options.parse_dtype`).
+        examples: how many examples Hypothesis draws (default 40, `DEFAULT_EXAMPLES` of
+            :mod:`refllm.testing.engine.settings`, or the active refllm profile's count).
+        features: which of :data:`SDPA_FEATURES` to exercise (default: all).
+        grads: also compare the gradients wrt query, key and value.
+        seed: fix the drawn examples (the same examples in any program, any thread count).
+        max_size: the largest drawn size of each axis (h, t, s, d, e).
+        naive: also cross-check refllm's fast reference against its naive one on small cases.
+        raise_on_failure: raise `refllm.testing.OracleFailure` (an AssertionError holding the
+            report) on a disagreement, instead of returning the failed report.
+        threads: intra-op threads the reference and ``fn`` run at during the check, restored
+            after (default 1, the fastest on these small examples; None: leave the caller's).
+        timeout: seconds one call of ``fn`` may take (default 60, `DEFAULT_TIMEOUT`; None or 0:
+            no limit); a call that outlives it fails the example as "finishes in time" (see
+            `refllm.testing.engine.calls.deadline` for what can be interrupted).
+        contract: a `refllm.testing.contract.Contract`: draw only inputs the kernel supports
+            (layout, head dims, masks, causal, sizes, ...) and report what it refuses with one
+            of ``contract.unsupported`` as unsupported; it narrows ``features`` further.
+    """
+    dtype = parse_dtype(dtype)  # "bf16", "float32", torch.float32: as the CLI
+    from refllm.ops import attention
+    from refllm.testing.sdpa.strategy import sdpa_cases, sdpa_default_calls
+
+    chosen = features_of(features, SDPA_FEATURES, "sdpa")
+    c = apply(contract, "sdpa", dtype)
+    impl, target = resolve(fn, "fn")
+    options = sdpa_options(c, chosen)
+    cases = sdpa_cases(dtype=torch.float64, max_size=max_size, dropout=False, **options)
+    bthd = c.layout == "bthd"
+    reference = attention.scaled_dot_product_attention
+    naive_fn = attention.scaled_dot_product_attention_naive if naive else None
+    spec = FunctionSpec(
+        op="sdpa", fn=_nan_rows_held_at_zero(impl) if c.fully_masked_rows == "nan" else impl,
+        target=target, reference=bthd_reference if bthd else reference,
+        reference_name="refllm.testing.sdpa.check:bthd_reference" if bthd else
+        "refllm.ops.attention:scaled_dot_product_attention", cases=cases,
+        grad_inputs={"query": 0, "key": 1, "value": 2}, dtype=dtype, device=device, grads=grads,
+        naive=_from_bthd(naive_fn) if bthd and naive_fn else naive_fn,
+        floors=_floors_from_bthd if bthd else sdpa_floors,
+        error_bounds=_bounds_from_bthd if bthd else _valid_bounds,
+        default_calls=sdpa_default_calls(
+            max_batch_dims=options["max_batch_dims"], max_size=max_size,
+            sizes=options["sizes"], head_dims=c.head_dims, layout=c.layout,
+            causal=options["causal"] if options["causal"] else "never",
+            long=c.long_axes, budget=c.budget),
+    )
+    spec.unsupported = c.unsupported
+    return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
+               seed=seed, raise_on_failure=raise_on_failure, threads=threads, timeout=timeout,
+               features=chosen)
+
+
+def bthd_reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                   **kwargs: Any) -> torch.Tensor:
+    """refllm's attention on (b, t, h, d) inputs (a contract's layout "bthd"): the head axis
+    moved before the call and the (b, h, t, e) output's moved back; masks as they come."""
+    from refllm.ops.attention import scaled_dot_product_attention
+
+    return _from_bthd(scaled_dot_product_attention)(query, key, value, **kwargs)
+
+
+def sdpa_options(c: Contract, chosen: tuple[str, ...]) -> dict[str, Any]:
+    """Keyword arguments of `sdpa_cases` for the features ``chosen`` inside contract ``c``."""
+    masks: bool | str = False
+    if "masks" in chosen and c.causal != "only":
+        masks = True if c.masks == "any" else False if c.masks == "none" else c.masks
+    causal: bool | str = "only" if c.causal == "only" else (
+        "causal" in chosen and c.causal == "optional")
+    return dict(
+        max_batch_dims=2 if "batch_dims" in chosen else 0, masks=masks, causal=causal,
+        gqa="gqa" in chosen and c.gqa, scale="scale" in chosen and c.scale,
+        large_logits="large_logits" in chosen, non_contiguous="non_contiguous" in chosen,
+        fully_masked_rows="fully_masked_rows" in chosen and c.fully_masked_rows != "avoid",
+        long_axes=c.long_axes, budget=c.budget, sizes=c.ranges("sdpa"), head_dims=c.head_dims,
+        layout=c.layout)
+
+
+def _valid_bounds(case: Case, g: torch.Tensor | None,
+                  dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """`sdpa_error_bounds` where its first-order model holds, else none (the policy's
+    same-dtype rule then decides alone, which is stricter, never looser).
+
+    Higham's gamma_n = n u / (1 - n u) is a bound only while n u < 1: in bfloat16 (u = 2^-8)
+    a sum over 256 or more keys or queries has no such bound (gamma divides by zero at n = 256
+    and turns negative beyond), which kernel-sized inputs reach."""
+    q, k, v = case.args[:3]
+    t, s, d, e = q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
+    r = q.shape[-3] // k.shape[-3] if case.kwargs.get("enable_gqa") and q.dim() >= 3 else 1
+    if max(d + 2, s + 4, t * r + 1, e) * torch.finfo(dtype).eps / 2 >= 1:
+        return {}
+    return sdpa_error_bounds(case, g, dtype)
+
+
+def _to_bhtd(x: Any) -> Any:
+    return x.transpose(-3, -2) if isinstance(x, torch.Tensor) and x.dim() == 4 else x
+
+
+def _from_bthd(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (taking (b, h, t, d) tensors) called on (b, t, h, d) tensors: the head axis moved
+    before the call and the output's moved back; masks stay (b, h, t, s) as they come."""
+
+    def call(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, **kwargs: Any) -> Any:
+        return fn(_to_bhtd(query), _to_bhtd(key), _to_bhtd(value), **kwargs).transpose(-3, -2)
+
+    call.__name__ = getattr(fn, "__name__", "reference")
+    return call
+
+
+def _bhtd_case(case: Case) -> Case:
+    return Case(tuple(_to_bhtd(x) for x in case.args), case.kwargs, case.note)
+
+
+def _bounds_from_bthd(case: Case, g: torch.Tensor | None,
+                      dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    bounds = _valid_bounds(_bhtd_case(case), _to_bhtd(g), dtype)
+    return {k: v.transpose(-3, -2) for k, v in bounds.items()}
+
+
+def _floors_from_bthd(case: Case, out: torch.Tensor, g: torch.Tensor | None,
+                      dtype: torch.dtype) -> dict[str, float]:
+    return sdpa_floors(_bhtd_case(case), _to_bhtd(out), _to_bhtd(g), dtype)
+
+
+def _dead_rows(mask: torch.Tensor) -> torch.Tensor:
+    """(..., t, 1): True where a query sees no key under ``attn_mask``."""
+    keep = mask if mask.dtype == torch.bool else mask != float("-inf")
+    return ~keep.any(-1, keepdim=True)
+
+
+def _nan_rows_held_at_zero(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The convention ``fully_masked_rows="nan"`` (a plain softmax's 0/0), judged on refllm's.
+
+    Where a query sees no key, ``fn``'s output must be NaN (checked on a call without autograd;
+    anything else raises, reported as such); ``fn`` is then called with those rows' keys let in,
+    and the output of those rows is replaced by zeros, so that the other rows, and the gradients
+    (to which those rows then add nothing, as in refllm's convention), are judged as usual.
+    """
+
+    def call(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, **kwargs: Any) -> Any:
+        mask = kwargs.get("attn_mask")
+        if mask is None or not bool(_dead_rows(mask).any()):
+            return fn(query, key, value, **kwargs)
+        dead = _dead_rows(mask)
+        with torch.no_grad():
+            raw = fn(query.detach(), key.detach(), value.detach(), **kwargs)
+        rows = dead.expand(*torch.broadcast_shapes(dead.shape, raw.shape[:-1] + (1,)))
+        if rows.shape[:-1] != raw.shape[:-1] or not bool(raw[rows.squeeze(-1)].isnan().all()):
+            raise AssertionError("contract fully_masked_rows='nan': the output of a query that "
+                                 "sees no key is not NaN")
+        opened = mask | dead if mask.dtype == torch.bool else mask.masked_fill(dead, 0.0)
+        out = fn(query, key, value, **{**kwargs, "attn_mask": opened})
+        return out.masked_fill(rows, 0.0)
+
+    call.__name__ = getattr(fn, "__name__", "fn")
+    return call

@@ -1,0 +1,24 @@
+"""Hypothesis strategies for valid inputs of every refllm op (public, like hypothesis.extra.numpy).
+
+Each draws inputs in PyTorch's calling convention (a :class:`refllm.testing.engine.case.Case`, or
+for multi-head attention and optimizers a richer case object), with keyword switches for the
+features to exercise. Each op's strategy lives in its folder (``refllm.testing.sdpa.strategy``,
+...); this module gathers the public ones.
+"""
+
+from refllm.testing.cross_entropy.strategy import cross_entropy_cases
+from refllm.testing.mse.strategy import mse_cases
+from refllm.testing.multihead.strategy import MultiheadCase, multihead_cases
+from refllm.testing.optimizer.strategy import (
+    OptimizerProblem,
+    Trajectory,
+    hyper_parameters,
+    optimizer_problems,
+)
+from refllm.testing.sdpa.strategy import sdpa_cases
+from refllm.testing.softmax.strategy import softmax_cases
+
+__all__ = [
+    "sdpa_cases", "softmax_cases", "cross_entropy_cases", "mse_cases", "multihead_cases",
+    "MultiheadCase", "optimizer_problems", "hyper_parameters", "OptimizerProblem", "Trajectory",
+]
