@@ -14,10 +14,11 @@ budget C, the widths ``budget_widths[i]`` for the tokens that spend exactly that
 
 with f the exact count of `refllm.model.counting.flops_per_token` (``method="exact"``: every matrix
 multiply of the blocks, attention over the context, and the LM head; backward = 2 x forward), not
-6N: at these sizes the head and the attention are 30-60% of the work. The lr rule is the ladder's,
-the schedule's length follows D. After the ladder, one more run at ``holdout_budget``, at the width
-whose N is nearest the fitted N_opt, tests the fit's prediction (tolerance pre-registered in
-``holdout_tolerance``; `refllm.scaling.report.isoflop`).
+6N: at d = 64...8 the head and the attention are 24-69% of the forward FLOPs. The lr rule is the
+ladder's, the schedule's length follows D. After the ladder, one more run at ``holdout_budget``, at
+the width whose N is nearest the fitted N_opt, tests the fit's prediction (tolerance and predictor
+pre-registered in ``holdout_tolerance`` and ``holdout_predictor``;
+`refllm.scaling.report.isoflop`).
 
 Non-embedding parameters with tied embeddings and learned positions (Kaplan et al. 2020, Table 1,
 plus biases and LayerNorms): N = 12 d^2 L + 13 d L + 2 d.
