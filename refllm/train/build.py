@@ -43,15 +43,24 @@ def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.
 
 def autocast_context(autocast: str, device: torch.device
                      ) -> Callable[[], contextlib.AbstractContextManager] | None:
-    """A factory of bf16 autocast contexts on CUDA, or None (float32 throughout)."""
+    """A factory of bf16 autocast contexts, or None (float32 throughout).
+
+    ``"auto"`` is bf16 on CUDA and float32 elsewhere; ``"bf16"`` is honoured on CUDA and on the
+    CPU (PyTorch autocasts matrix multiplies and SDPA to bf16 there too, so the GPU recipe's code
+    path runs, slower, on a CPU and in CI)."""
     if autocast == "auto":
         autocast = "bf16" if device.type == "cuda" else "none"
     if autocast == "none":
         return None
-    if device.type != "cuda":
-        raise ValueError(f"autocast='bf16' needs a CUDA device, the run is on {device}; "
-                         f"use autocast='none' or 'auto'")
-    return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type not in AUTOCAST_DEVICES:
+        raise ValueError(f"autocast='bf16' needs a device of type {' or '.join(AUTOCAST_DEVICES)}"
+                         f", the run is on {device}; use autocast='none' or 'auto'")
+    kind = device.type
+    return lambda: torch.autocast(kind, dtype=torch.bfloat16)
+
+
+AUTOCAST_DEVICES = ("cuda", "cpu")
+"""Device types on which ``autocast='bf16'`` runs (torch.autocast supports bf16 on both)."""
 
 
 def describe_run(config: TrainConfig, model_config: GPTConfig, data: Any, device: torch.device,

@@ -68,7 +68,7 @@ class TrainConfig:
     eval_tokens: int = 8192            # size of the fixed validation slice (tokens)
     seed: int = 0
     device: str = "auto"               # "auto" (cuda when available), "cpu", "cuda"
-    autocast: str = "auto"             # "bf16" (CUDA only), "none", "auto" (bf16 on CUDA)
+    autocast: str = "auto"             # "bf16" (CUDA or CPU), "none", "auto" (bf16 on CUDA)
     loss_impl: str = "torch"           # "torch" (F.cross_entropy) or "refllm" (refllm.ops)
     checkpoint_interval: int = 0       # steps between checkpoints; 0: none during the run
     checkpoint_final: bool = True      # write a checkpoint at the end
