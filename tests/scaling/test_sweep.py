@@ -328,3 +328,19 @@ def test_pool_workers_end_when_their_parent_alone_is_killed(tmp_path):
     for p in left:
         os.kill(p, signal.SIGKILL)
     assert not left, "orphaned workers kept running"
+
+
+def test_the_gpu_presets_fit_their_budgets_under_a_model_of_their_flops_and_launches():
+    from refllm.scaling.sweep.budget import gpu_time_model
+    from refllm.scaling.sweep.presets import PRESETS, train_flops_per_token
+
+    for name in ("h200", "h200-isoflop"):
+        preset = PRESETS[name]
+        slow = gpu_time_model(preset, mfu=0.05)  # a pessimistic utilisation for tiny models
+        assert slow.wall_s < preset.budget_s / 2, (name, slow.describe())
+        fast = gpu_time_model(preset, mfu=0.3)
+        assert fast.compute_s == pytest.approx(slow.compute_s / 6) and fast.wall_s <= slow.wall_s
+        runs = sw.plan(preset)
+        assert slow.flops == pytest.approx(sum(
+            train_flops_per_token(r.config.model_dict(256)) * r.config.tokens for r in runs))
+        assert slow.steps == sum(r.config.max_steps for r in runs)

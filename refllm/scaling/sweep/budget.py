@@ -189,3 +189,52 @@ def _loadavg() -> str:
         return ", ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "unknown"
+
+
+H200_BF16_PEAK = 790e12
+"""FLOP/s of bf16 on one H200 that the time model assumes: below the SXM part's dense tensor-core
+peak (989 TFLOP/s, the H100's chip), so that the model errs toward slower."""
+
+
+@dataclass
+class GPUTimeModel:
+    """Seconds a preset should take on one GPU, from its FLOPs and kernel launches (see
+    `gpu_time_model`); a bound to compare the first real timing with, not a measurement."""
+
+    flops: float          # training FLOPs of every run (3 x exact forward per token x tokens)
+    steps: int            # optimizer steps of every run
+    compute_s: float      # flops / (peak x mfu)
+    launch_s: float       # steps x launches per step x seconds per launch
+    wall_s: float         # max of the two per run, summed, over the workers sharing the GPU
+
+    def describe(self) -> str:
+        return (f"{self.flops:.3g} FLOPs in {self.steps:,} steps: {self.compute_s:.0f} s of "
+                f"compute, {self.launch_s:.0f} s of kernel launches; ~{self.wall_s:.0f} s wall")
+
+
+def gpu_time_model(preset: Any, *, peak: float = H200_BF16_PEAK, mfu: float = 0.3,
+                   launches_per_layer: int = 40, launch_s: float = 10e-6) -> GPUTimeModel:
+    """The time ``preset`` should take on one GPU, under stated assumptions.
+
+    Per run: compute = FLOPs / (peak x mfu), with FLOPs = 3 x the exact forward count x tokens
+    (`refllm.model.counting`); launches = steps x (launches_per_layer x n_layer + 40) x launch_s
+    (eager PyTorch: about 12 kernels per block forward, twice that backward, a few for the
+    optimizer step with foreach; ~10 us of host time each). A run takes the larger of the two
+    (small models are bound by launches, large ones by the tensor cores); the preset's workers
+    share one GPU, so their runs add up. Evaluation is left out (a forward pass over
+    eval_tokens per run: under 1% here)."""
+    from refllm.scaling.sweep.presets import train_flops_per_token
+    from refllm.scaling.sweep.runs import plan
+
+    total_flops, total_steps, compute, launch, wall = 0.0, 0, 0.0, 0.0, 0.0
+    for run in plan(preset):
+        c = run.config
+        flops = train_flops_per_token(c.model_dict(256)) * c.tokens
+        per_step = launches_per_layer * c.model["n_layer"] + 40
+        run_compute, run_launch = flops / (peak * mfu), c.max_steps * per_step * launch_s
+        total_flops += flops
+        total_steps += c.max_steps
+        compute += run_compute
+        launch += run_launch
+        wall += max(run_compute, run_launch)
+    return GPUTimeModel(total_flops, total_steps, compute, launch, wall)
