@@ -46,6 +46,11 @@ Deviations and conventions:
   ``ns_dtype=torch.float64`` reproduces to float64 rounding.
 * Weight decay multiplies by 1 − γλ with the unadjusted γ, as torch does (the adjustment only
   scales the orthogonalised step).
+* One place where the fast rule is not torch's: for bfloat16 parameters with ``nesterov=False``,
+  torch 2.13's ``grad.bfloat16()`` returns the momentum buffer itself and its in-place division by
+  ‖B‖_F overwrites the buffer with B/‖B‖_F (so the next step's momentum is wrong). Here the
+  normalisation is out of place and the buffer keeps B_t; every other dtype and setting is
+  bit-equal to torch.
 """
 
 from __future__ import annotations
@@ -152,7 +157,7 @@ def newton_schulz(g: Float[Tensor, "m n"], *,
     x = g.to(ns_dtype)
     if g.size(0) > g.size(1):
         x = x.T
-    x = x.div(x.norm().clamp(min=eps))
+    x = x.div(x.norm().clamp(min=eps))  # out of place: x may be the caller's (bfloat16) buffer
     for _ in range(ns_steps):
         gram = x @ x.T
         x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)

@@ -24,7 +24,9 @@ F64 = torch.float64
 
 @st.composite
 def muon_problems(draw, dtypes=(torch.float32, F64)):
-    """2-D parameters, gradients for several steps and torch.optim.Muon's hyper-parameters."""
+    """2-D parameters, gradients for several steps and torch.optim.Muon's hyper-parameters.
+
+    Not bfloat16 parameters: there torch overwrites its buffer (see the module's deviations)."""
     dtype = draw(st.sampled_from(dtypes))
     shapes = draw(st.lists(st.tuples(st.integers(1, 7), st.integers(1, 7)), min_size=1,
                            max_size=3))
@@ -96,6 +98,16 @@ def test_the_naive_newton_schulz_rule_equals_the_fast_rule_in_float64(problem):
     fast = run_rule(muon, params, grads, hyper, ns_dtype=F64)
     naive = run_rule(muon_naive, params, grads, hyper, orthogonalize="newton_schulz")
     assert_trajectories(fast, naive, kind="impl", dtype=F64)  # float64 rounding, other order
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (4, 3)])
+def test_a_bfloat16_momentum_buffer_without_nesterov_keeps_the_average(shape):
+    # torch 2.13 divides its bfloat16 buffer by its norm in place here (its grad.bfloat16() is the
+    # buffer itself); the rule keeps B_1 = (1 − μ) g_1
+    g = 10 * torch.randn(shape, generator=torch.Generator().manual_seed(0)).bfloat16()
+    p = torch.zeros(shape, dtype=torch.bfloat16)
+    _, (s,) = muon([p], [g], None, lr=0.02, momentum=0.5, nesterov=False)
+    assert torch.equal(s["momentum_buffer"], torch.zeros_like(g).lerp_(g, 0.5))
 
 
 def test_the_rules_do_not_mutate_their_inputs():
