@@ -38,7 +38,9 @@ from refllm.ops.grad_accumulation import (
 from refllm.ops.mse import mse_loss, mse_loss_naive
 from refllm.ops.multihead import multi_head_attention, multi_head_attention_naive
 from refllm.ops.norms import layer_norm, layer_norm_naive, rms_norm, rms_norm_naive
+from refllm.ops.optim_adafactor import adafactor, adafactor_naive
 from refllm.ops.optim_adam import adam, adam_naive, adamw, adamw_naive
+from refllm.ops.optim_muon import muon, muon_naive
 from refllm.ops.optim_sgd import gd, gd_naive, sgd, sgd_naive
 from refllm.ops.rope import rope, rope_naive
 from refllm.ops.rope_scaling import (
@@ -66,6 +68,7 @@ __all__ = [
     "cross_entropy", "cross_entropy_naive", "cross_entropy_grad", "cross_entropy_grad_naive",
     "mse_loss", "mse_loss_naive", "multi_head_attention", "multi_head_attention_naive",
     "gd", "gd_naive", "sgd", "sgd_naive", "adam", "adam_naive", "adamw", "adamw_naive",
+    "muon", "muon_naive", "adafactor", "adafactor_naive",
     "OPTIMIZER_KINDS", "REDUCTIONS", "update_rule",
     "linear_warmup", "cosine_decay", "warmup_cosine", "as_lr_lambda",
     "rms_norm", "rms_norm_naive", "layer_norm", "layer_norm_naive",

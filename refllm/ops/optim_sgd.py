@@ -177,17 +177,20 @@ def gd(params: Params, grads: Params, state: Sequence[dict] | None = None, *,
     return [p.add(g, alpha=-lr) for p, g in zip(params, grads)], [dict(s) for s in state]
 
 
-def pure(rule_: Callable[..., None]) -> Callable[..., tuple[list[Tensor], State]]:
+def pure(rule_: Callable[..., None], *,
+         check: Callable[..., State] = check_lists) -> Callable[..., tuple[list[Tensor], State]]:
     """The pure form of an in-place rule: run it on copies, return ``(new_params, new_state)``.
 
     The in-place rules (``sgd_``, ``adam_``, ``adamw_``; PyTorch's trailing-underscore convention)
     update ``params`` and the tensors of ``state`` as ``torch.optim`` does, which is what
     `refllm.nn.optim` calls; the pure rules are the same code on clones, so neither can drift.
+    ``check`` checks the lists first (a rule whose state is not shaped like its parameters, such
+    as Adafactor's, passes its own).
     """
 
     def rule(params: Params, grads: Params, state: Sequence[dict] | None = None,
              **hyper: Any) -> tuple[list[Tensor], State]:
-        checked = check_lists(params, grads, state)
+        checked = check(params, grads, state)
         new_params = [p.detach().clone() for p in params]
         new_state = [{k: v.clone() if isinstance(v, Tensor) else v for k, v in s.items()}
                      for s in checked]
