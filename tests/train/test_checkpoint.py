@@ -213,3 +213,24 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):
         ckpt.read_checkpoint(path)
     with pytest.raises(CheckpointError, match="no checkpoint at"):
         ckpt.read_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_a_checkpoint_written_on_cuda_resumes_on_the_cpu_with_a_warning(
+        tiny_config, markov_data, tmp_path, interrupted_run):
+    # what a GPU run leaves: the header says cuda and the tensors hold CUDA RNG states
+    # (safetensors stores tensors without their device, so the weights load on any device)
+    config = tiny_config(max_steps=8, checkpoint_interval=4)
+    interrupted_run(config, tmp_path, markov_data, step=4)
+    path = ckpt.checkpoint_path(tmp_path)
+    with safe_open(str(path), framework="pt") as f:
+        state = json.loads(f.metadata()["refllm"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    state["device"] = "cuda"
+    tensors["rng/cuda/0"] = torch.zeros(16, dtype=torch.uint8)
+    text = json.dumps(state)
+    save_file(tensors, str(path), metadata={"refllm": text, "sha256": ckpt.checksum(text, tensors)})
+    with pytest.warns(CheckpointWarning, match="was written on cuda, this run is on cpu"):
+        resumed = train(config, tmp_path, data=markov_data, resume=True, progress=False)
+    whole = train(config, tmp_path / "whole", data=markov_data, progress=False)
+    assert resumed.train_losses == whole.train_losses  # the CPU RNG state was restored; the
+    # CUDA one is ignored without a GPU, and nothing in a CPU run draws from it
