@@ -35,6 +35,7 @@ from refllm.ops.grad_accumulation import (
     accumulate_token_weighted_naive,
     accumulation_scale,
 )
+from refllm.ops.linear_cross_entropy import linear_cross_entropy, linear_cross_entropy_naive
 from refllm.ops.mse import mse_loss, mse_loss_naive
 from refllm.ops.multihead import multi_head_attention, multi_head_attention_naive
 from refllm.ops.norms import layer_norm, layer_norm_naive, rms_norm, rms_norm_naive
@@ -66,6 +67,7 @@ __all__ = [
     "scaled_dot_product_attention_with_weights", "scaled_dot_product_attention_with_weights_naive",
     "flash_attention",
     "cross_entropy", "cross_entropy_naive", "cross_entropy_grad", "cross_entropy_grad_naive",
+    "linear_cross_entropy", "linear_cross_entropy_naive",
     "mse_loss", "mse_loss_naive", "multi_head_attention", "multi_head_attention_naive",
     "gd", "gd_naive", "sgd", "sgd_naive", "adam", "adam_naive", "adamw", "adamw_naive",
     "muon", "muon_naive", "adafactor", "adafactor_naive",
