@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from refllm.ops.optim_adafactor import adafactor, adafactor_naive
 from refllm.testing import assert_close
+from tests.ops.optim_trajectories import assert_trajectories, run_rule, run_torch
 
 F64 = torch.float64
 SHAPES = st.one_of(st.just(()), st.tuples(st.integers(1, 6)),
@@ -39,44 +40,12 @@ def adafactor_problems(draw, dtypes=(torch.float32, F64)):
     return params, grads, hyper
 
 
-def run_rule(rule, params, grads, hyper):
-    state, trajectory = None, []
-    for g in grads:
-        params, state = rule(params, g, state, **hyper)
-        trajectory.append((params, state))
-    return trajectory
-
-
-def run_torch(params, grads, hyper, foreach):
-    ps = [torch.nn.Parameter(p.clone()) for p in params]
-    opt = torch.optim.Adafactor(ps, **hyper, foreach=foreach)
-    trajectory = []
-    for g in grads:
-        for p, gi in zip(ps, g):
-            p.grad = gi.clone()
-        opt.step()
-        trajectory.append(([p.detach().clone() for p in ps],
-                           [{k: v.clone() for k, v in opt.state[p].items()} for p in ps]))
-    return trajectory
-
-
-def assert_trajectories(actual, expected, **kw):
-    for (pa, sa), (pe, se) in zip(actual, expected, strict=True):
-        for a, e in zip(pa, pe, strict=True):
-            assert_close(a, e, **kw)
-        for a, e in zip(sa, se, strict=True):
-            assert sorted(a) == sorted(e)
-            for k in a:
-                assert a[k].dtype == e[k].dtype, k
-                assert_close(a[k], e[k], **kw)
-
-
 # --- fast == torch.optim.Adafactor; fast == naive ----------------------------------------------
 
 @given(adafactor_problems())
 def test_the_fast_rule_is_torch_optim_adafactors_for_loop_rule(problem):
     params, grads, hyper = problem
-    expected = run_torch(params, grads, hyper, foreach=False)
+    expected = run_torch(torch.optim.Adafactor, params, grads, hyper, foreach=False)
     actual = run_rule(adafactor, params, grads, hyper)
     for (pa, sa), (pe, se) in zip(actual, expected, strict=True):  # exact: torch's operations
         assert all(torch.equal(a, e) for a, e in zip(pa, pe))
@@ -87,7 +56,7 @@ def test_the_fast_rule_is_torch_optim_adafactors_for_loop_rule(problem):
 @given(adafactor_problems())
 def test_the_fast_rule_follows_torch_optim_adafactors_foreach_rule(problem):
     params, grads, hyper = problem
-    expected = run_torch(params, grads, hyper, foreach=True)
+    expected = run_torch(torch.optim.Adafactor, params, grads, hyper, foreach=True)
     # foreach scales the update and then adds it where the for-loop adds with alpha: one rounding
     assert_trajectories(run_rule(adafactor, params, grads, hyper), expected, kind="impl",
                         dtype=params[0].dtype)
