@@ -97,14 +97,18 @@ def test_the_checksum_covers_the_header_state_too(tiny_config, markov_data, tmp_
         ckpt.read_checkpoint(path)
 
 
+def _state_and_tensors(path):
+    """A checkpoint's header state and its tensors, unverified (to rewrite them in a test)."""
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata()["refllm"]), {k: f.get_tensor(k) for k in f.keys()}
+
+
 def test_a_checkpoint_of_the_format_without_checksum_is_read_with_a_warning(
         tiny_config, markov_data, tmp_path, interrupted_run):
     config = tiny_config(max_steps=8, checkpoint_interval=4)
     interrupted_run(config, tmp_path, markov_data, step=4)
     path = ckpt.checkpoint_path(tmp_path)
-    with safe_open(str(path), framework="pt") as f:
-        state = json.loads(f.metadata()["refllm"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    state, tensors = _state_and_tensors(path)
     state["format"] = "refllm-checkpoint-1"
     for key in ("threads", "device"):
         del state[key]
@@ -222,9 +226,7 @@ def test_a_checkpoint_written_on_cuda_resumes_on_the_cpu_with_a_warning(
     config = tiny_config(max_steps=8, checkpoint_interval=4)
     interrupted_run(config, tmp_path, markov_data, step=4)
     path = ckpt.checkpoint_path(tmp_path)
-    with safe_open(str(path), framework="pt") as f:
-        state = json.loads(f.metadata()["refllm"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    state, tensors = _state_and_tensors(path)
     state["device"] = "cuda"
     tensors["rng/cuda/0"] = torch.zeros(16, dtype=torch.uint8)
     text = json.dumps(state)
