@@ -65,22 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("op", choices=list(RECORDS))  # one per op record
     check.add_argument("target", help="module:name of the implementation: " + "; ".join(
         f"{r.name}: {r.metavar} ({r.signature})" for r in RECORDS.values()))
-    check.add_argument("--dtype", default="float32", help="float64, float32, bf16 or fp16")
-    check.add_argument("--device", default="cpu",
-                       help="cpu, cuda, cuda:1, mps, ... (refused when not available here)")
-    check.add_argument("--examples", type=int, default=None,
-                       help="examples to draw (default 40, refllm.testing.engine.settings."
-                            "DEFAULT_EXAMPLES, or the active refllm profile's)")
-    check.add_argument("--seed", type=int, default=None)
-    check.add_argument("--threads", type=int, default=1,
-                       help="intra-op threads during the check (default 1: the fastest on its "
-                            "small examples)")
-    check.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                       help="seconds one example may take before it fails as timed out "
-                            "(default 60; 0: no timeout)")
-    check.add_argument("--contract", default=None, metavar="module:name",
-                       help="a refllm.testing.contract.Contract: draw only the inputs the target "
-                            "supports; what it refuses is reported as unsupported")
+    from refllm.testing.engine.options import CheckOptions
+
+    for field in CheckOptions.flags():  # every check's options, declared once
+        check.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name,
+                           type=field.metadata["flag"], default=field.default,
+                           help=field.metadata["help"])
     for keyword in choice_keywords():  # each op's own options: --features, --reductions, --like
         takers = [r for r in RECORDS.values() if r.choice(keyword)]
         helps = {str(getattr(r.choice(keyword), "help", "")) for r in takers}
@@ -175,9 +165,7 @@ def _check(args: argparse.Namespace) -> int:
     from refllm.testing.engine.targets import load
 
     record = RECORDS[args.op]
-    options = CheckOptions(dtype=args.dtype, device=args.device, examples=args.examples,
-                           seed=args.seed, threads=args.threads, contract=args.contract,
-                           timeout=args.timeout,
+    options = CheckOptions(**{f.name: getattr(args, f.name) for f in CheckOptions.flags()},
                            choices={k: getattr(args, k) for k in choice_keywords()})
     kwargs = options.kwargs(record)  # every bad option refused before the target is imported
     load(args.target)  # fail early, with the reason, when the target cannot be imported

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -41,27 +41,35 @@ MASKS = ("any", "bool", "additive", "none")
 CAUSAL = ("optional", "only", "never")
 FULLY_MASKED_ROWS = ("zeros", "nan", "avoid")
 
-AXES: dict[str, tuple[str, ...]] = {
-    "sdpa": ("b", "h", "t", "s", "d", "e"),
-    "multihead": ("b", "h", "t", "s"),
-    "cross-entropy": ("rows", "classes"),
-    "mse": ("numel",),
-    "optimizer": ("numel",),
-    "softmax": (),
-}
-"""The axes whose ranges ``sizes`` may give, per op (see each strategy's docs)."""
+class _FromRecords(Mapping[str, Any]):
+    """A read-only view of one fact of every op record that takes a contract (its
+    ``record.contract`` fields are not empty), read when looked up: an op added to the registry
+    at run time is in it."""
 
-_COMMON = {"dtypes", "sizes", "long_axes", "budget", "unsupported"}
-OPS: dict[str, frozenset[str]] = {
-    "sdpa": frozenset(_COMMON | {"layout", "head_dims", "masks", "causal", "gqa", "scale",
-                                 "max_seq", "fully_masked_rows"}),
-    "multihead": frozenset(_COMMON | {"masks", "causal", "max_seq", "fully_masked_rows"}),
-    "cross-entropy": frozenset(_COMMON),
-    "mse": frozenset(_COMMON),
-    "optimizer": frozenset(_COMMON | {"params_only", "none_grads"}),
-    "softmax": frozenset({"dtypes", "long_axes", "unsupported"}),
-}
-"""The fields that apply to each op; any other field must stay at its default."""
+    def __init__(self, fact: Callable[[Any], Any]):
+        self._fact = fact
+
+    def _records(self) -> dict[str, Any]:
+        from refllm.testing.registry import RECORDS
+
+        return {name: r for name, r in RECORDS.items() if r.contract}
+
+    def __getitem__(self, op: str) -> Any:
+        return self._fact(self._records()[op])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._records())
+
+    def __len__(self) -> int:
+        return len(self._records())
+
+
+AXES: Mapping[str, tuple[str, ...]] = _FromRecords(lambda r: tuple(r.axes))
+"""The axes whose ranges ``sizes`` may give, per op (each op record's ``axes``)."""
+
+OPS: Mapping[str, frozenset[str]] = _FromRecords(lambda r: frozenset(r.contract))
+"""The fields that apply to each op (each op record's ``contract``); any other field must stay
+at its default."""
 
 
 @dataclasses.dataclass(frozen=True)

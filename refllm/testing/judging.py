@@ -27,11 +27,6 @@ from typing import Any
 import torch
 
 from refllm.testing.engine.report import Report
-from refllm.testing.engine.search import fixed_example
-
-WHOLE_EXAMPLE_OPS = ("optimizer", "kv-cache")
-"""Ops whose strategy draws a whole problem object; the others draw a `Case` and an upstream
-gradient seed."""
 
 
 def judge(op: str, target: Any, case: Any, *, dtype: torch.dtype = torch.float32,
@@ -45,24 +40,28 @@ def judge(op: str, target: Any, case: Any, *, dtype: torch.dtype = torch.float32
         target: the implementation (function, class or ``"module:name"``), as for the check.
         case: what the op's strategy draws: a `refllm.testing.engine.case.Case` for the functions
             (any dtype: it is cast to ``dtype`` as the check casts it), a drawn MHA case, an
-            `OptimizerProblem` for "optimizer".
+            `OptimizerProblem` for "optimizer", a `KVProblem` for "kv-cache".
         dtype, device: what the inputs are cast to before ``target`` sees them.
         grad_seed: seed of the random upstream gradient (functions and MHA).
         raise_on_failure: raise `OracleFailure` holding the report on a disagreement (and when
             the target refuses the input as unsupported).
         options: the check's other keywords (``grads=False``, ``like="adam"`` for optimizers,
-            ``contract=...``).
+            and ``contract=``: a `refllm.testing.contract.Contract` whose conventions the
+            reference follows, e.g. ``Contract(fully_masked_rows="nan")``, and whose dtypes
+            and fields are validated as the check validates them; the example itself is judged
+            as given, not redrawn inside the contract).
     """
-    from refllm.testing.checks import CHECKS
+    from refllm.testing.engine.check import check
+    from refllm.testing.registry import RECORDS
 
-    if op not in CHECKS:
-        raise ValueError(f"op must be one of {sorted(CHECKS)}, got {op!r}")
+    if op not in RECORDS:
+        raise ValueError(f"op must be one of {sorted(RECORDS)}, got {op!r}")
     if not isinstance(grad_seed, int) or isinstance(grad_seed, bool) or grad_seed < 0:
         raise ValueError(f"grad_seed must be a non-negative int, got {grad_seed!r}")
-    drawn = case if op in WHOLE_EXAMPLE_OPS else (case, grad_seed)
-    with fixed_example(drawn):
-        return CHECKS[op](target, dtype=dtype, device=device, raise_on_failure=raise_on_failure,
-                          **options)
+    record = RECORDS[op]
+    drawn = case if record.drawn == "problem" else (case, grad_seed)
+    return check(record, target, fixed=drawn, dtype=dtype, device=device,
+                 raise_on_failure=raise_on_failure, **options)
 
 
 __all__ = ["judge"]

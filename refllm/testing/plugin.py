@@ -53,28 +53,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             group.addoption(f"--refllm-{record.name}-{choice.keyword}", default=None,
                             metavar="NAME" if not choice.many else "NAME,...",
                             help=f"{record.name}: {choice.help}")
-    group.addoption("--refllm-dtype", default="float32", help="dtype of the checked inputs")
-    group.addoption("--refllm-device", default="cpu", help="device of the checked inputs")
-    group.addoption("--refllm-examples", default=None, type=int,
-                    help="examples per check (default 40, refllm.testing.engine.settings."
-                         "DEFAULT_EXAMPLES, or the active refllm profile's)")
-    group.addoption("--refllm-seed", default=None, type=int, help="seed of the search")
-    group.addoption("--refllm-threads", default=1, type=int,
-                    help="intra-op threads during a check (default 1: the fastest on its small "
-                         "examples; the caller's setting is restored after)")
-    group.addoption("--refllm-timeout", default=None, type=float,
-                    help="seconds one example may take before it fails as timed out (default "
-                         "60; 0: no timeout)")
+    for field in CheckOptions.flags():  # every check's options, declared once
+        if field.name == "contract":
+            continue  # per op: --refllm-OP-contract
+        group.addoption(f"--refllm-{field.name.replace('_', '-')}", dest=f"refllm_{field.name}",
+                        type=field.metadata["flag"], default=field.default,
+                        help=field.metadata["help"])
 
 
 def check_options(config: pytest.Config, record: OpRecord) -> CheckOptions:
     """The command line's options for ``record``'s check."""
+    common = {f.name: config.getoption(f"refllm_{f.name}") for f in CheckOptions.flags()
+              if f.name != "contract"}
     return CheckOptions(
-        dtype=config.getoption("--refllm-dtype"), device=config.getoption("--refllm-device"),
-        examples=config.getoption("--refllm-examples"), seed=config.getoption("--refllm-seed"),
-        threads=config.getoption("--refllm-threads"),
-        timeout=config.getoption("--refllm-timeout"),
-        contract=config.getoption(f"--refllm-{record.name}-contract", None),
+        **common, contract=config.getoption(f"--refllm-{record.name}-contract", None),
         choices={c.keyword: config.getoption(f"--refllm-{record.name}-{c.keyword}", None)
                  for c in record.choices})  # None: a record added after pytest started
 

@@ -118,9 +118,10 @@ def test_dtype_names_parse(name, expected):
 def test_options_become_the_checks_keyword_arguments():
     options = CheckOptions(dtype="bf16", examples=3, seed=1, threads=None,
                            choices={"features": "masks, causal", "reductions": None})
-    assert options.kwargs(RECORDS["sdpa"]) == dict(
-        dtype=torch.bfloat16, device="cpu", examples=3, seed=1, threads=None,
-        features=("masks", "causal"))
+    assert options.kwargs(RECORDS["sdpa"]) == dict(  # what is given (the rest: the defaults)
+        dtype=torch.bfloat16, examples=3, seed=1, threads=None, features=("masks", "causal"))
+    full = options.validated(RECORDS["sdpa"])  # every option, the defaults filled in
+    assert full["device"] == "cpu" and full["timeout"] == 60.0 and full["max_size"] == 6
     assert "dtype" not in CheckOptions().kwargs(RECORDS["sdpa"])  # the check's own default
     assert CheckOptions(choices={"like": "sgd"}).kwargs(RECORDS["optimizer"])["like"] == "sgd"
 
@@ -132,10 +133,11 @@ def test_options_become_the_checks_keyword_arguments():
     (CheckOptions(choices={"reductions": "mean"}),
      r"--reductions: sdpa has no reductions to choose \(its options: --features\)"),
     (CheckOptions(choices={"features": ["masks", "dropout"]}),
-     r"--features: unknown sdpa features \['dropout'\]; choose from \['masks'"),
+     r"--features: unknown sdpa features \['dropout'\] \(dropout cannot be compared.*; "
+     r"choose from \['masks'"),
 ])
 def test_bad_options_name_the_option_and_what_is_allowed(options, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):  # TypeError: a wrong type
         options.kwargs(RECORDS["sdpa"])
 
 

@@ -18,16 +18,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
+from hypothesis import strategies as st
 
 from refllm.ops.choices import REDUCTIONS as _REDUCTIONS
-from refllm.testing.contract import Contract, apply
-from refllm.testing.engine.calls import DEFAULT_TIMEOUT
+from refllm.testing.cross_entropy.record import RECORD
 from refllm.testing.engine.case import Case
-from refllm.testing.engine.function import OVERFLOW, FunctionSpec
-from refllm.testing.engine.options import features_of, parse_dtype
+from refllm.testing.engine.check import CheckContext, check
+from refllm.testing.engine.function import OVERFLOW
 from refllm.testing.engine.report import Report
-from refllm.testing.engine.search import DEFAULT_THREADS, run
-from refllm.testing.engine.targets import resolve
 from refllm.testing.engine.tolerances import LOW_PRECISION_NOISE_FACTOR, tree_reduction_error
 
 CROSS_ENTROPY_FEATURES = ("k_dims", "index_targets", "prob_targets", "weights", "ignore_index",
@@ -98,48 +96,36 @@ def _log_prob_magnitude(case: Case, w: float) -> float:
     return w * float(torch.log_softmax(x, dim=dim).abs().nan_to_num(0.0, 0.0, 0.0).sum())
 
 
-def check_cross_entropy(fn: Callable[..., Any] | str, *, dtype: torch.dtype | str = torch.float32,
-                        device: str = "cpu", examples: int | None = None,
+def check_cross_entropy(fn: Callable[..., Any] | str, *,
                         features: Iterable[str] | None = None,
-                        reductions: Sequence[str] = REDUCTIONS, grads: bool = True,
-                        seed: int | None = None, max_size: int = 6, naive: bool = False,
-                        raise_on_failure: bool = True,
-                        threads: int | None = DEFAULT_THREADS,
-                        timeout: float | None = DEFAULT_TIMEOUT,
-                        contract: Contract | None = None) -> Report:
+                        reductions: Sequence[str] | None = None, **options: Any) -> Report:
     """Check ``fn`` (or ``"module:name"``) against refllm's cross-entropy.
 
     ``features``: which of :data:`CROSS_ENTROPY_FEATURES` to exercise (default: all; at least one
-    of "index_targets" and "prob_targets"); ``reductions``: which reductions to draw;
-    ``contract``: a `refllm.testing.contract.Contract` (``sizes`` of "rows" and "classes", e.g. a
-    kernel's vocabulary sizes, ``dtypes``, ``long_axes``, ``budget``, ``unsupported``). The other
-    parameters are those of `refllm.testing.checks.check_sdpa`.
+    of "index_targets" and "prob_targets"); ``reductions``: which reductions to draw (default:
+    all); ``contract``: a `refllm.testing.contract.Contract` (``sizes`` of "rows" and "classes",
+    e.g. a kernel's vocabulary sizes, ``dtypes``, ``long_axes``, ``budget``, ``unsupported``).
+    The other options are every check's (`refllm.testing.engine.options.CheckOptions`: see
+    `refllm.testing.checks.check_sdpa`).
     """
-    dtype = parse_dtype(dtype)  # "bf16", "float32", torch.float32: as the CLI
-    from refllm.ops.cross_entropy import cross_entropy, cross_entropy_naive
-    from refllm.testing.cross_entropy.strategy import (
-        cross_entropy_cases,
-        cross_entropy_default_calls,
-    )
+    return check(RECORD, fn, features=features, reductions=reductions, **options)
 
-    chosen = features_of(features, CROSS_ENTROPY_FEATURES, "cross-entropy")
-    c = apply(contract, "cross-entropy", dtype)
-    impl, target = resolve(fn, "fn")
-    flags = {f: f in chosen for f in CROSS_ENTROPY_FEATURES}
-    cases = cross_entropy_cases(dtype=torch.float64, reductions=tuple(reductions),
-                                max_size=max_size, write_defaults=False, long_axes=c.long_axes,
-                                budget=c.budget, sizes=c.ranges("cross-entropy"), **flags)
-    spec = FunctionSpec(
-        op="cross-entropy", fn=impl, target=target, reference=cross_entropy,
-        reference_name="refllm.ops.cross_entropy:cross_entropy", cases=cases,
-        grad_inputs={"input": 0}, dtype=dtype, device=device, grads=grads,
-        naive=cross_entropy_naive if naive else None, floors=cross_entropy_floors,
-        default_calls=cross_entropy_default_calls(max_size=max_size,
-                                                  sizes=c.ranges("cross-entropy"),
-                                                  long=c.long_axes, budget=c.budget)
-        if "index_targets" in chosen and "mean" in reductions else [],
-    )
-    spec.unsupported = c.unsupported
-    return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
-               seed=seed, raise_on_failure=raise_on_failure, threads=threads, timeout=timeout,
-               features=chosen)
+
+def cases(ctx: CheckContext) -> st.SearchStrategy[Case]:
+    from refllm.testing.cross_entropy.strategy import cross_entropy_cases
+
+    c = ctx.contract
+    flags = {f: ctx.has(f) for f in CROSS_ENTROPY_FEATURES}
+    return cross_entropy_cases(dtype=torch.float64, reductions=ctx.chosen["reductions"],
+                               max_size=ctx.max_size, write_defaults=False,
+                               long_axes=c.long_axes, budget=c.budget, sizes=ctx.ranges, **flags)
+
+
+def calls(ctx: CheckContext) -> list[Case]:
+    from refllm.testing.cross_entropy.strategy import cross_entropy_default_calls
+
+    if not ctx.has("index_targets") or "mean" not in ctx.chosen["reductions"]:
+        return []
+    c = ctx.contract
+    return cross_entropy_default_calls(max_size=ctx.max_size, sizes=ctx.ranges,
+                                       long=c.long_axes, budget=c.budget)

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from refllm._validation import require_int
 from refllm.ops.choices import REDUCTIONS
+from refllm.testing.cross_entropy.record import RECORD as _RECORD
 from refllm.testing.engine.case import Case
 from refllm.testing.engine.odds import (
     FeaturePlan,
@@ -47,7 +48,7 @@ from refllm.testing.engine.sizes import (
 
 __all__ = ["cross_entropy_cases", "cross_entropy_default_calls", "CROSS_ENTROPY_AXES"]
 
-CROSS_ENTROPY_AXES = ("rows", "classes")
+CROSS_ENTROPY_AXES = _RECORD.axes  # one declaration: the op's record
 """Axes whose lengths ``sizes=`` can bound: rows n (the batch b of (b, c[, k...])) and classes c."""
 
 def _logits(draw, shape: tuple[int, ...], class_dim: int, extreme: bool,

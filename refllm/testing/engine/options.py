@@ -107,86 +107,140 @@ def split_names(text: str | Iterable[str] | None) -> tuple[str, ...] | None:
     return tuple(p.strip() for p in parts if str(p).strip())
 
 
+def _option(default: Any, help: str, *, flag: type | None = None) -> Any:
+    """A `CheckOptions` field; ``flag``: the type the command line and the plugin parse it with
+    (None: the option is Python's only)."""
+    return dataclasses.field(default=default, metadata={"help": help, "flag": flag})
+
+
 @dataclasses.dataclass(frozen=True)
 class CheckOptions:
-    """What a check is run with, before validation (names as typed on a command line).
+    """The options every check takes, declared once for Python, ``refllm check`` and the plugin.
 
-    ``dtype`` is a name (``"bf16"``) or a ``torch.dtype``, None for the check's own default;
-    ``examples`` None for the default count (`refllm.testing.engine.settings.default_examples`);
-    ``threads`` None leaves the caller's thread count alone; ``timeout`` the seconds one call
-    of the target may take (None: the checks' default, 60; 0: no timeout); ``contract`` is a
-    `refllm.testing.contract.Contract` or the ``"module:name"`` of one (None: PyTorch's whole
-    contract); ``choices`` maps an op option's keyword (``"features"``, ``"reductions"``,
-    ``"like"``) to the names chosen, None or absent for the check's default.
+    The fields' defaults are the checks' defaults: ``dtype`` (a name such as ``"bf16"`` or a
+    ``torch.dtype``), ``device``, ``examples`` (None: `refllm.testing.engine.settings.
+    default_examples`), ``seed`` (None: the active profile decides), ``threads`` (None: the
+    caller's thread count), ``timeout`` (seconds one call of the target may take; None or 0:
+    none), ``contract`` (a `refllm.testing.contract.Contract` or the ``"module:name"`` of one;
+    None: PyTorch's whole contract), ``grads``, ``naive``, ``max_size`` and ``raise_on_failure``.
+    ``choices`` maps an op option's keyword (``"features"``, ``"reductions"``, ``"like"``) to
+    the names chosen (a ``"a,b"`` string or a tuple), None or absent for the check's default.
+
+    The command line (``--dtype``, ...) and the plugin (``--refllm-dtype``, ...) offer the fields
+    whose metadata names a ``flag`` type (`flags`), with these defaults and help texts.
     """
 
-    dtype: Any = None
-    device: str = "cpu"
-    examples: int | None = None
-    seed: int | None = None
-    threads: int | None = 1
-    timeout: float | None = None
-    contract: Any = None
+    dtype: Any = _option("float32", "dtype of the checked inputs: float64, float32, bf16, fp16",
+                         flag=str)
+    device: str = _option("cpu", "device of the checked inputs (cpu, cuda, cuda:1, ...)",
+                          flag=str)
+    examples: int | None = _option(None, "examples to draw (default 40, refllm.testing.engine"
+                                         ".settings.DEFAULT_EXAMPLES, or the active refllm "
+                                         "profile's)", flag=int)
+    seed: int | None = _option(None, "seed of the search: fixes the drawn examples", flag=int)
+    threads: int | None = _option(1, "intra-op threads during the check (default 1: the "
+                                     "fastest on its small examples; the caller's setting is "
+                                     "restored after)", flag=int)
+    timeout: float | None = _option(60.0, "seconds one call of the target may take before the "
+                                          "example fails as timed out (0: no timeout)",
+                                    flag=float)
+    contract: Any = _option(None, "module:name of a refllm.testing.contract.Contract (what the "
+                                  "target supports)", flag=str)
+    max_size: int = _option(6, "the largest drawn size of each short axis", flag=int)
+    grads: bool = _option(True, "also compare gradients")
+    naive: bool = _option(False, "also cross-check refllm's fast reference against its naive one")
+    raise_on_failure: bool = _option(True, "raise OracleFailure on a disagreement")
     choices: Mapping[str, str | tuple[str, ...] | None] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def flags(cls) -> list[dataclasses.Field]:
+        """The fields the command line and the plugin offer, in declaration order."""
+        return [f for f in dataclasses.fields(cls) if f.metadata.get("flag") is not None]
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The keyword arguments every check takes (all fields but ``choices``)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "choices")
 
     def kwargs(self, record: OpRecord, *, flag: str = "--{}",
                choice_flag: str | None = None) -> dict[str, Any]:
-        """The keyword arguments of ``record``'s check; `ValueError` naming the bad option.
+        """The keyword arguments of ``record``'s check for the options given (those that differ
+        from their defaults, and the choices named), `validated`; `ValueError` naming the bad
+        option. The check fills in the rest with the same defaults."""
+        out = self.validated(record, flag=flag, choice_flag=choice_flag)
+        given = {f.name for f in dataclasses.fields(self) if f.name != "choices"
+                 and getattr(self, f.name) != f.default}
+        given |= {k for k, v in self.choices.items() if v is not None}
+        return {k: v for k, v in out.items() if k in given}
+
+    def validated(self, record: OpRecord, *, flag: str = "--{}",
+                  choice_flag: str | None = None) -> dict[str, Any]:
+        """Every option, validated against ``record``; `ValueError` (or `TypeError` for a value
+        of the wrong type) naming the bad option.
 
         ``flag`` spells an option in messages (``"--{}"`` for the CLI, ``"--refllm-{}"`` for the
-        plugin), ``choice_flag`` an op's own option (default: as ``flag``).
+        plugin, ``"{}"`` for Python), ``choice_flag`` an op's own option (default: as ``flag``).
+        The choices the record has and that are not given get their defaults.
         """
-        from refllm._validation import require_int, require_real
+        from refllm._validation import require_bool, require_int, require_real
 
         out: dict[str, Any] = {}
         try:
-            if self.dtype is not None:
-                out["dtype"] = parse_dtype(self.dtype)
+            out["dtype"] = parse_dtype(self.dtype)
         except ValueError as exc:
             raise ValueError(f"{flag.format('dtype')}: {exc}") from None
         try:
             out["device"] = check_device(self.device)
         except ValueError as exc:
             raise ValueError(f"{flag.format('device')}: {exc}") from None
-        for name, value, low in (("examples", self.examples, 1), ("seed", self.seed, None),
-                                 ("threads", self.threads, 1)):
+        for name, low in (("examples", 1), ("seed", None), ("threads", 1), ("max_size", 1)):
+            value = getattr(self, name)
             if value is not None:
                 try:
                     require_int(name, value, low=low)
                 except (TypeError, ValueError) as exc:
-                    raise ValueError(f"{flag.format(name)}: {exc}") from None
-        out.update(examples=self.examples, seed=self.seed, threads=self.threads)
-        if self.timeout is not None:  # None: the check's default
+                    raise type(exc)(f"{flag.format(name)}: {exc}") from None
+            out[name] = value
+        if self.max_size is None:
+            raise TypeError(f"{flag.format('max_size')}: must be an int, got None")
+        timeout = self.timeout
+        if timeout is not None:
             try:
-                out["timeout"] = require_real("timeout", self.timeout, low=0.0) or None
+                timeout = require_real("timeout", timeout, low=0.0) or None
             except (TypeError, ValueError) as exc:
-                raise ValueError(f"{flag.format('timeout')}: {exc} (seconds; 0: no timeout)"
-                                 ) from None
-        out.update(record.choice_kwargs(self.choices, flag=choice_flag or flag))
-        if self.contract is not None:
+                raise type(exc)(f"{flag.format('timeout')}: {exc} (seconds; 0 or None: no "
+                                "timeout)") from None
+        out["timeout"] = timeout
+        for name in ("grads", "naive", "raise_on_failure"):
+            require_bool(flag.format(name), getattr(self, name))
+            out[name] = getattr(self, name)
+        chosen = {c.keyword: c.default_value() for c in record.choices}
+        chosen.update(record.choice_kwargs(self.choices, flag=choice_flag or flag))
+        out.update(chosen)
+        if self.contract is not None or record.contract:
             where = (choice_flag or flag).format("contract")
-            out["contract"] = _contract(self.contract, record, out.get("dtype"), where)
+            out["contract"] = _contract(self.contract, record, out["dtype"], where)
         return out
 
 
 def _contract(contract: Any, record: OpRecord, dtype: Any, flag: str) -> Any:
     """The `Contract` named by ``contract`` (an object or ``"module:name"``), checked against the
     op and the dtype; `ValueError` naming ``flag`` otherwise."""
-    import inspect
-
     from refllm.testing.contract import Contract, apply
     from refllm.testing.engine.targets import load as load_users
-    from refllm.testing.registry import load
 
     name = contract if isinstance(contract, str) else None
+    if name is None and contract is not None and not isinstance(contract, Contract):
+        raise TypeError(f"{flag} must be a refllm.testing.contract.Contract, got "
+                        f"{type(contract).__name__}")
     try:
+        if contract is None:
+            return apply(None, record.name, dtype)
         if name is not None:  # as a target: the current folder searched, an exit refused
             contract = load_users(name, callable_only=False, what="contract")
         if not isinstance(contract, Contract):
             raise ValueError(f"{name or 'it'} is a {type(contract).__name__}, not a "
                              "refllm.testing.contract.Contract")
-        if dtype is None:
-            dtype = inspect.signature(load(record.check)).parameters["dtype"].default
         return apply(contract, record.name, dtype)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{flag}: {exc}") from None

@@ -28,7 +28,6 @@ docs/oracle.md). ``threads=None`` leaves the caller's setting alone.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import dataclasses
 import logging
 import warnings
@@ -99,10 +98,6 @@ class _AllRefused(Exception):
     """The target refused the first ``2 x examples`` (at least 20) inputs and took none."""
 
 
-_fixed: contextvars.ContextVar[Any] = contextvars.ContextVar("refllm_fixed_example",
-                                                            default=None)
-
-
 DEFAULT_THREADS = 1
 """Intra-op threads of a check unless the caller passes ``threads=`` (see the module docs)."""
 
@@ -126,10 +121,71 @@ def intra_op_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@dataclasses.dataclass
+class _Search:
+    """The state of one search, and the function Hypothesis calls on each drawn example.
+
+    ``examples`` counts the judged examples of the search (not the shrinking calls after the
+    first failure); ``failing`` holds the last failing example and its failed outcomes, which
+    Hypothesis' final replay of the shrunk example leaves there; ``unsupported`` and ``refusal``
+    count and describe the examples the target refused; ``gave_up`` stops the search once the
+    target has refused ``give_up_after`` examples and taken none.
+    """
+
+    spec: Spec
+    timeout: float | None
+    give_up_after: int
+    rows: dict[str, PropertyResult]
+    examples: int = 0
+    failing: tuple[Any, list[Outcome]] | None = None
+    unsupported: int = 0
+    refusal: str = ""
+    gave_up: bool = False
+    timeouts: int = 0
+
+    @property
+    def failed_once(self) -> bool:
+        return self.failing is not None
+
+    def judge(self, drawn: Any) -> None:
+        if self.gave_up:
+            raise _AllRefused()
+        timed_out = False
+        try:
+            outcomes = self.spec.evaluate(drawn)  # `call_guarded` times each call of the target
+        except _TimedOut:
+            timed_out, self.timeouts = True, self.timeouts + 1
+            outcomes = [_timed_out(self.spec, drawn, self.timeout)]
+        except _Unsupported as exc:
+            self._refused(exc, drawn)
+            hypothesis.reject()  # not judged: Hypothesis draws another example instead
+        searching = not self.failed_once  # shrinking calls are not counted as examples
+        self.examples += searching
+        for o in outcomes:
+            row = self.rows.setdefault(o.property, PropertyResult(o.property))
+            row.examples += searching
+            row.failures += searching and not o.passed
+        failed = [o for o in outcomes if not o.passed]
+        if failed:
+            self.failing = (drawn, failed)
+            if timed_out and self.timeouts > TIMEOUT_SHRINKS:  # this input is the one reported
+                raise _StopShrinking()
+            raise _Disagreement(", ".join(o.property for o in failed))
+
+    def _refused(self, exc: BaseException, drawn: Any) -> None:
+        if self.failed_once:
+            return
+        self.unsupported += 1
+        self.refusal = self.refusal or f"{exc} on {_describe(self.spec, drawn)}"
+        if self.examples == 0 and self.unsupported >= self.give_up_after:
+            self.gave_up = True  # nothing it takes in sight: stop searching
+            raise _AllRefused() from None
+
+
 def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | None,
         seed: int | None, raise_on_failure: bool, features: tuple[str, ...] = (),
-        threads: int | None = DEFAULT_THREADS,
-        timeout: float | None = DEFAULT_TIMEOUT) -> Report:
+        threads: int | None = DEFAULT_THREADS, timeout: float | None = DEFAULT_TIMEOUT,
+        fixed: Any = None) -> Report:
     """Search for a disagreement; return (or raise, as `OracleFailure`) the `Report`.
 
     The search runs at ``threads`` intra-op threads (`intra_op_threads`). An example the target
@@ -143,58 +199,23 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
     property "finishes in time" and is shrunk like any failure, but after the first timeout at
     most `TIMEOUT_SHRINKS` more timed-out attempts are made: the report then gives the smallest
     input that timed out so far and says that it may not be minimal.
+
+    ``fixed``: one drawn example (what ``spec.strategy()`` draws) to judge instead of searching;
+    the spec's fixed default calls are not judged then (`refllm.testing.judge`).
     """
     require_device(device)
     timeout = check_timeout(timeout)
     report = Report(op=spec.op, target=target, dtype=dtype, device=str(device), seed=seed,
                     features=tuple(features))
-    fixed = _fixed.get()
-    if fixed is not None:  # refllm.testing.judge: one given example, no search
+    if fixed is not None:
         with intra_op_threads(threads):
             _judge_one(spec, fixed, report, timeout)
         if raise_on_failure and not report.passed:
             raise OracleFailure(report)
         return report
-    rows = {name: PropertyResult(name) for name in spec.properties}
-    state: dict[str, Any] = {"examples": 0, "failing": None, "failed_once": False,
-                             "unsupported": 0, "refusal": "", "gave_up": False}
-
-    give_up_after = max(20, 2 * (examples or default_examples()))
-    timeouts = 0
-
-    def search(drawn: Any) -> None:
-        nonlocal timeouts
-        if state["gave_up"]:
-            raise _AllRefused()
-        timed_out = False
-        try:
-            outcomes = spec.evaluate(drawn)  # `call_guarded` times each call of the target
-        except _TimedOut:
-            timed_out, timeouts = True, timeouts + 1
-            outcomes = [_timed_out(spec, drawn, timeout)]
-        except _Unsupported as exc:
-            if not state["failed_once"]:
-                state["unsupported"] += 1
-                state["refusal"] = state["refusal"] or f"{exc} on {_describe(spec, drawn)}"
-                if state["examples"] == 0 and state["unsupported"] >= give_up_after:
-                    state["gave_up"] = True  # nothing it takes in sight: stop searching
-                    raise _AllRefused() from None
-            hypothesis.reject()  # not judged: Hypothesis draws another example instead
-        searching = not state["failed_once"]  # shrinking calls are not counted as examples
-        state["examples"] += searching
-        for o in outcomes:
-            row = rows.setdefault(o.property, PropertyResult(o.property))
-            row.examples += searching
-            row.failures += searching and not o.passed
-        failed = [o for o in outcomes if not o.passed]
-        if failed:
-            state["failed_once"] = True
-            state["failing"] = (drawn, failed)
-            if timed_out and timeouts > TIMEOUT_SHRINKS:  # this input is the one reported
-                raise _StopShrinking()
-            raise _Disagreement(", ".join(o.property for o in failed))
-
-    test = given(spec.strategy())(search)
+    search = _Search(spec, timeout, give_up_after=max(20, 2 * (examples or default_examples())),
+                     rows={name: PropertyResult(name) for name in spec.properties})
+    test = given(spec.strategy())(search.judge)
     for drawn in reversed(getattr(spec, "explicit", [])):  # Hypothesis' @example: run first
         test = hypothesis.example(drawn)(test)
     test = settings(_settings(examples, seed))(test)
@@ -215,26 +236,31 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
         pass  # every drawn example was refused: reported as unsupported below
     except Flaky as exc:
         report.note = f"the failure did not reproduce on replay (non-deterministic?): {exc}"
-    report.examples = state["examples"]
-    report.unsupported = state["unsupported"]
-    report.unsupported_example = state["refusal"]
-    report.properties = list(rows.values())
     if timeout is not None and timeout_available() is None:  # pragma: no cover - not CPython
         fallbacks.append(f"the check ran without its timeout of {timeout:g} s: this thread can "
                          f"take no signal, and this Python cannot raise into a thread")
     for message in fallbacks:
         report.warnings.append(message)
         warnings.warn(message, OracleWarning, stacklevel=3)
-    if state["failing"] is not None:
-        drawn, failed = state["failing"]
-        report.discrepancies = [Discrepancy(o.property, o.message, o.verdict) for o in failed]
-        for o in failed:
-            rows[o.property].failed_when_shrunk = True
-        report.case = spec.case_of(drawn)
-        report.snippet = spec.snippet(drawn, [o.property for o in failed])
+    _fill(report, search)
     if raise_on_failure and not report.passed:
         raise OracleFailure(report)
     return report
+
+
+def _fill(report: Report, search: _Search) -> None:
+    """The report's counts, property rows and (after a failure) the shrunk example."""
+    report.examples = search.examples
+    report.unsupported = search.unsupported
+    report.unsupported_example = search.refusal
+    report.properties = list(search.rows.values())
+    if search.failing is not None:
+        drawn, failed = search.failing
+        report.discrepancies = [Discrepancy(o.property, o.message, o.verdict) for o in failed]
+        for o in failed:
+            search.rows[o.property].failed_when_shrunk = True
+        report.case = search.spec.case_of(drawn)
+        report.snippet = search.spec.snippet(drawn, [o.property for o in failed])
 
 
 TIMED_OUT = "finishes in time"
@@ -248,7 +274,7 @@ def _timed_out(spec: Spec, drawn: Any, timeout: float | None) -> Outcome:
 
 
 def _judge_one(spec: Spec, drawn: Any, report: Report, timeout: float | None) -> None:
-    """Fill ``report`` with the spec's judgement of one example (`fixed_example`)."""
+    """Fill ``report`` with the spec's judgement of one example (``run(fixed=...)``)."""
     try:
         with guarded(tuple(getattr(spec, "unsupported", UNSUPPORTED_ERRORS)), timeout):
             outcomes = spec.evaluate(drawn)
@@ -268,17 +294,6 @@ def _judge_one(spec: Spec, drawn: Any, report: Report, timeout: float | None) ->
         report.discrepancies = [Discrepancy(o.property, o.message, o.verdict) for o in failed]
         report.case = spec.case_of(drawn)
         report.snippet = spec.snippet(drawn, [o.property for o in failed])
-
-
-@contextlib.contextmanager
-def fixed_example(drawn: Any) -> Iterator[None]:
-    """Within the block, a check judges ``drawn`` (what its strategy would draw) and nothing
-    else: no search, no fixed default calls. `refllm.testing.judge` is built on it."""
-    token = _fixed.set(drawn)
-    try:
-        yield
-    finally:
-        _fixed.reset(token)
 
 
 class OracleWarning(UserWarning):

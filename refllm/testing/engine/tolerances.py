@@ -94,7 +94,7 @@ def gamma(n: int, dtype: torch.dtype) -> float:
     if n * u >= 1:  # no first-order bound: 256 terms in bfloat16, 2048 in float16
         raise ValueError(f"gamma_n has no value for n = {n} in {dtype} (n u = {n * u:g} >= 1); "
                          "callers must drop the bound (see "
-                         "refllm.testing.sdpa.check._valid_bounds)")
+                         "refllm.testing.sdpa.check.valid_bounds)")
     return n * u / (1 - n * u)
 
 

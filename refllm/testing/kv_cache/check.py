@@ -33,13 +33,15 @@ from typing import Any
 import torch
 from hypothesis import strategies as st
 
-from refllm.testing.engine.calls import DEFAULT_TIMEOUT, call_guarded, describe_exception
-from refllm.testing.engine.options import parse_dtype
+from refllm.testing.engine.calls import call_guarded, describe_exception
+from refllm.testing.engine.check import CheckContext, check
 from refllm.testing.engine.policy import Verdict, compare
+from refllm.testing.engine.record import OpRecord
 from refllm.testing.engine.report import Report
-from refllm.testing.engine.search import DEFAULT_THREADS, Outcome, run
-from refllm.testing.engine.targets import import_lines, resolve
+from refllm.testing.engine.search import Outcome
+from refllm.testing.engine.targets import import_lines
 from refllm.testing.kv_cache.adapters import ForwardFn, KVDecoder, as_decoder
+from refllm.testing.kv_cache.record import RECORD
 from refllm.testing.kv_cache.strategy import MAX_LEN, KVProblem, kv_problems
 
 PROPERTIES = ["raises on valid input", "logits shape", "incremental logits"]
@@ -55,6 +57,7 @@ class KVCacheSpec:
     device: str
     max_len: int
     properties: list[str] = dataclasses.field(default_factory=lambda: list(PROPERTIES))
+    label: str = ""  # the report's target when it cannot be imported by name
 
     def strategy(self) -> st.SearchStrategy:
         return kv_problems(self.decoder.vocab_size, self.decoder.n_ctx, max_len=self.max_len)
@@ -148,11 +151,8 @@ print(error)
 def check_kv_cache(model_or_step_fn: Any, *, forward: ForwardFn | None = None,
                    vocab_size: int | None = None, n_ctx: int | None = None,
                    new_cache: Callable[[], Any] | None = None,
-                   dtype: torch.dtype | str = torch.float64, device: str = "cpu",
-                   examples: int | None = None, seed: int | None = None,
-                   max_len: int = MAX_LEN, raise_on_failure: bool = True,
-                   threads: int | None = DEFAULT_THREADS,
-                   timeout: float | None = DEFAULT_TIMEOUT) -> Report:
+                   dtype: torch.dtype | str = torch.float64, max_len: int = MAX_LEN,
+                   **options: Any) -> Report:
     """Check that cached incremental decoding gives the full forward's logits.
 
     ``model_or_step_fn``: a refllm GPT (or any module with ``forward(ids, *, attention_mask,
@@ -162,27 +162,31 @@ def check_kv_cache(model_or_step_fn: Any, *, forward: ForwardFn | None = None,
     `KVDecoder`, or a step function ``step(ids, attention_mask, cache) -> (logits, cache)`` with
     ``vocab_size``, ``n_ctx`` and optionally ``forward(ids, attention_mask) -> logits`` (default:
     one step from an empty cache), or ``"module:name"`` of any of these. Modules are checked as an
-    eval-mode copy in ``dtype`` on ``device``. ``max_len``: the longest sequence drawn (capped by
-    n_ctx). The rest as in `check_sdpa`.
+    eval-mode copy in ``dtype`` (default float64) on ``device``. ``max_len``: the longest sequence
+    drawn (capped by n_ctx). The other options are every check's
+    (`refllm.testing.engine.options.CheckOptions`: see `refllm.testing.checks.check_sdpa`).
     """
-    dtype = parse_dtype(dtype)  # "bf16", "float32", torch.float32: as the CLI
-    target_obj, name = resolve(model_or_step_fn, "model_or_step_fn")
+    return check(RECORD, model_or_step_fn, forward=forward, vocab_size=vocab_size, n_ctx=n_ctx,
+                 new_cache=new_cache, dtype=dtype, max_len=max_len, **options)
+
+
+def build(record: OpRecord, ctx: CheckContext) -> KVCacheSpec:
+    """The spec of one KV-cache check (the record's ``build`` hook)."""
+    extra = {k: ctx.extra.get(k) for k in ("vocab_size", "n_ctx", "new_cache")}
+    max_len = ctx.extra.get("max_len", MAX_LEN)
+    dtype, device, target_obj = ctx.dtype, ctx.device, ctx.impl
     reference = None
     if isinstance(target_obj, torch.nn.Module):
         module = copy.deepcopy(target_obj).to(device=device, dtype=dtype).eval()
         if dtype != torch.float64:
             ref = copy.deepcopy(target_obj).to(device="cpu", dtype=torch.float64).eval()
-            reference = as_decoder(ref, vocab_size=vocab_size, n_ctx=n_ctx, new_cache=new_cache)
+            reference = as_decoder(ref, **extra)
         target_obj = module
-    decoder = as_decoder(target_obj, forward=forward, vocab_size=vocab_size, n_ctx=n_ctx,
-                         new_cache=new_cache)
-    if max_len < 1:
+    decoder = as_decoder(target_obj, forward=ctx.extra.get("forward"), **extra)
+    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
         raise ValueError(f"max_len must be a positive sequence length, got {max_len!r}")
-    spec = KVCacheSpec(op="kv-cache", decoder=decoder, reference=reference, target=name,
-                       dtype=dtype, device=device, max_len=max_len)
-    return run(spec, target=name or decoder.name or repr(model_or_step_fn), dtype=dtype,
-               device=device, examples=examples, seed=seed, raise_on_failure=raise_on_failure,
-               threads=threads, timeout=timeout)
+    return KVCacheSpec(op="kv-cache", decoder=decoder, reference=reference, target=ctx.target,
+                       dtype=dtype, device=device, max_len=max_len, label=decoder.name)
 
 
 __all__ = ["check_kv_cache", "KVCacheSpec", "PROPERTIES", "Verdict"]

@@ -9,5 +9,7 @@ RECORD = OpRecord(
     naive="",  # the reference is the target's full forward: no naive twin
     strategy="refllm.testing.kv_cache.strategy:kv_problems",
     default_calls="",
-    grad_inputs=(), target="model",
+    grad_inputs=(), target="model", argument="model_or_step_fn", drawn="problem",
+    build="refllm.testing.kv_cache.check:build",
+    keywords=("forward", "vocab_size", "n_ctx", "new_cache", "max_len"),
 )

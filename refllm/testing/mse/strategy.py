@@ -34,10 +34,11 @@ from refllm.testing.engine.sizes import (
     fit,
     long_tier,
 )
+from refllm.testing.mse.record import RECORD as _RECORD
 
 __all__ = ["mse_cases", "mse_default_calls", "MSE_AXES"]
 
-MSE_AXES = ("numel",)
+MSE_AXES = _RECORD.axes  # one declaration: the op's record
 """``sizes={"numel": (lo, hi)}`` bounds the number of elements of an MSE case."""
 
 

@@ -43,16 +43,17 @@ from typing import Any
 import torch
 from hypothesis import strategies as st
 
-from refllm.testing.contract import Contract, apply
-from refllm.testing.engine.calls import DEFAULT_TIMEOUT, call_guarded, describe_exception
+from refllm.testing.engine.calls import call_guarded, describe_exception
 from refllm.testing.engine.case import to_source
+from refllm.testing.engine.check import CheckContext, check
 from refllm.testing.engine.function import _judge, _upstream
 from refllm.testing.engine.gradients import gradients
-from refllm.testing.engine.options import features_of, parse_dtype
+from refllm.testing.engine.record import OpRecord
 from refllm.testing.engine.report import Report
-from refllm.testing.engine.search import DEFAULT_THREADS, Outcome, run
-from refllm.testing.engine.targets import import_lines, resolve
+from refllm.testing.engine.search import Outcome
+from refllm.testing.engine.targets import import_lines
 from refllm.testing.engine.tolerances import LOW_PRECISION_GRAD_FACTOR
+from refllm.testing.multihead.record import RECORD
 
 MULTIHEAD_FEATURES = ("kdim_vdim", "bias", "add_bias_kv", "add_zero_attn", "key_padding_mask",
                       "attn_mask", "need_weights", "fully_masked_rows")
@@ -85,6 +86,7 @@ class MultiheadSpec:
     cases: st.SearchStrategy
     grads: bool = True
     explicit: list[Any] = dataclasses.field(default_factory=list)  # judged before the search
+    features: tuple[str, ...] = ()  # what the report lists (the features the contract left)
     # exceptions with which the target refuses an input: reported as unsupported (a contract's)
     unsupported: tuple[type[BaseException], ...] = (NotImplementedError,)
     properties: list[str] = dataclasses.field(default_factory=lambda: [
@@ -275,14 +277,7 @@ print(max_abs_error)
 
 
 def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
-                              dtype: torch.dtype | str = torch.float32, device: str = "cpu",
-                              examples: int | None = None,
-                              features: Iterable[str] | None = None, grads: bool = True,
-                              seed: int | None = None, max_size: int = 6,
-                              raise_on_failure: bool = True,
-                              threads: int | None = DEFAULT_THREADS,
-                              timeout: float | None = DEFAULT_TIMEOUT,
-                              contract: Contract | None = None) -> Report:
+                              features: Iterable[str] | None = None, **options: Any) -> Report:
     """Check a ``torch.nn.MultiheadAttention``-compatible class (or ``"module:Class"``).
 
     The class is constructed with the drawn constructor keywords plus ``dtype`` and ``device``,
@@ -292,15 +287,17 @@ def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
     exercise (default: :data:`DEFAULT_MULTIHEAD_FEATURES`). ``contract``: a
     `refllm.testing.contract.Contract` (``masks``, ``causal``, ``max_seq``, ``sizes`` of b, h,
     t, s, ``fully_masked_rows`` "zeros" or "avoid", ``dtypes``, ``long_axes``, ``budget``,
-    ``unsupported``). The other parameters are those of `refllm.testing.checks.check_sdpa`;
-    ``seed`` fixes the drawn examples.
+    ``unsupported``). The other options are every check's
+    (`refllm.testing.engine.options.CheckOptions`: see `refllm.testing.checks.check_sdpa`).
     """
-    dtype = parse_dtype(dtype)  # "bf16", "float32", torch.float32: as the CLI
+    return check(RECORD, module, features=features, **options)
+
+
+def build(record: OpRecord, ctx: CheckContext) -> MultiheadSpec:
+    """The spec of one multi-head attention check (the record's ``build`` hook)."""
     from refllm.testing.multihead.strategy import multihead_cases, multihead_default_calls
 
-    chosen = features_of(DEFAULT_MULTIHEAD_FEATURES if features is None else features,
-                         MULTIHEAD_FEATURES, "multihead")
-    c = apply(contract, "multihead", dtype)
+    chosen, c, max_size, grads = ctx.features, ctx.contract, ctx.max_size, ctx.grads
     if c.fully_masked_rows == "nan":
         raise ValueError("contract fully_masked_rows='nan' is not judged for multi-head "
                          "attention (PyTorch's module itself gives NaN on some paths and zeros "
@@ -308,7 +305,6 @@ def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
     if c.fully_masked_rows is not None:
         chosen = tuple(f for f in chosen if f != "fully_masked_rows") + (
             ("fully_masked_rows",) if c.fully_masked_rows == "zeros" else ())
-    cls, target = resolve(module, "module")
     flags = {f: f in chosen for f in MULTIHEAD_FEATURES[:-1]}
     ranges = c.ranges("multihead")
     for axis in ("t", "s"):  # the drawn tier's lengths, unless the contract gives its own
@@ -319,8 +315,8 @@ def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
                             masks=c.masks, causal=c.causal, **flags)
     if "fully_masked_rows" not in chosen:
         cases = cases.filter(lambda c: not bool(c.fully_masked_rows().any()))
-    spec = MultiheadSpec(op="multihead", cls=cls, target=target, dtype=dtype,
-                         device=device, cases=cases, grads=grads)
+    spec = MultiheadSpec(op="multihead", cls=ctx.impl, target=ctx.target, dtype=ctx.dtype,
+                         device=ctx.device, cases=cases, grads=grads)
     defaults = multihead_default_calls(bias="bias" in chosen,
                                        need_weights="need_weights" in chosen, max_size=max_size,
                                        sizes=c.ranges("multihead"),
@@ -338,9 +334,8 @@ def check_multihead_attention(module: Callable[..., torch.nn.Module] | str, *,
     spec.unsupported = c.unsupported
     if not grads:
         spec.properties = [p for p in spec.properties if not p.startswith("grad")]
-    return run(spec, target=target or repr(cls), dtype=dtype, device=device, examples=examples,
-               seed=seed, raise_on_failure=raise_on_failure, threads=threads, timeout=timeout,
-               features=chosen)
+    spec.features = chosen  # the report's features: as the contract left them
+    return spec
 
 
 __all__ = ["DEFAULT_MULTIHEAD_FEATURES", "MULTIHEAD_FEATURES", "check_multihead_attention"]

@@ -48,8 +48,9 @@ from refllm.testing.engine.sizes import (
     long_length,
     long_tier,
 )
+from refllm.testing.multihead.record import RECORD as _RECORD
 
-MULTIHEAD_AXES = ("b", "h", "t", "s")
+MULTIHEAD_AXES = _RECORD.axes  # one declaration: the op's record
 """Axes whose lengths ``sizes=`` can bound: batch, heads, queries (target length), keys."""
 
 NEG_INF = float("-inf")

@@ -234,7 +234,8 @@ def check_optimizer(cls: Callable[..., torch.optim.Optimizer] | str, *, like: st
                     steps: tuple[int, int] = (1, 25), raise_on_failure: bool = True,
                     threads: int | None = DEFAULT_THREADS,
                     timeout: float | None = DEFAULT_TIMEOUT,
-                    contract: Contract | None = None, **hyper: Any) -> Report:
+                    contract: Contract | None = None, fixed: Any = None,
+                    **hyper: Any) -> Report:
     """Check an optimizer class (or ``"module:Class"``) against refllm's ``like`` update rule.
 
     ``like`` is one of "gd", "sgd", "adam", "adamw" (the torch.optim class it imitates; "gd" runs
@@ -264,7 +265,7 @@ def check_optimizer(cls: Callable[..., torch.optim.Optimizer] | str, *, like: st
                          params_only=c.params_only, unsupported=c.unsupported)
     return run(spec, target=target or repr(impl), dtype=dtype, device=device, examples=examples,
                seed=seed, raise_on_failure=raise_on_failure, threads=threads, timeout=timeout,
-               features=(like,))
+               features=(like,), fixed=fixed)
 
 
 __all__ = ["LIKES", "check_optimizer", "to_source"]

@@ -1,6 +1,6 @@
 """The record of optimizers (a ``torch.optim.Optimizer`` class imitating SGD, Adam or AdamW)."""
 
-from refllm.testing.engine.record import Choice, Demo, OpRecord
+from refllm.testing.engine.record import CONTRACT_COMMON, Choice, Demo, OpRecord
 
 RECORD = OpRecord(
     name="optimizer", signature="torch.optim.Optimizer",
@@ -9,7 +9,8 @@ RECORD = OpRecord(
     naive="refllm.ops.choices:update_rule",  # update_rule(kind, naive=True)
     strategy="refllm.testing.optimizer.strategy:optimizer_problems",
     default_calls="refllm.testing.optimizer.strategy:optimizer_default_problems",
-    grad_inputs=(), target="class",
+    grad_inputs=(), target="class", argument="cls", drawn="problem",
+    axes=("numel",), contract=CONTRACT_COMMON + ("params_only", "none_grads"),
     choices=(Choice("like", "refllm.ops.choices:OPTIMIZER_KINDS", many=False,
                     help="the torch.optim class the optimizer imitates (default adamw)"),),
     demos=(Demo("torch.optim.SGD", "torch.optim:SGD", {"like": "sgd"}),

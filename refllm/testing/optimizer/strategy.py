@@ -47,10 +47,11 @@ from refllm.testing.engine.sizes import (
     long_length,
     long_tier,
 )
+from refllm.testing.optimizer.record import RECORD as _RECORD
 
 LIKES = OPTIMIZER_KINDS  # one list: refllm.ops.choices
 SHAPES = [(), (1,), (2,), (3,), (5,), (1, 1), (2, 3), (3, 2), (1, 4), (2, 1, 2)]
-OPTIMIZER_AXES = ("numel",)
+OPTIMIZER_AXES = _RECORD.axes  # one declaration: the op's record
 """``sizes={"numel": (lo, hi)}`` bounds the element count of every parameter."""
 
 

@@ -22,17 +22,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from hypothesis import strategies as st
 
-from refllm.testing.contract import Contract, apply
-from refllm.testing.engine.calls import DEFAULT_TIMEOUT
+from refllm.testing.contract import Contract
 from refllm.testing.engine.case import Case
-from refllm.testing.engine.function import FunctionSpec
-from refllm.testing.engine.options import features_of, parse_dtype
+from refllm.testing.engine.check import CheckContext, check
 from refllm.testing.engine.report import Report
-from refllm.testing.engine.search import DEFAULT_THREADS, run
-from refllm.testing.engine.targets import resolve
 from refllm.testing.engine.tolerances import LOW_PRECISION_NOISE_FACTOR
 from refllm.testing.sdpa.error_bounds import sdpa_error_bounds
+from refllm.testing.sdpa.record import RECORD
 
 SDPA_FEATURES = ("masks", "causal", "gqa", "scale", "large_logits", "non_contiguous",
                  "fully_masked_rows", "batch_dims")
@@ -67,26 +65,21 @@ def _amax(x: torch.Tensor) -> float:
     return float(x.abs().max()) if x.numel() else 0.0
 
 
-def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype | str = torch.float32,
-               device: str = "cpu", examples: int | None = None,
-               features: Iterable[str] | None = None, grads: bool = True,
-               seed: int | None = None, max_size: int = 6, naive: bool = False,
-               raise_on_failure: bool = True,
-               threads: int | None = DEFAULT_THREADS,
-               timeout: float | None = DEFAULT_TIMEOUT,
-               contract: Contract | None = None) -> Report:
+def check_sdpa(fn: Callable[..., Any] | str, *, features: Iterable[str] | None = None,
+               **options: Any) -> Report:
     """Check ``fn`` (or ``"module:name"``) against refllm's scaled dot-product attention.
 
-    Parameters:
+    Every check takes these options (`refllm.testing.engine.options.CheckOptions`, declared
+    once for Python, ``refllm check`` and the pytest plugin):
+
         dtype, device: what the inputs are cast to before ``fn`` sees them; ``dtype`` is a
             ``torch.dtype`` or a name as ``refllm check --dtype`` takes it (``"bf16"``,
             ``"float32"``, ...: `refllm.testing.engine.options.parse_dtype`).
         examples: how many examples Hypothesis draws (default 40, `DEFAULT_EXAMPLES` of
             :mod:`refllm.testing.engine.settings`, or the active refllm profile's count).
-        features: which of :data:`SDPA_FEATURES` to exercise (default: all).
         grads: also compare the gradients wrt query, key and value.
         seed: fix the drawn examples (the same examples in any program, any thread count).
-        max_size: the largest drawn size of each axis (h, t, s, d, e).
+        max_size: the largest drawn size of each short axis (h, t, s, d, e).
         naive: also cross-check refllm's fast reference against its naive one on small cases.
         raise_on_failure: raise `refllm.testing.OracleFailure` (an AssertionError holding the
             report) on a disagreement, instead of returning the failed report.
@@ -98,38 +91,43 @@ def check_sdpa(fn: Callable[..., Any] | str, *, dtype: torch.dtype | str = torch
         contract: a `refllm.testing.contract.Contract`: draw only inputs the kernel supports
             (layout, head dims, masks, causal, sizes, ...) and report what it refuses with one
             of ``contract.unsupported`` as unsupported; it narrows ``features`` further.
-    """
-    dtype = parse_dtype(dtype)  # "bf16", "float32", torch.float32: as the CLI
-    from refllm.ops import attention
-    from refllm.testing.sdpa.strategy import sdpa_cases, sdpa_default_calls
 
-    chosen = features_of(features, SDPA_FEATURES, "sdpa")
-    c = apply(contract, "sdpa", dtype)
-    impl, target = resolve(fn, "fn")
-    options = sdpa_options(c, chosen)
-    cases = sdpa_cases(dtype=torch.float64, max_size=max_size, dropout=False, **options)
-    bthd = c.layout == "bthd"
-    reference = attention.scaled_dot_product_attention
-    naive_fn = attention.scaled_dot_product_attention_naive if naive else None
-    spec = FunctionSpec(
-        op="sdpa", fn=_nan_rows_held_at_zero(impl) if c.fully_masked_rows == "nan" else impl,
-        target=target, reference=bthd_reference if bthd else reference,
-        reference_name="refllm.testing.sdpa.check:bthd_reference" if bthd else
-        "refllm.ops.attention:scaled_dot_product_attention", cases=cases,
-        grad_inputs={"query": 0, "key": 1, "value": 2}, dtype=dtype, device=device, grads=grads,
-        naive=_from_bthd(naive_fn) if bthd and naive_fn else naive_fn,
-        floors=_floors_from_bthd if bthd else sdpa_floors,
-        error_bounds=_bounds_from_bthd if bthd else _valid_bounds,
-        default_calls=sdpa_default_calls(
-            max_batch_dims=options["max_batch_dims"], max_size=max_size,
-            sizes=options["sizes"], head_dims=c.head_dims, layout=c.layout,
-            causal=options["causal"] if options["causal"] else "never",
-            long=c.long_axes, budget=c.budget),
-    )
-    spec.unsupported = c.unsupported
-    return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
-               seed=seed, raise_on_failure=raise_on_failure, threads=threads, timeout=timeout,
-               features=chosen)
+    and its own: ``features``, which of :data:`SDPA_FEATURES` to exercise (default: all).
+    """
+    return check(RECORD, fn, features=features, **options)
+
+
+def cases(ctx: CheckContext) -> st.SearchStrategy[Case]:
+    from refllm.testing.sdpa.strategy import sdpa_cases
+
+    return sdpa_cases(dtype=torch.float64, max_size=ctx.max_size, dropout=False,
+                      **sdpa_options(ctx.contract, ctx.features))
+
+
+def calls(ctx: CheckContext) -> list[Case]:
+    from refllm.testing.sdpa.strategy import sdpa_default_calls
+
+    c = ctx.contract
+    options = sdpa_options(c, ctx.features)
+    return sdpa_default_calls(
+        max_batch_dims=options["max_batch_dims"], max_size=ctx.max_size,
+        sizes=options["sizes"], head_dims=c.head_dims, layout=c.layout,
+        causal=options["causal"] if options["causal"] else "never",
+        long=c.long_axes, budget=c.budget)
+
+
+def adapt(ctx: CheckContext, spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec for a contract's layout "bthd" (the reference, its naive twin, floors and bounds
+    on moved head axes) and its convention ``fully_masked_rows="nan"``."""
+    c = ctx.contract
+    if c.fully_masked_rows == "nan":
+        spec["fn"] = _nan_rows_held_at_zero(spec["fn"])
+    if c.layout == "bthd":
+        spec.update(reference=bthd_reference,
+                    reference_name="refllm.testing.sdpa.check:bthd_reference",
+                    naive=_from_bthd(spec["naive"]) if spec["naive"] else None,
+                    floors=_floors_from_bthd, error_bounds=_bounds_from_bthd)
+    return spec
 
 
 def bthd_reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -157,7 +155,7 @@ def sdpa_options(c: Contract, chosen: tuple[str, ...]) -> dict[str, Any]:
         layout=c.layout)
 
 
-def _valid_bounds(case: Case, g: torch.Tensor | None,
+def valid_bounds(case: Case, g: torch.Tensor | None,
                   dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """`sdpa_error_bounds` where its first-order model holds, else none (the policy's
     same-dtype rule then decides alone, which is stricter, never looser).
@@ -194,7 +192,7 @@ def _bhtd_case(case: Case) -> Case:
 
 def _bounds_from_bthd(case: Case, g: torch.Tensor | None,
                       dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    bounds = _valid_bounds(_bhtd_case(case), _to_bhtd(g), dtype)
+    bounds = valid_bounds(_bhtd_case(case), _to_bhtd(g), dtype)
     return {k: v.transpose(-3, -2) for k, v in bounds.items()}
 
 

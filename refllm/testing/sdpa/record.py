@@ -1,6 +1,6 @@
 """The record of scaled dot-product attention (``F.scaled_dot_product_attention``)."""
 
-from refllm.testing.engine.record import Choice, Demo, OpRecord
+from refllm.testing.engine.record import CONTRACT_COMMON, Choice, Demo, OpRecord
 
 RECORD = OpRecord(
     name="sdpa", signature="torch.nn.functional.scaled_dot_product_attention",
@@ -9,9 +9,18 @@ RECORD = OpRecord(
     naive="refllm.ops.attention:scaled_dot_product_attention_naive",
     strategy="refllm.testing.sdpa.strategy:sdpa_cases",
     default_calls="refllm.testing.sdpa.strategy:sdpa_default_calls",
-    grad_inputs=("query", "key", "value"),
+    grad_inputs=("query", "key", "value"), positional=("query", "key", "value"),
     choices=(Choice("features", "refllm.testing.sdpa.check:SDPA_FEATURES",
-                    help="comma-separated features to exercise (default: all)"),),
+                    help="comma-separated features to exercise (default: all)",
+                    hints=(("dropout", "dropout cannot be compared: see refllm.testing.sdpa."
+                                       "check's docs"),)),),
     demos=(Demo("F.scaled_dot_product_attention",
                 "torch.nn.functional:scaled_dot_product_attention"),),
+    axes=("b", "h", "t", "s", "d", "e"),
+    contract=CONTRACT_COMMON + ("layout", "head_dims", "masks", "causal", "gqa", "scale",
+                                "max_seq", "fully_masked_rows"),
+    cases="refllm.testing.sdpa.check:cases", calls="refllm.testing.sdpa.check:calls",
+    floors="refllm.testing.sdpa.check:sdpa_floors",
+    error_bounds="refllm.testing.sdpa.check:valid_bounds",
+    adapt="refllm.testing.sdpa.check:adapt",
 )

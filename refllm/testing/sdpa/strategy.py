@@ -37,6 +37,7 @@ from refllm.testing.engine.sizes import (
     long_length,
     long_tier,
 )
+from refllm.testing.sdpa.record import RECORD as _RECORD
 
 NEG_INF = float("-inf")
 
@@ -66,7 +67,7 @@ def _mask(draw, full: tuple[int, ...], g: torch.Generator, kind: str,
     return torch.randn(shape, generator=g, dtype=torch.float64).masked_fill(~keep, NEG_INF)
 
 
-SDPA_AXES = ("b", "h", "t", "s", "d", "e")
+SDPA_AXES = _RECORD.axes  # one declaration: the op's record
 """Axes whose lengths ``sizes=`` can bound: every batch dim, query heads, queries, keys, query/key
 width, value width (key/value heads g follow from h)."""
 

@@ -17,14 +17,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from hypothesis import strategies as st
 
-from refllm.testing.contract import Contract, apply
-from refllm.testing.engine.calls import DEFAULT_TIMEOUT
-from refllm.testing.engine.function import FunctionSpec
-from refllm.testing.engine.options import features_of, parse_dtype
+from refllm.testing.engine.case import Case
+from refllm.testing.engine.check import CheckContext, check
 from refllm.testing.engine.report import Report
-from refllm.testing.engine.search import DEFAULT_THREADS, run
-from refllm.testing.engine.targets import resolve
+from refllm.testing.softmax.record import RECORD
 
 SOFTMAX_FEATURES = ("large_logits", "masked_entries", "masked_rows")
 """What `check_softmax` can exercise: logits scaled up to 1e4 ("large_logits"), single ``-inf``
@@ -34,39 +32,28 @@ DEFAULT_SOFTMAX_FEATURES = ("large_logits", "masked_entries")
 """All features but "masked_rows" (see the module docs)."""
 
 
-def check_softmax(fn: Callable[..., Any] | str, *, dtype: torch.dtype | str = torch.float32,
-                  device: str = "cpu", examples: int | None = None,
-                  features: Iterable[str] | None = None, grads: bool = True,
-                  seed: int | None = None, max_size: int = 6, naive: bool = False,
-                  raise_on_failure: bool = True, threads: int | None = DEFAULT_THREADS,
-                  timeout: float | None = DEFAULT_TIMEOUT,
-                  contract: Contract | None = None) -> Report:
+def check_softmax(fn: Callable[..., Any] | str, *, features: Iterable[str] | None = None,
+                  **options: Any) -> Report:
     """Check ``fn`` (or ``"module:name"``) against refllm's softmax.
 
     ``features``: which of :data:`SOFTMAX_FEATURES` to exercise (default
     :data:`DEFAULT_SOFTMAX_FEATURES`); ``contract``: a `refllm.testing.contract.Contract`
-    (``dtypes``, ``unsupported``). The other parameters are those of
-    `refllm.testing.checks.check_sdpa`.
+    (``dtypes``, ``long_axes``, ``unsupported``). The other options are every check's
+    (`refllm.testing.engine.options.CheckOptions`: see `refllm.testing.checks.check_sdpa`).
     """
-    dtype = parse_dtype(dtype)  # "bf16", "float32", torch.float32: as the CLI
-    from refllm.ops.softmax import softmax, softmax_naive
-    from refllm.testing.softmax.strategy import softmax_cases, softmax_default_calls
+    return check(RECORD, fn, features=features, **options)
 
-    chosen = features_of(DEFAULT_SOFTMAX_FEATURES if features is None else features,
-                         SOFTMAX_FEATURES, "softmax")
-    c = apply(contract, "softmax", dtype)
-    impl, target = resolve(fn, "fn")
-    cases = softmax_cases(dtype=torch.float64, max_size=max_size,
-                          large_logits="large_logits" in chosen,
-                          neg_inf_entries="masked_entries" in chosen,
-                          neg_inf_rows="masked_rows" in chosen)
-    spec = FunctionSpec(
-        op="softmax", fn=impl, target=target, reference=softmax,
-        reference_name="refllm.ops.softmax:softmax", cases=cases, grad_inputs={"input": 0},
-        dtype=dtype, device=device, grads=grads, naive=softmax_naive if naive else None,
-        default_calls=softmax_default_calls(max_size=max_size, long=c.long_axes),
-    )
-    spec.unsupported = c.unsupported
-    return run(spec, target=target or repr(fn), dtype=dtype, device=device, examples=examples,
-               seed=seed, raise_on_failure=raise_on_failure, threads=threads, timeout=timeout,
-               features=chosen)
+
+def cases(ctx: CheckContext) -> st.SearchStrategy[Case]:
+    from refllm.testing.softmax.strategy import softmax_cases
+
+    return softmax_cases(dtype=torch.float64, max_size=ctx.max_size,
+                         large_logits=ctx.has("large_logits"),
+                         neg_inf_entries=ctx.has("masked_entries"),
+                         neg_inf_rows=ctx.has("masked_rows"))
+
+
+def calls(ctx: CheckContext) -> list[Case]:
+    from refllm.testing.softmax.strategy import softmax_default_calls
+
+    return softmax_default_calls(max_size=ctx.max_size, long=ctx.contract.long_axes)
