@@ -47,6 +47,19 @@ RECORDS: dict[str, OpRecord] = {r.name: r for r in map(_record, OPS)}
 
 
 
+def register(new: OpRecord) -> OpRecord:
+    """Add an op's record at run time (an op defined outside refllm, or a test's toy op): from
+    then on the CLI, the plugin (when registered before pytest reads its options), the
+    conformance suite, `judge` and the generic check know it. `ValueError` for a name already
+    taken; `TypeError` for anything but an `OpRecord`."""
+    if not isinstance(new, OpRecord):
+        raise TypeError(f"register takes an OpRecord, got {type(new).__name__}")
+    if new.name in RECORDS:
+        raise ValueError(f"an op named {new.name!r} is already registered")
+    RECORDS[new.name] = new
+    return new
+
+
 def record(name: str) -> OpRecord:
     """The record of ``name``; `ValueError` listing the known ops otherwise."""
     if name not in RECORDS:
@@ -65,4 +78,4 @@ def checks() -> dict[str, Callable[..., Any]]:
 
 
 __all__ = ["Choice", "Demo", "OpRecord", "OPS", "RECORDS", "choice_keywords", "checks", "load",
-           "record"]
+           "record", "register"]
