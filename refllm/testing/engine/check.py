@@ -146,7 +146,7 @@ def function_spec(ctx: CheckContext) -> Any:
         floors=load(record.floors) if record.floors else None,
         error_bounds=load(record.error_bounds) if record.error_bounds else None,
         default_calls=load(record.calls)(ctx) if record.calls else [],
-        unsupported=ctx.contract.unsupported,
+        unsupported=ctx.contract.unsupported, positional=record.positional,
     )
     if record.adapt:
         kwargs = load(record.adapt)(ctx, kwargs)

@@ -7,8 +7,17 @@ On each drawn `Case` (and a seed for the upstream gradient):
    inputs is never counted as the implementation's error;
 3. judge the properties: "raises on valid input", "output shape", "output dtype", "finite output",
    "forward output", and, with a random non-unit upstream gradient ``g`` (the same values, rounded
-   to the checked dtype, on both sides), "grad wrt <input>" for every differentiable input;
-4. for bfloat16/float16 (and float32 beyond its fixed bound) the plain same-dtype reference is
+   to the checked dtype, on both sides), "grad wrt <input>" for every differentiable input and
+   "finite gradients" (a NaN or infinity in a gradient where the reference's is finite is its
+   own failure, naming the input);
+4. call the target again on the same inputs detached, under ``torch.no_grad()``: evaluation and
+   inference calls take other code paths in real kernels. "no-grad output" judges that output
+   (once the forward output passed: a wrong forward is not reported twice);
+5. "inputs unchanged": after both calls (and the backward), every input tensor must equal, bit
+   for bit, the copy taken before the first call; a target that scales its query in place or
+   writes its result into the caller's logits fails, naming the argument and the first changed
+   element;
+6. for bfloat16/float16 (and float32 beyond its fixed bound) the plain same-dtype reference is
    computed lazily for the tolerance policy (:mod:`refllm.testing.engine.policy`).
 """
 
@@ -63,6 +72,7 @@ class FunctionSpec:
     default_calls: list[Case] = dataclasses.field(default_factory=list)
     # exceptions by which the target says "I do not support this input" (a contract's)
     unsupported: tuple[type[BaseException], ...] = UNSUPPORTED_ERRORS
+    positional: tuple[str, ...] = ()  # the names of the positional arguments, for messages
 
     @property
     def explicit(self) -> list[tuple[Case, int]]:
@@ -73,8 +83,8 @@ class FunctionSpec:
         names = ["raises on valid input", "output shape", "output dtype", "finite output",
                  "forward output"]
         if self.grads:
-            names += [f"grad wrt {n}" for n in self.grad_inputs]
-        self.properties = names
+            names += [f"grad wrt {n}" for n in self.grad_inputs] + [FINITE_GRADS, NO_GRAD]
+        self.properties = names + [UNCHANGED]
 
     def strategy(self) -> st.SearchStrategy:
         return st.tuples(self.cases, st.integers(0, 2**31 - 1))
@@ -127,10 +137,19 @@ class FunctionSpec:
         _, exp_grads = self._run(self.reference, ref_case, g)
         self._cross_check(ref_case, expected)
         user_case = case.to(device=self.device)
+        before = user_case.map_tensors(lambda t: t.detach().clone())
         result, exc = call_guarded(lambda: self._run(self.fn, user_case, g))
         if exc is not None:
             return [Outcome("raises on valid input", False, describe_exception(exc))]
         actual, act_grads = result
+        outcomes = self._judge_result(case, ref_case, user_case, expected, exp_grads, g, actual,
+                                      act_grads)
+        outcomes.append(self._unchanged(before, user_case))
+        return outcomes
+
+    def _judge_result(self, case: Case, ref_case: Case, user_case: Case,
+                      expected: torch.Tensor, exp_grads: list, g: torch.Tensor | None,
+                      actual: Any, act_grads: list) -> list[Outcome]:
         outcomes = [Outcome("raises on valid input", True)]
         if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape:
             seen = (tuple(actual.shape) if isinstance(actual, torch.Tensor)
@@ -153,8 +172,54 @@ class FunctionSpec:
                 prop = f"grad wrt {name}"
                 nth_plain = functools.partial(_nth_grad, plain, i)
                 outcomes += _judge_grad(prop, act_grads, exp_grads, i, self.dtype, nth_plain,
-                                        floors.get(prop, 0.0), bound=bounds.get(prop))
+                                        floors.get(prop, 0.0), bound=bounds.get(prop),
+                                        input_name=name)
+            outcomes = _finite_gradients(outcomes)
+            if any(o.property == "forward output" and o.passed for o in outcomes):
+                outcomes += self._no_grad(user_case, expected, plain, floors, bounds)
         return outcomes
+
+    def _no_grad(self, user_case: Case, expected: torch.Tensor, plain: Callable[[], Any],
+                 floors: dict[str, float], bounds: dict[str, torch.Tensor]) -> list[Outcome]:
+        """The output of a call on inputs that do not require grad, under ``torch.no_grad()``."""
+        detached = user_case.map_tensors(lambda t: t.detach())
+
+        def call() -> Any:
+            with torch.no_grad():
+                return detached.call(self.fn)
+
+        out, exc = call_guarded(call)
+        if exc is not None:
+            return [Outcome(NO_GRAD, False, "raises when the inputs do not require grad "
+                                            f"(under torch.no_grad()): {describe_exception(exc)}")]
+        if not isinstance(out, torch.Tensor) or out.shape != expected.shape:
+            seen = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            return [Outcome(NO_GRAD, False, f"under torch.no_grad() the output is {seen}, "
+                                            f"expected {tuple(expected.shape)}")]
+        judged = _judge(NO_GRAD, out, expected, self.dtype, lambda: plain()[0],
+                        floor=floors.get("forward output", 0.0),
+                        bound=bounds.get("forward output"),
+                        overflow=floors.get(OVERFLOW, 0.0) >= 1.0)
+        for o in judged:
+            if not o.passed:
+                o.message = ("the output of a call whose inputs do not require grad (under "
+                             "torch.no_grad()) " + o.message)
+        return judged
+
+    def _unchanged(self, before: Case, after: Case) -> Outcome:
+        """Every input tensor equal, bit for bit, to its copy from before the calls."""
+        pairs = list(zip(_flat(before.args), _flat(after.args)))
+        names = [self.positional[i] if i < len(self.positional) else f"argument {i}"
+                 for i in range(len(pairs))]
+        for name, (was, now) in zip(names, pairs):
+            changed = _first_change(was, now)
+            if changed:
+                return Outcome(UNCHANGED, False, f"the target changed its input {name}: {changed}")
+        for key in before.kwargs:
+            changed = _first_change(before.kwargs[key], after.kwargs[key])
+            if changed:
+                return Outcome(UNCHANGED, False, f"the target changed its input {key}: {changed}")
+        return Outcome(UNCHANGED, True)
 
     def _cross_check(self, ref_case: Case, expected: torch.Tensor) -> None:
         if self.naive is None:
@@ -170,6 +235,49 @@ class FunctionSpec:
         expected = case.to(torch.float64, "cpu").call(self.reference)
         g = _upstream(expected, drawn[1], self.dtype) if self.grads else None
         return render_snippet(self, case, g, failed)
+
+
+FINITE_GRADS = "finite gradients"
+NO_GRAD = "no-grad output"
+UNCHANGED = "inputs unchanged"
+
+
+def _flat(args: tuple) -> list[Any]:
+    return list(args)
+
+
+def _first_change(was: Any, now: Any) -> str:
+    """"" when ``now`` equals ``was`` bit for bit (tensors; other values are not compared), else
+    where it first differs."""
+    if not isinstance(was, torch.Tensor) or not isinstance(now, torch.Tensor):
+        return ""
+    if now.shape != was.shape or now.dtype != was.dtype:
+        return (f"it became {now.dtype} of shape {tuple(now.shape)}, was {was.dtype} of shape "
+                f"{tuple(was.shape)}")
+    a, b = was.detach().cpu(), now.detach().cpu()
+    if a.is_floating_point():  # bits: -0.0 against 0.0 and NaN payloads count as changes
+        bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
+        a, b = a.contiguous().view(bits), b.contiguous().view(bits)
+    diff = (a != b).reshape(-1)
+    if not bool(diff.any()):
+        return ""
+    flat = int(diff.nonzero()[0])
+    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), was.shape))
+    return (f"element {index} was {was.detach().cpu().reshape(-1)[flat].item()!r}, is "
+            f"{now.detach().cpu().reshape(-1)[flat].item()!r} after the call "
+            f"({int(diff.sum())} of {diff.numel()} elements changed)")
+
+
+def _finite_gradients(outcomes: list[Outcome]) -> list[Outcome]:
+    """The grads' non-finite failures moved to one "finite gradients" outcome naming the input
+    (its "grad wrt" row is then not judged on this example)."""
+    bad = [o for o in outcomes if o.property.startswith("grad wrt ") and not o.passed
+           and o.verdict is not None and o.verdict.rule.startswith("non-finite")]
+    if not bad:
+        return outcomes + [Outcome(FINITE_GRADS, True)]
+    kept = [o for o in outcomes if o not in bad]
+    what = "; ".join(o.message for o in bad)
+    return kept + [Outcome(FINITE_GRADS, False, what, bad[0].verdict)]
 
 
 def _is_float(x: Any) -> bool:
@@ -213,7 +321,7 @@ def _judge(name: str, actual: torch.Tensor, expected: torch.Tensor, dtype: torch
 
 def _judge_grad(name: str, act: list, exp: list, i: int, dtype: torch.dtype,
                 plain: Callable[[], torch.Tensor], floor: float = 0.0,
-                bound: torch.Tensor | None = None) -> list[Outcome]:
+                bound: torch.Tensor | None = None, input_name: str = "") -> list[Outcome]:
     e = exp[i] if i < len(exp) else None
     a = act[i] if i < len(act) else None
     if e is None:
@@ -224,8 +332,25 @@ def _judge_grad(name: str, act: list, exp: list, i: int, dtype: torch.dtype,
     if a.shape != e.shape:
         return [Outcome(name, False, f"gradient of shape {tuple(a.shape)}, expected "
                                      f"{tuple(e.shape)}")]
-    return _judge(name, a, e, dtype, plain, factor=LOW_PRECISION_GRAD_FACTOR, floor=floor,
-                  bound=bound)
+    out = _judge(name, a, e, dtype, plain, factor=LOW_PRECISION_GRAD_FACTOR, floor=floor,
+                 bound=bound)
+    for o in out:
+        if not o.passed and o.verdict is not None and o.verdict.rule.startswith("non-finite"):
+            o.message = _nonfinite_message(a, e, input_name or name)
+    return out
+
+
+def _nonfinite_message(a: torch.Tensor, e: torch.Tensor, name: str) -> str:
+    a, e = a.detach().cpu().double(), e.detach().cpu().double()
+    bad = (~a.isfinite() & e.isfinite()).reshape(-1)
+    if not bool(bad.any()):
+        return f"the gradient of {name} is finite where the reference's is not"
+    flat = int(bad.nonzero()[0])
+    value = a.reshape(-1)[flat].item()
+    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), a.shape))
+    kind = "NaN" if value != value else "infinity"
+    return (f"{kind} in the gradient of {name} at {index} (the reference's is "
+            f"{e.reshape(-1)[flat].item():.6g}; {int(bad.sum())} such elements)")
 
 
 SNIPPET = '''\

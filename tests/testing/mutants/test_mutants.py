@@ -30,9 +30,11 @@ from refllm.testing import (
     check_multihead_attention,
     check_optimizer,
     check_sdpa,
+    check_softmax,
 )
 from refllm.testing.contract import Contract
 from tests.testing.mutants import attention_mutants as A
+from tests.testing.mutants import call_mutants as C
 from tests.testing.mutants import kernel_mutants as K
 from tests.testing.mutants import loss_mutants as L
 from tests.testing.mutants import multihead_mutants as M
@@ -186,6 +188,16 @@ MUTANTS = [
     mse(K.mse_default_call_drops_the_target_grad, caught=("grad wrt target",), passes=FWD),
     opt(K.AdamDefaultHyperEpsInsideSqrt, "adam"),
     opt(K.SGDPlainStepUsesTheFirstGroupsLr, "sgd"),
+    # wrong in how the call is treated: the caller's inputs, the no-grad path, NaN gradients
+    sdpa(C.sdpa_scales_the_query_in_place, caught=("inputs unchanged",), passes=(*FWD, *QKV)),
+    ce(C.ce_log_softmax_into_the_logits, caught=("inputs unchanged",),
+       passes=(*FWD, "grad wrt input")),
+    ce(C.ce_inference_path_drops_label_smoothing, caught=("no-grad output",),
+       passes=(*FWD, "grad wrt input")),
+    Mutant(C.softmax_inference_path_without_the_shift, check_softmax, ("no-grad output",),
+           (*FWD, "grad wrt input")),
+    Mutant(C.softmax_backward_recomputed_without_the_shift, check_softmax,
+           ("finite gradients",), FWD),
 ]
 SLOW = {"KeyPaddingMaskReadInChunksOf32", "SGDMomentumChunksOf1024"}
 """Mutants that only the random kernel-sized tier reaches (no fixed example does): caught with
