@@ -116,7 +116,14 @@ class Oracle:
             pytest.skip(f"no {op} implementation named: pass --refllm-{op}=module:name")
         if "dtype" in kwargs:
             kwargs["dtype"] = parse_dtype(kwargs["dtype"])
-        return record.run(target, **{**_kwargs(self.config, record), **kwargs})
+        from refllm.testing.engine.report import OracleFailure
+
+        try:
+            return record.run(target, **{**_kwargs(self.config, record), **kwargs})
+        except OracleFailure as failure:
+            # the report is the failure: the test's own line and the report, not refllm's frames
+            __tracebackhide__ = True  # noqa: F841 (read by pytest)
+            raise failure.with_traceback(None) from None
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         op = next((r.name for r in RECORDS.values() if r.method == name), None)

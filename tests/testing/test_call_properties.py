@@ -59,3 +59,32 @@ def test_a_change_is_found_bit_for_bit():
     assert _first_change(x, x.clone()) == ""  # NaN equals itself bit for bit
     assert "element (0,)" in _first_change(x, torch.tensor([-0.0, 1.0, float("nan")]))
     assert "became" in _first_change(x, x[:2].clone())
+
+
+def test_a_failing_default_call_says_every_seed_repeats_it():
+    def loss_times_1_5(input, target, reduction="mean"):
+        return F.mse_loss(input, target, reduction=reduction) * 1.5
+
+    from refllm.testing import check_mse
+
+    report = check_mse(loss_times_1_5, examples=10, seed=0, raise_on_failure=False)
+    assert report.case.note.startswith("default call")
+    assert "every seed repeats this failure" in report.note and "note:" in str(report)
+
+
+def test_a_broken_nan_convention_is_not_reported_as_raising():
+    from refllm.testing.contract import Contract
+
+    report = check_sdpa(F.scaled_dot_product_attention, examples=40, seed=0,
+                        contract=Contract(fully_masked_rows="nan"), raise_on_failure=False)
+    assert report.failed_properties == ["forward output"], str(report)
+    assert "is not NaN" in report.discrepancies[0].message
+
+
+def test_the_features_line_lists_only_what_the_contract_leaves():
+    from refllm.testing.contract import Contract
+
+    report = check_sdpa(F.scaled_dot_product_attention, examples=5, seed=0,
+                        contract=Contract(masks="none", gqa=False, fully_masked_rows="avoid"))
+    assert not {"masks", "gqa", "fully_masked_rows"} & set(report.features)
+    assert {"causal", "scale"} <= set(report.features)

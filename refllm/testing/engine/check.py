@@ -84,11 +84,13 @@ def check(record: OpRecord, target: Any, *, fixed: Any = None, **options: Any) -
     ctx, kwargs = _context(record, target, options, resolve)
     spec = load(record.build)(record, ctx) if record.build else function_spec(ctx)
     label = ctx.target or getattr(spec, "label", "") or repr(ctx.impl)
+    features = getattr(spec, "features", None)  # as the op's contract left them
     return run(spec, target=label, dtype=ctx.dtype, device=ctx.device,
                examples=kwargs["examples"], seed=kwargs["seed"],
                raise_on_failure=kwargs["raise_on_failure"], threads=kwargs["threads"],
                timeout=kwargs["timeout"],
-               features=getattr(spec, "features", None) or _reported_features(ctx), fixed=fixed)
+               features=_reported_features(ctx) if features is None else tuple(features),
+               fixed=fixed)
 
 
 def _context(record: OpRecord, target: Any, options: Mapping[str, Any],

@@ -73,6 +73,7 @@ class FunctionSpec:
     # exceptions by which the target says "I do not support this input" (a contract's)
     unsupported: tuple[type[BaseException], ...] = UNSUPPORTED_ERRORS
     positional: tuple[str, ...] = ()  # the names of the positional arguments, for messages
+    features: tuple[str, ...] | None = None  # the features the report lists (a contract's)
 
     @property
     def explicit(self) -> list[tuple[Case, int]]:
@@ -139,6 +140,8 @@ class FunctionSpec:
         user_case = case.to(device=self.device)
         before = user_case.map_tensors(lambda t: t.detach().clone())
         result, exc = call_guarded(lambda: self._run(self.fn, user_case, g))
+        if isinstance(exc, ConventionBroken):  # nothing raised: the answer broke the convention
+            return [Outcome("raises on valid input", True), Outcome(exc.property, False, str(exc))]
         if exc is not None:
             return [Outcome("raises on valid input", False, describe_exception(exc))]
         actual, act_grads = result
@@ -235,6 +238,16 @@ class FunctionSpec:
         expected = case.to(torch.float64, "cpu").call(self.reference)
         g = _upstream(expected, drawn[1], self.dtype) if self.grads else None
         return render_snippet(self, case, g, failed)
+
+
+class ConventionBroken(AssertionError):
+    """Raised by a contract's wrapper of the target (``fully_masked_rows="nan"``, ...) when the
+    target's answer breaks the convention the contract states; reported as a failure of
+    ``property``, not as "raises on valid input" (the target raised nothing)."""
+
+    def __init__(self, message: str, property: str = "forward output"):
+        super().__init__(message)
+        self.property = property
 
 
 FINITE_GRADS = "finite gradients"

@@ -86,7 +86,7 @@ class MultiheadSpec:
     cases: st.SearchStrategy
     grads: bool = True
     explicit: list[Any] = dataclasses.field(default_factory=list)  # judged before the search
-    features: tuple[str, ...] = ()  # what the report lists (the features the contract left)
+    features: tuple[str, ...] | None = None  # what the report lists (what the contract left)
     # exceptions with which the target refuses an input: reported as unsupported (a contract's)
     unsupported: tuple[type[BaseException], ...] = (NotImplementedError,)
     properties: list[str] = dataclasses.field(default_factory=lambda: [

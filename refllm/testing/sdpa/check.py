@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from refllm.testing.contract import Contract
 from refllm.testing.engine.case import Case
 from refllm.testing.engine.check import CheckContext, check
+from refllm.testing.engine.function import ConventionBroken
 from refllm.testing.engine.report import Report
 from refllm.testing.engine.tolerances import LOW_PRECISION_NOISE_FACTOR
 from refllm.testing.sdpa.error_bounds import sdpa_error_bounds
@@ -116,10 +117,15 @@ def calls(ctx: CheckContext) -> list[Case]:
         long=c.long_axes, budget=c.budget)
 
 
+_OPTION = {"batch_dims": "max_batch_dims"}  # a feature's keyword of `sdpa_cases`
+
+
 def adapt(ctx: CheckContext, spec: dict[str, Any]) -> dict[str, Any]:
     """The spec for a contract's layout "bthd" (the reference, its naive twin, floors and bounds
     on moved head axes) and its convention ``fully_masked_rows="nan"``."""
     c = ctx.contract
+    options = sdpa_options(c, ctx.features)
+    spec["features"] = tuple(f for f in ctx.features if options.get(_OPTION.get(f, f), True))
     if c.fully_masked_rows == "nan":
         spec["fn"] = _nan_rows_held_at_zero(spec["fn"])
     if c.layout == "bthd":
@@ -225,8 +231,8 @@ def _nan_rows_held_at_zero(fn: Callable[..., Any]) -> Callable[..., Any]:
             raw = fn(query.detach(), key.detach(), value.detach(), **kwargs)
         rows = dead.expand(*torch.broadcast_shapes(dead.shape, raw.shape[:-1] + (1,)))
         if rows.shape[:-1] != raw.shape[:-1] or not bool(raw[rows.squeeze(-1)].isnan().all()):
-            raise AssertionError("contract fully_masked_rows='nan': the output of a query that "
-                                 "sees no key is not NaN")
+            raise ConventionBroken("contract fully_masked_rows='nan': the output of a query "
+                                   "that sees no key is not NaN")
         opened = mask | dead if mask.dtype == torch.bool else mask.masked_fill(dead, 0.0)
         out = fn(query, key, value, **{**kwargs, "attn_mask": opened})
         return out.masked_fill(rows, 0.0)
