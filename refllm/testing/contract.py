@@ -40,6 +40,8 @@ LAYOUTS = ("bhtd", "bthd")
 MASKS = ("any", "bool", "additive", "none")
 CAUSAL = ("optional", "only", "never")
 FULLY_MASKED_ROWS = ("zeros", "nan", "avoid")
+CAUSAL_ALIGNMENTS = ("top_left", "bottom_right")
+GQA_HEADS = ("grouped", "tiled")
 
 class _FromRecords(Mapping[str, Any]):
     """A read-only view of one fact of every op record that takes a contract (its
@@ -99,6 +101,13 @@ class Contract:
             are judged as usual, and gradients are judged with those rows' outputs held at zero)
             or "avoid" (never drawn). None: the check's default (attention: "zeros"; multi-head
             attention: "avoid", see its docs).
+        causal_alignment: (attention) where ``is_causal`` puts the diagonal when t != s:
+            "top_left" (PyTorch: query i sees keys j <= i) or "bottom_right" (j <= i + s - t: the
+            last query sees every key, as FlashAttention and a KV cache align it; queries with no
+            key then give zeros).
+        gqa_heads: (attention, ``enable_gqa``) which key/value head query head i reads:
+            "grouped" (PyTorch: head i // r, ``repeat_interleave``) or "tiled" (head i % g,
+            ``repeat``), with r = h / g query heads per key/value head.
         unsupported: exception types with which the kernel refuses an input; such examples are
             reported as "unsupported", never as a pass or as a wrong answer.
         params_only: (optimizers) compare the parameters only, not the optimizer state (for
@@ -119,6 +128,8 @@ class Contract:
     long_axes: bool = True
     budget: int = DEFAULT_BUDGET
     fully_masked_rows: str | None = None
+    causal_alignment: str = "top_left"
+    gqa_heads: str = "grouped"
     unsupported: tuple[type[BaseException], ...] = (NotImplementedError,)
     params_only: bool = False
     none_grads: bool = True
@@ -128,6 +139,8 @@ class Contract:
         _one_of("masks", self.masks, MASKS)
         _one_of("causal", self.causal, CAUSAL)
         _one_of("fully_masked_rows", self.fully_masked_rows, (None, *FULLY_MASKED_ROWS))
+        _one_of("causal_alignment", self.causal_alignment, CAUSAL_ALIGNMENTS)
+        _one_of("gqa_heads", self.gqa_heads, GQA_HEADS)
         for name in ("gqa", "scale", "long_axes", "params_only", "none_grads"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"Contract: {name} must be a bool, got "

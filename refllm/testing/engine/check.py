@@ -85,12 +85,49 @@ def check(record: OpRecord, target: Any, *, fixed: Any = None, **options: Any) -
     spec = load(record.build)(record, ctx) if record.build else function_spec(ctx)
     label = ctx.target or getattr(spec, "label", "") or repr(ctx.impl)
     features = getattr(spec, "features", None)  # as the op's contract left them
-    return run(spec, target=label, dtype=ctx.dtype, device=ctx.device,
-               examples=kwargs["examples"], seed=kwargs["seed"],
-               raise_on_failure=kwargs["raise_on_failure"], threads=kwargs["threads"],
-               timeout=kwargs["timeout"],
-               features=_reported_features(ctx) if features is None else tuple(features),
-               fixed=fixed)
+    report = run(spec, target=label, dtype=ctx.dtype, device=ctx.device,
+                 examples=kwargs["examples"], seed=kwargs["seed"], raise_on_failure=False,
+                 threads=kwargs["threads"], timeout=kwargs["timeout"],
+                 features=_reported_features(ctx) if features is None else tuple(features),
+                 fixed=fixed)
+    if fixed is None and report.discrepancies and record.conventions:
+        report.diagnosis = diagnose(ctx, report, kwargs)
+    if kwargs["raise_on_failure"] and not report.passed:
+        from refllm.testing.engine.report import OracleFailure
+
+        raise OracleFailure(report)
+    return report
+
+
+def diagnose(ctx: CheckContext, report: Report, kwargs: Mapping[str, Any]) -> list[str]:
+    """The nearby conventions under which the failing example passes, one line each.
+
+    Real kernels differ from PyTorch by convention as often as by bug (causal aligned
+    bottom-right, GQA heads tiled, NaN for a query that sees no key). The failing example is
+    judged again under each of the record's ``conventions`` that the contract does not already
+    state, the reference following it; a convention under which it passes is named with the
+    `Contract` that states it. If none does, the line says which were tried.
+    """
+    passing, tried = [], []
+    for field, value, words in ctx.record.conventions:
+        if getattr(ctx.contract, field) == value:
+            continue
+        try:
+            change: dict[str, Any] = {field: value}
+            alternative = dataclasses.replace(ctx.contract, **change)
+        except (TypeError, ValueError):
+            continue  # contradicts the contract's other fields
+        tried.append(f"{field}={value!r}")
+        again = check(ctx.record, ctx.impl, fixed=report.drawn, dtype=ctx.dtype,
+                      device=ctx.device, grads=ctx.grads, max_size=ctx.max_size,
+                      threads=kwargs["threads"], timeout=kwargs["timeout"],
+                      contract=alternative, raise_on_failure=False, **dict(ctx.chosen))
+        if again.passed:
+            passing.append(f"passes if {words}: Contract({field}={value!r})")
+    if passing or not tried:
+        return passing
+    return [f"fails under the nearby conventions too ({', '.join(tried)}): not a convention "
+            "refllm knows"]
 
 
 def _context(record: OpRecord, target: Any, options: Mapping[str, Any],
@@ -155,4 +192,4 @@ def function_spec(ctx: CheckContext) -> Any:
     return FunctionSpec(**kwargs)
 
 
-__all__ = ["CheckContext", "check", "function_spec"]
+__all__ = ["CheckContext", "check", "diagnose", "function_spec"]

@@ -74,6 +74,9 @@ class FunctionSpec:
     unsupported: tuple[type[BaseException], ...] = UNSUPPORTED_ERRORS
     positional: tuple[str, ...] = ()  # the names of the positional arguments, for messages
     features: tuple[str, ...] | None = None  # the features the report lists (a contract's)
+    # Python source binding ``reference`` in the repro snippet, where an import of
+    # ``reference_name`` is not enough (a reference following a contract's conventions)
+    reference_source: str = ""
 
     @property
     def explicit(self) -> list[tuple[Case, int]]:
@@ -372,7 +375,7 @@ SNIPPET = '''\
 import torch
 
 {import_fn}
-from {ref_mod} import {ref_name} as reference
+{import_reference}
 
 dtype, device = {dtype}, {device!r}
 args = {args}
@@ -420,7 +423,9 @@ def render_snippet(spec: FunctionSpec, case: Case, g: torch.Tensor | None,
     ref_mod, _, ref_name = spec.reference_name.partition(":")
     return SNIPPET.format(
         op=spec.op, target=spec.target or repr(spec.fn), failed=", ".join(failed),
-        import_fn=import_lines(spec.target, "fn", spec.fn), ref_mod=ref_mod, ref_name=ref_name,
+        import_fn=import_lines(spec.target, "fn", spec.fn),
+        import_reference=spec.reference_source or
+        f"from {ref_mod} import {ref_name} as reference",
         dtype=spec.dtype, device=spec.device, args=to_source(case.args),
         kwargs=to_source(case.kwargs), grad_output=to_source(g) if g is not None else "None",
         grad_inputs=repr(dict(spec.grad_inputs) if spec.grads else {}),

@@ -70,6 +70,9 @@ class Report:
     unsupported: int = 0  # examples the target refused (NotImplementedError, or a named error)
     unsupported_example: str = ""  # the first refusal: the error and the input's shapes
     warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. an eager fallback
+    # after a failure: the conventions under which the failing example passes
+    diagnosis: list[str] = dataclasses.field(default_factory=list)
+    drawn: Any = dataclasses.field(default=None, repr=False, compare=False)  # the failing draw
 
     @property
     def passed(self) -> bool:
@@ -121,6 +124,7 @@ class Report:
         if self.discrepancies:
             parts.append("disagreement on the shrunk example:")
             parts.extend(str(d) for d in self.discrepancies)
+            parts.extend(f"diagnosis: {line}" for line in self.diagnosis)
             if self.snippet:
                 parts.append("reproduce it with:\n\n" + self.snippet)
         return "\n".join(parts)

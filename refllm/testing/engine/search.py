@@ -273,6 +273,7 @@ def _fill(report: Report, search: _Search) -> None:
     report.properties = list(search.rows.values())
     if search.failing is not None:
         drawn, failed = search.failing
+        report.drawn = drawn
         report.discrepancies = [Discrepancy(o.property, o.message, o.verdict) for o in failed]
         for o in failed:
             search.rows[o.property].failed_when_shrunk = True

@@ -121,28 +121,68 @@ _OPTION = {"batch_dims": "max_batch_dims"}  # a feature's keyword of `sdpa_cases
 
 
 def adapt(ctx: CheckContext, spec: dict[str, Any]) -> dict[str, Any]:
-    """The spec for a contract's layout "bthd" (the reference, its naive twin, floors and bounds
-    on moved head axes) and its convention ``fully_masked_rows="nan"``."""
+    """The spec under a contract's layout ("bthd": the head axes moved for the reference, its
+    naive twin, the floors and the bounds) and conventions (``fully_masked_rows="nan"``,
+    ``causal_alignment``, ``gqa_heads``: the reference follows them)."""
     c = ctx.contract
     options = sdpa_options(c, ctx.features)
     spec["features"] = tuple(f for f in ctx.features if options.get(_OPTION.get(f, f), True))
     if c.fully_masked_rows == "nan":
         spec["fn"] = _nan_rows_held_at_zero(spec["fn"])
+    conventions = {f: getattr(c, f) for f in ("layout", "causal_alignment", "gqa_heads")
+                   if not c.is_default(f)}
+    if not conventions:
+        return spec
+    from refllm.ops import attention
+
+    spec.update(reference=contract_reference(c), reference_source=(
+        "from refllm.testing.contract import Contract\n"
+        "from refllm.testing.sdpa.check import contract_reference\n\n"
+        f"reference = contract_reference({Contract(**conventions).snippet()})"))
+    if spec["naive"]:
+        spec["naive"] = contract_reference(c, attention.scaled_dot_product_attention_naive)
     if c.layout == "bthd":
-        spec.update(reference=bthd_reference,
-                    reference_name="refllm.testing.sdpa.check:bthd_reference",
-                    naive=_from_bthd(spec["naive"]) if spec["naive"] else None,
-                    floors=_floors_from_bthd, error_bounds=_bounds_from_bthd)
+        spec.update(floors=_floors_from_bthd, error_bounds=_bounds_from_bthd)
+    if not c.is_default("causal_alignment") or not c.is_default("gqa_heads"):
+        # the bounds' model reads PyTorch's conventions: the policy's same-dtype rule alone
+        # decides then, on the reference that follows the contract's
+        spec["error_bounds"] = None
     return spec
+
+
+def contract_reference(contract: Contract,
+                       fn: Callable[..., Any] | None = None) -> Callable[..., Any]:
+    """refllm's attention (or ``fn``, taking ``causal_alignment=``) under ``contract``'s
+    layout, causal alignment and GQA head order: what the contract says the kernel computes.
+
+    >>> ref = contract_reference(Contract(causal_alignment="bottom_right"))
+    >>> q, k = torch.ones(1, 1, 1, 2), torch.ones(1, 1, 3, 2)
+    >>> v = torch.arange(3.0).reshape(1, 1, 3, 1)
+    >>> ref(q, k, v, is_causal=True).item()  # the one query sees all three keys: their mean
+    1.0
+    """
+    from refllm.ops.attention import scaled_dot_product_attention
+
+    inner = fn or scaled_dot_product_attention
+    alignment, tiled = contract.causal_alignment, contract.gqa_heads == "tiled"
+
+    def reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                  **kwargs: Any) -> torch.Tensor:
+        if tiled and kwargs.get("enable_gqa") and query.dim() >= 3 and key.dim() >= 3:
+            r = query.shape[-3] // key.shape[-3]  # head i reads key/value head i % g
+            key, value = torch.cat([key] * r, dim=-3), torch.cat([value] * r, dim=-3)
+            kwargs = {**kwargs, "enable_gqa": False}
+        return inner(query, key, value, causal_alignment=alignment, **kwargs)
+
+    reference.__name__ = "contract_reference"
+    return _from_bthd(reference) if contract.layout == "bthd" else reference
 
 
 def bthd_reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                    **kwargs: Any) -> torch.Tensor:
     """refllm's attention on (b, t, h, d) inputs (a contract's layout "bthd"): the head axis
     moved before the call and the (b, h, t, e) output's moved back; masks as they come."""
-    from refllm.ops.attention import scaled_dot_product_attention
-
-    return _from_bthd(scaled_dot_product_attention)(query, key, value, **kwargs)
+    return contract_reference(Contract(layout="bthd"))(query, key, value, **kwargs)
 
 
 def sdpa_options(c: Contract, chosen: tuple[str, ...]) -> dict[str, Any]:

@@ -18,7 +18,17 @@ RECORD = OpRecord(
                 "torch.nn.functional:scaled_dot_product_attention"),),
     axes=("b", "h", "t", "s", "d", "e"),
     contract=CONTRACT_COMMON + ("layout", "head_dims", "masks", "causal", "gqa", "scale",
-                                "max_seq", "fully_masked_rows"),
+                                "max_seq", "fully_masked_rows", "causal_alignment",
+                                "gqa_heads"),
+    conventions=(("causal_alignment", "bottom_right", "causal is aligned bottom-right"),
+                 ("causal_alignment", "top_left", "causal is aligned top-left (PyTorch's)"),
+                 ("gqa_heads", "tiled", "GQA heads are tiled (head i reads key/value head "
+                                        "i % g)"),
+                 ("gqa_heads", "grouped", "GQA heads are grouped (PyTorch's: head i reads "
+                                          "key/value head i // r)"),
+                 ("fully_masked_rows", "nan", "a query that sees no key gives NaN"),
+                 ("fully_masked_rows", "zeros", "a query that sees no key gives zeros "
+                                                "(PyTorch's)")),
     cases="refllm.testing.sdpa.check:cases", calls="refllm.testing.sdpa.check:calls",
     floors="refllm.testing.sdpa.check:sdpa_floors",
     error_bounds="refllm.testing.sdpa.check:valid_bounds",
