@@ -18,4 +18,5 @@ RECORD = OpRecord(
     cases="refllm.testing.cross_entropy.check:cases",
     calls="refllm.testing.cross_entropy.check:calls",
     floors="refllm.testing.cross_entropy.check:cross_entropy_floors",
+    error_bounds="refllm.testing.cross_entropy.error_bounds:cross_entropy_error_bounds",
 )
