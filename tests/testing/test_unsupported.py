@@ -81,6 +81,23 @@ def test_eager_fallback_of_a_compiled_target_is_reported():
     assert "warning: a compiled target fell back to eager" in str(report)
 
 
+def test_a_fullgraph_target_at_the_recompile_limit_raised_and_did_not_fall_back():
+    def ce(logits, target, **kwargs):
+        return F.cross_entropy(logits, target, **kwargs)
+
+    compiled = torch.compile(ce, backend="eager", dynamic=False, fullgraph=True)
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(recompile_limit=2, automatic_dynamic_shapes=False):
+        report = check_cross_entropy(compiled, seed=0, examples=12, grads=False,
+                                     raise_on_failure=False)
+    torch._dynamo.reset()
+    assert report.failed_properties == ["raises on valid input"]
+    message = report.discrepancies[0].message
+    assert "(fullgraph=True) hit Dynamo's recompile limit" in message
+    assert "dynamic=True" in message
+    assert not any("fell back to eager" in w for w in report.warnings)
+
+
 def test_no_warning_without_a_fallback():
     report = check_cross_entropy(F.cross_entropy, seed=0, examples=5)
     assert report.warnings == []

@@ -183,9 +183,27 @@ def call_guarded(fn: Callable[[], Any]) -> tuple[Any, BaseException | None]:
         return None, exc
 
 
+RECOMPILE_LIMIT = "hit Dynamo's recompile limit"
+"""Said of a ``torch.compile(fullgraph=True)`` target that raised at the recompile limit."""
+
+
 def describe_exception(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
+    if type(exc).__name__ == "FailOnRecompileLimitHit":  # torch.compile(..., fullgraph=True)
+        limit = _recompile_limit()
+        return (f"{type(exc).__name__}: the compiled target (fullgraph=True) {RECOMPILE_LIMIT}"
+                f"{f' ({limit})' if limit else ''} and raised, as fullgraph targets do instead "
+                "of falling back to eager: the drawn shapes change more often than that. "
+                "Compile with dynamic=True, or raise torch._dynamo.config.recompile_limit")
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _recompile_limit() -> str:
+    import sys
+
+    config = getattr(sys.modules.get("torch._dynamo"), "config", None)
+    limit = getattr(config, "recompile_limit", None)
+    return "" if limit is None else f"torch._dynamo.config.recompile_limit = {limit}"
 
 
 @contextlib.contextmanager

@@ -43,6 +43,7 @@ from hypothesis.errors import Flaky, Unsatisfiable
 from refllm._validation import require_int
 from refllm.testing.engine.calls import (
     DEFAULT_TIMEOUT,
+    RECOMPILE_LIMIT,
     TIMEOUT_SHRINKS,
     UNSUPPORTED_ERRORS,
     _StopShrinking,
@@ -239,6 +240,9 @@ def run(spec: Spec, *, target: str, dtype: Any, device: str, examples: int | Non
     if timeout is not None and timeout_available() is None:  # pragma: no cover - not CPython
         fallbacks.append(f"the check ran without its timeout of {timeout:g} s: this thread can "
                          f"take no signal, and this Python cannot raise into a thread")
+    if search.failing is not None and any(RECOMPILE_LIMIT in o.message
+                                          for o in search.failing[1]):
+        fallbacks[:] = [m for m in fallbacks if "fell back to eager" not in m]  # it raised
     for message in fallbacks:
         report.warnings.append(message)
         warnings.warn(message, OracleWarning, stacklevel=3)
