@@ -19,7 +19,10 @@ within them, ``chunk_vocab`` classes at a time, keeping a running maximum and su
 (the online log-sum-exp of Milakov & Gimelshein 2018), and its backward recomputes each chunk's
 logits from the saved log-sum-exps (Wijmans et al. 2024, "Cut Your Losses in Large-Vocabulary
 Language Models", computes it the same way in a kernel). Peak extra memory is
-O(chunk_rows x chunk_vocab), not O(rows x V). Half-precision inputs are computed in float32 and
+O(chunk_rows x chunk_vocab), not O(rows x V): beside the gradients of h and W, at most two
+(chunk_rows x chunk_vocab) blocks at once (the probabilities, computed in place over the logits,
+and their gradient; three with ``softcap``, whose tanh is kept for the backward) and one
+(chunk_vocab x d) product. Half-precision inputs are computed in float32 and
 the loss is returned in the input's dtype, as ``F.cross_entropy`` does.
 
 The naive version forms the logits by explicit float64 loops and applies
@@ -191,7 +194,7 @@ def _logits(hr: Tensor, wc: Tensor, b: Tensor | None, cols: slice,
         z = z + b[cols].to(z.dtype)
     if softcap is None:
         return z, None
-    tanh = torch.tanh(z / softcap)
+    tanh = z.div_(softcap).tanh_()  # in place: z is not needed again
     return tanh * softcap, tanh
 
 
@@ -218,14 +221,15 @@ class _Chunked(torch.autograd.Function):
             yr = y[r0:r0 + chunk_rows]
             for c0 in range(0, vocab, chunk_vocab):
                 cols = slice(c0, c0 + chunk_vocab)
-                z, _ = _logits(hr, w[cols].to(cdt), b, cols, softcap)
+                z = _logits(hr, w[cols].to(cdt), b, cols, softcap)[0]
                 m_new = torch.maximum(m, z.max(dim=1).values)
-                s = s * torch.exp(m - m_new) + torch.exp(z - m_new[:, None]).sum(dim=1)
-                m = m_new
                 inside = (yr >= c0) & (yr < c0 + z.shape[1])
                 zy = zy + torch.where(inside, z.gather(1, (yr - c0).clamp(0, z.shape[1] - 1)
                                                        [:, None])[:, 0], 0.0)
                 wz = wz + (z @ cw[cols].to(cdt) if cw is not None else z.sum(dim=1))
+                s = s * torch.exp(m - m_new) + z.sub_(m_new[:, None]).exp_().sum(dim=1)
+                m = m_new
+                del z  # before the next chunk's: at most two chunk-sized blocks at once
             lse_r = m + torch.log(s)
             lse[r0:r0 + chunk_rows] = lse_r
             rw = wy[r0:r0 + chunk_rows].to(cdt)
@@ -255,22 +259,23 @@ class _Chunked(torch.autograd.Function):
                 cols = slice(c0, c0 + chunk_vocab)
                 wc = w[cols].to(cdt)
                 z, tanh = _logits(hr, wc, b, cols, softcap)
-                p = torch.exp(z - lse[rows, None])
+                p = z.sub_(lse[rows, None]).exp_()  # in place: two chunk-sized blocks, p and dz
                 dz = p * coef[rows, None]
                 inside = (yr >= c0) & (yr < c0 + z.shape[1])
                 idx = (yr - c0).clamp(0, z.shape[1] - 1)[:, None]
                 dz.scatter_add_(1, idx, -((1 - eps) * wy[rows].to(cdt) * inside)[:, None])
                 if eps:
-                    dz = dz - (eps / vocab) * (cw[cols].to(cdt) if cw is not None else 1.0)
-                dz = dz * gr[:, None]
+                    dz.sub_((eps / vocab) * (cw[cols].to(cdt) if cw is not None else 1.0))
+                dz.mul_(gr[:, None])
                 if grad_lse is not None:  # d lse_n / d z_{n,c} = p_{n,c}
-                    dz = dz + p * grad_lse[rows, None].to(cdt)
+                    dz.add_(p * grad_lse[rows, None].to(cdt))
                 if tanh is not None:  # through the cap: ds/dz = 1 - tanh^2
-                    dz = dz * (1 - tanh * tanh)
+                    dz.mul_(tanh.square_().neg_().add_(1))
                 dh[rows] += dz @ wc
                 dw[cols] += dz.T @ hr
                 if db is not None:
                     db[cols] += dz.sum(dim=0)
+                del z, p, dz, tanh  # before the next chunk's
         return (dh.to(h.dtype), dw.to(w.dtype), None if db is None else db.to(b.dtype),
                 None, None, None, None, None, None, None)
 
