@@ -268,7 +268,7 @@ class _Chunked(torch.autograd.Function):
                     dz.sub_((eps / vocab) * (cw[cols].to(cdt) if cw is not None else 1.0))
                 dz.mul_(gr[:, None])
                 if grad_lse is not None:  # d lse_n / d z_{n,c} = p_{n,c}
-                    dz.add_(p * grad_lse[rows, None].to(cdt))
+                    dz.addcmul_(p, grad_lse[rows, None].to(cdt))  # no third block
                 if tanh is not None:  # through the cap: ds/dz = 1 - tanh^2
                     dz.mul_(tanh.square_().neg_().add_(1))
                 dh[rows] += dz @ wc
