@@ -7,7 +7,9 @@ each round times both once, in alternating order, and the ratio is taken per rou
 the median of those ratios with its interquartile range and min/max. Beside it,
 :func:`cpu_ratio` gives the same ratio in CPU time (``time.process_time``) at one intra-op thread,
 which load barely moves (a waiting process accrues no CPU time). :func:`peak_memory` measures the
-extra resident memory of one call in a fresh subprocess.
+extra resident memory of one call in a fresh subprocess, and :func:`allocator_peak` the peak of
+the bytes torch's own allocator held during one call (from ``torch.profiler``'s allocation
+events), a second meter to hold the first against.
 
 Each measurement is appended to :data:`ROWS`; ``bench/conftest.py`` prints the table in the
 terminal summary and writes it as JSON (``bench-ratios.json`` or ``$REFLLM_BENCH_RATIOS``).
@@ -144,6 +146,28 @@ def peak_memory(factory: str, *args: Any, threads: int = 1) -> int:
         raise ValueError("cannot reset the resident-memory high-water mark "
                          "(/proc/self/clear_refs): the peak would include the warm-up")
     return max(0, got["peak"] - got["before"])
+
+
+def allocator_peak(call: Callable[[], Any]) -> int:
+    """Peak bytes held by torch's CPU allocator during ``call()``, above what it held before.
+
+    ``torch.profiler`` with ``profile_memory=True`` records one ``[memory]`` event per allocation
+    (+bytes) and per free (-bytes), with a timestamp; their running sum in time order is what torch
+    holds, and its maximum the peak. It is exact for tensors (the bytes asked for, no page or malloc
+    rounding, independent of what malloc keeps) and blind to memory outside torch's allocator
+    (BLAS/OpenMP workspaces, the interpreter); `peak_memory` sees all of that, page by page.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        call()
+    events = [e for e in prof.profiler.kineto_results.events()  # type: ignore[union-attr]
+              if e.name() == "[memory]" and e.device_type().name == "CPU"]
+    held = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        held += e.nbytes()
+        peak = max(peak, held)
+    return peak
 
 
 def compare_memory(group: str, candidate: str, baseline: str, factory: str, *args: Any,

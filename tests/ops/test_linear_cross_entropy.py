@@ -139,3 +139,40 @@ def test_bad_arguments_are_named(call, error, words):
     with pytest.raises(error) as info:
         call()
     assert words in str(info.value)
+
+
+def _peak_bytes_held_by_torch(call) -> int:
+    """The running sum of the profiler's allocation events (+bytes, -bytes), its maximum."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        call()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    held = peak = 0
+    for e in events:
+        held += e.nbytes()
+        peak = max(peak, held)
+    return peak
+
+
+@pytest.mark.parametrize("softcap", [None, 3.0])
+def test_forward_and_backward_hold_the_gradients_and_a_few_chunks_never_the_logits(softcap):
+    n, d, vocab, rows, cols = 256, 4, 4096, 64, 1024
+    gen = torch.Generator().manual_seed(7)
+    h = torch.randn(n, d, generator=gen, requires_grad=True)
+    w = torch.randn(vocab, d, generator=gen, requires_grad=True)
+    target = torch.randint(0, vocab, (n,), generator=gen)
+
+    def call():
+        loss = linear_cross_entropy(h, w, target, chunk_rows=rows, chunk_vocab=cols,
+                                    softcap=softcap, z_loss=1e-4)
+        return torch.autograd.grad(loss, (h, w))
+
+    call()
+    # the gradients of h and W; two (rows x cols) blocks, three with the cap's tanh; a (cols x d)
+    # and a (rows x d) product; and at most sixteen int64 vectors of n (losses, lse, masks, ...)
+    blocks = 2 if softcap is None else 3
+    bound = 4 * ((n + vocab) * d + blocks * rows * cols + (rows + cols) * d) + 16 * 8 * n
+    assert bound < n * vocab  # a quarter of the logits' n x V floats (4 bytes each)
+    assert _peak_bytes_held_by_torch(call) <= bound
