@@ -9,7 +9,7 @@ examples):
   (``threads=2``), to show which is faster; the targets: ``check_sdpa`` >= 60 examples/s,
   ``check_optimizer(AdamW)`` >= 20;
 * a whole default check: the call a user makes, ``check_x(op)`` with no option (40 examples, the
-  fixed default calls, the kernel-sized tier included); target <= 15 s.
+  fixed default calls, the kernel-sized tier included); target <= 2 s at one thread.
 
 The check passing is asserted first (benchmarks check before they time). Wall clock and CPU time
 (``time.process_time``) go to ``extra_info`` and to the ratio table of ``conftest.py``.
@@ -37,7 +37,7 @@ from refllm.testing import (
 EXAMPLES = 100
 TARGETS = {"check_sdpa(F.scaled_dot_product_attention)": 60.0,
            "check_optimizer(torch.optim.AdamW)": 20.0}  # examples/s
-WHOLE_CHECK_TARGET = 15.0  # seconds of a default check, kernel-sized tier included
+WHOLE_CHECK_TARGET = 2.0  # seconds of a default check, kernel-sized tier included
 SMALL = Contract(long_axes=False)
 
 CHECKS = {
