@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from refllm.testing.checks import (
         OracleFailure,
         Report,
+        check_clip_grad_norm,
         check_cross_entropy,
         check_kv_cache,
         check_mse,
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
     from refllm.testing.judging import judge
 
 _WHERE = {
-    "refllm.testing.checks": ["OracleFailure", "Report", "check_cross_entropy", "check_kv_cache",
+    "refllm.testing.checks": ["OracleFailure", "Report", "check_clip_grad_norm",
+                              "check_cross_entropy", "check_kv_cache",
                               "check_mse", "check_multihead_attention", "check_optimizer",
                               "check_sdpa", "check_softmax"],
     "refllm.testing.engine.compare": ["assert_close"],
@@ -56,4 +58,4 @@ def __dir__() -> list[str]:
 __all__ = ["assert_close", "load_profile", "register_profiles", "Tolerance", "tolerance",
            "OracleFailure", "Report", "check_sdpa", "check_cross_entropy", "check_mse",
            "check_kv_cache", "check_multihead_attention", "check_optimizer", "check_softmax",
-           "Contract", "judge"]
+           "check_clip_grad_norm", "Contract", "judge"]

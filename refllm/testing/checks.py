@@ -12,6 +12,7 @@ and returns a `Report` (or raises `OracleFailure` holding it)::
 
 from collections.abc import Callable
 
+from refllm.testing.clip_grad_norm.check import check_clip_grad_norm
 from refllm.testing.cross_entropy.check import CROSS_ENTROPY_FEATURES, check_cross_entropy
 from refllm.testing.engine.policy import Verdict, compare, low_precision_bound
 from refllm.testing.engine.report import Discrepancy, OracleFailure, PropertyResult, Report
@@ -44,6 +45,7 @@ __all__ = [
     "PropertyResult",
     "Report",
     "Verdict",
+    "check_clip_grad_norm",
     "check_cross_entropy",
     "check_kv_cache",
     "check_mse",

@@ -6,6 +6,7 @@ features to exercise. Each op's strategy lives in its folder (``refllm.testing.s
 ...); this module gathers the public ones.
 """
 
+from refllm.testing.clip_grad_norm.strategy import ClipProblem, clip_problems
 from refllm.testing.cross_entropy.strategy import cross_entropy_cases
 from refllm.testing.mse.strategy import mse_cases
 from refllm.testing.multihead.strategy import MultiheadCase, multihead_cases
@@ -21,4 +22,5 @@ from refllm.testing.softmax.strategy import softmax_cases
 __all__ = [
     "sdpa_cases", "softmax_cases", "cross_entropy_cases", "mse_cases", "multihead_cases",
     "MultiheadCase", "optimizer_problems", "hyper_parameters", "OptimizerProblem", "Trajectory",
+    "clip_problems", "ClipProblem",
 ]

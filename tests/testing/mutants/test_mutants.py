@@ -25,6 +25,7 @@ import pytest
 from hypothesis import Phase, settings
 
 from refllm.testing import (
+    check_clip_grad_norm,
     check_cross_entropy,
     check_mse,
     check_multihead_attention,
@@ -35,6 +36,7 @@ from refllm.testing import (
 from refllm.testing.contract import Contract
 from tests.testing.mutants import attention_mutants as A
 from tests.testing.mutants import call_mutants as C
+from tests.testing.mutants import clip_mutants as G
 from tests.testing.mutants import kernel_mutants as K
 from tests.testing.mutants import loss_mutants as L
 from tests.testing.mutants import multihead_mutants as M
@@ -77,6 +79,10 @@ def mse(fn, caught=FWD, passes=(), **kw):
 
 def mha(cls, caught=FWD, passes=(), **kw):
     return Mutant(cls, check_multihead_attention, caught, passes, kw)
+
+
+def clip(fn, caught, passes=(), **kw):
+    return Mutant(fn, check_clip_grad_norm, caught, passes, kw)
 
 
 def opt(cls, like, caught=("parameters",), passes=(), **kw):
@@ -198,6 +204,16 @@ MUTANTS = [
            (*FWD, "grad wrt input")),
     Mutant(C.softmax_backward_recomputed_without_the_shift, check_softmax,
            ("finite gradients",), FWD),
+    # gradient clipping by the global norm
+    clip(G.clip_inf_norm_is_one, caught=("total norm", "clipped gradients")),
+    clip(G.clip_coefficient_not_capped, caught=("clipped gradients",), passes=("total norm",)),
+    clip(G.clip_reads_the_parameters_twice, caught=("clipped gradients",),
+         passes=("total norm",)),
+    clip(G.clip_returns_the_clipped_norm, caught=("total norm",),
+         passes=("clipped gradients",)),
+    clip(G.clip_sums_the_tensor_norms, caught=("total norm", "clipped gradients")),
+    clip(G.clip_ignores_error_if_nonfinite, caught=("raises on a non-finite norm",)),
+    clip(G.clip_crashes_on_missing_grads, caught=("raises on valid input",)),
 ]
 SLOW = {"KeyPaddingMaskReadInChunksOf32", "SGDMomentumChunksOf1024"}
 """Mutants that only the random kernel-sized tier reaches (no fixed example does): caught with
@@ -208,6 +224,7 @@ CORRECT = [
     *(Mutant(f, check_sdpa, ()) for f in A.CORRECT),
     *(Mutant(f, check_cross_entropy, ()) for f in L.CORRECT_CE),
     *(Mutant(f, check_mse, ()) for f in L.CORRECT_MSE),
+    *(Mutant(f, check_clip_grad_norm, ()) for f in G.CORRECT),
     *(Mutant(c, check_multihead_attention, ()) for c in M.CORRECT),
     *(Mutant(c, check_optimizer, (), kwargs={"like": like})
       for like, c in O.CORRECT.items()),
@@ -287,6 +304,6 @@ def test_the_correct_versions_pass_on_kernel_sized_inputs_too(correct):
 def test_the_corpus_covers_every_op_family_with_at_least_55_mutants():
     checks = {m.check for m in MUTANTS}
     assert checks == {check_sdpa, check_cross_entropy, check_mse, check_multihead_attention,
-                      check_optimizer, check_softmax}
+                      check_optimizer, check_softmax, check_clip_grad_norm}
     assert len(MUTANTS) >= 55
     assert len({m.name for m in MUTANTS}) == len(MUTANTS)

@@ -1,0 +1,1 @@
+"""The oracle's check of gradient clipping by the global norm (``clip_grad_norm_``)."""
