@@ -1,13 +1,19 @@
 """Parameter and FLOP counts of refllm's GPT, in closed form (Kaplan et al. 2020, §2.1, Table 1).
 
 With c = d_model, h = n_head, g = n_kv_head, d = c / h, f = d_ff, v = vocab_size, n = n_ctx,
-L = n_layer and beta = 1 with biases, 0 without:
+L = n_layer, beta = 1 with biases, 0 without, lambda = 1 for LayerNorm (its bias follows beta), 0
+for RMSNorm (a weight only), and m = 2 for GELU's MLP (c_fc, c_proj), 3 for SwiGLU's (gate, up,
+c_proj):
 
-    per block   = (2 + 2 beta) c                       ln_1, ln_2 (weight, bias)
+    per block   = 2 (1 + lambda beta) c                ln_1, ln_2 (weight [, bias])
                 + c (h + 2g) d + beta (h + 2g) d       attn.c_attn (fused q, k, v)
                 + c c + beta c                         attn.c_proj
-                + 2 c f + beta (f + c)                 mlp.c_fc, mlp.c_proj
-    total       = v c  [+ n c, learned positions]  + L * per block + (1 + beta) c   [+ v c, untied]
+                + m c f + beta ((m - 1) f + c)         mlp.c_fc (gate and up for SwiGLU), c_proj
+    total       = v c  [+ n c, learned positions]  + L * per block + (1 + lambda beta) c
+                  [+ v c, untied]
+
+The Llama block (RMSNorm, SwiGLU, no biases: lambda beta = 0, m = 3) has 2c + c (h + 2g) d + c^2
++ 3 c f per block.
 
 Non-embedding N (Kaplan's N, "excluding all vocabulary and positional embeddings"): the total less
 the token embedding, the position embedding and, when untied, the LM head. Kaplan's models tie the
@@ -19,10 +25,11 @@ drops them as small; we count every parameter exactly).
 Forward FLOPs per token (2 FLOPs per multiply-add):
 
     kaplan: C_forward = 2 N + 2 L n c                                   (Kaplan Table 1)
-    exact:  L [2 c (h + 2g) d + 2 (2 h d n) + 2 c c + 4 c f] + 2 c v
+    exact:  L [2 c (h + 2g) d + 2 (2 h d n) + 2 c c + 2 m c f] + 2 c v
 
 "exact" counts every matrix product of the forward pass (the projections, the scores q k^T, the
-weighted values p v and the LM head; not LayerNorm, GELU, softmax, biases or embedding look-ups) for
+weighted values p v and the LM head; not the norms, GELU, SwiGLU's gate product, softmax, RoPE,
+biases or embedding look-ups) for
 a sequence of the full n_ctx tokens, with the full (b, h, n, n) score matrix that a dense kernel
 (the MATH SDPA backend, refllm's reference) computes before masking. It is what
 torch.utils.flop_counter.FlopCounterMode reports for one (b, n_ctx) forward, divided by b n_ctx.
@@ -48,13 +55,23 @@ def _check_config(config: object) -> GPTConfig:
 
 
 def block_parameter_count(config: GPTConfig) -> int:
-    """Parameters of one decoder block (two LayerNorms, attention, MLP)."""
-    c, f, beta = config.d_model, config.d_ff_, int(config.bias)
+    """Parameters of one decoder block (two norms, attention, MLP)."""
+    c, f, beta, m = config.d_model, config.d_ff_, int(config.bias), _mlp_matrices(config)
     qkv = (config.n_head + 2 * config.n_kv_head_) * config.d_head
-    layer_norms = 2 * (1 + beta) * c
+    norms = 2 * _norm_parameters(config)
     attention = c * qkv + beta * qkv + c * c + beta * c
-    mlp = 2 * c * f + beta * (f + c)
-    return layer_norms + attention + mlp
+    mlp = m * c * f + beta * ((m - 1) * f + c)
+    return norms + attention + mlp
+
+
+def _norm_parameters(config: GPTConfig) -> int:
+    """(1 + lambda beta) c: LayerNorm's weight and (with biases) bias, or RMSNorm's weight."""
+    return (1 + int(config.bias and config.norm == "layernorm")) * config.d_model
+
+
+def _mlp_matrices(config: GPTConfig) -> int:
+    """m: the MLP's c x f matrices, 2 for GELU (c_fc, c_proj), 3 for SwiGLU (gate, up, c_proj)."""
+    return 3 if config.mlp == "swiglu" else 2
 
 
 def embedding_parameter_count(config: GPTConfig) -> int:
@@ -68,7 +85,7 @@ def parameter_count(config: GPTConfig, non_embedding: bool = False) -> int:
     """Exact number of distinct parameters of ``GPT(config)``; ``non_embedding``: Kaplan's N."""
     config = _check_config(config)
     require_bool("non_embedding", non_embedding)
-    trunk = config.n_layer * block_parameter_count(config) + (1 + int(config.bias)) * config.d_model
+    trunk = config.n_layer * block_parameter_count(config) + _norm_parameters(config)
     return trunk if non_embedding else trunk + embedding_parameter_count(config)
 
 
@@ -80,7 +97,8 @@ def flops_per_token(config: GPTConfig, method: str = "kaplan") -> int:
         return 2 * parameter_count(config, non_embedding=True) + 2 * L * n * c
     if method == "exact":
         h, g, d, f = config.n_head, config.n_kv_head_, config.d_head, config.d_ff_
-        per_layer = 2 * c * (h + 2 * g) * d + 4 * h * d * n + 2 * c * c + 4 * c * f
+        m = _mlp_matrices(config)
+        per_layer = 2 * c * (h + 2 * g) * d + 4 * h * d * n + 2 * c * c + 2 * m * c * f
         return L * per_layer + 2 * c * config.vocab_size
     raise ValueError(f"method must be 'kaplan' or 'exact', got {method!r}")
 

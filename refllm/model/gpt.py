@@ -11,13 +11,21 @@ each sub-block, as GPT-2 and nanoGPT).
     MLP(x)  = GELU(x W_fc + b_fc) W_proj + b_proj,   GELU by its tanh approximation
               (Hendrycks & Gimpel 2016, Eq. 2; GPT-2's ``gelu_new``)
 
+The Llama-style block (Touvron et al. 2023, "LLaMA", §2.2; ``GPTConfig.llama``) swaps two parts
+and keeps the rest:
+
+    LN(x)   = x / sqrt(eps + mean_i x_i^2) * w        RMSNorm (norm="rmsnorm", refllm.ops.rms_norm;
+              Zhang & Sennrich 2019, Eq. 4), no bias
+    MLP(x)  = (silu(x W_gate) * (x W_up)) W_proj       SwiGLU (mlp="swiglu", refllm.ops.swiglu;
+              Shazeer 2020, Eq. 6); W_gate and W_up are one fused c_fc, the gate first
+
 With positions="rope", q and k are rotated (refllm.model.rope) and there is no W_pe. With
 n_kv_head = g < n_head = h, head i reads the key/value head i // (h / g) (grouped-query attention,
 Ainslie et al. 2023). M is the causal mask and the padding mask (refllm.model.kv_cache).
 Attention runs on PyTorch's fused SDPA (attention="fused"), refllm's SDPA ("reference") or
 refllm's tiled FlashAttention-2 reference with O(t·d) memory ("flash", refllm.ops.flash_attention).
 
-Initialisation as GPT-2 / nanoGPT: every weight ~ N(0, init_std^2), biases 0, LayerNorm (1, 0);
+Initialisation as GPT-2 / nanoGPT: every weight ~ N(0, init_std^2), biases 0, norms (1, 0);
 the projections that write into the residual stream (attn.c_proj, mlp.c_proj) get std
 init_std / sqrt(2 n_layer) (GPT-2 §2.3: "scale the weights of residual layers by 1/sqrt(N)",
 N = 2 n_layer residual layers; nanoGPT's choice, which we copy).
@@ -31,7 +39,7 @@ c_attn is one fused projection of width (h + 2 g) d: the q, then the k, then the
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -85,14 +93,46 @@ class MLP(nn.Module):
         return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
 
 
+class SwiGLUMLP(nn.Module):
+    """silu(x W_gate) * (x W_up), then W_proj; c_fc holds W_gate and W_up (the gate first)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.d_model, 2 * config.d_ff_, bias=config.bias)
+        self.c_proj = nn.Linear(config.d_ff_, config.d_model, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.c_fc(x).chunk(2, dim=-1)  # (b t f) each
+        return self.dropout(self.c_proj(refllm.ops.swiglu(gate, up)))
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm over the last axis with a weight (ones at init), by `refllm.ops.rms_norm`."""
+
+    def __init__(self, d_model: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d_model))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        return cast(Tensor, refllm.ops.rms_norm(x, self.weight.shape, self.weight, self.eps))
+
+
+def make_norm(config: GPTConfig) -> nn.Module:
+    """The norm of ``config.norm``: LayerNorm (with a bias iff config.bias) or RMSNorm."""
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.d_model, config.layer_norm_eps)
+    return nn.LayerNorm(config.d_model, eps=config.layer_norm_eps, bias=config.bias)
+
+
 class Block(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        eps, bias = config.layer_norm_eps, config.bias
-        self.ln_1 = nn.LayerNorm(config.d_model, eps=eps, bias=bias)
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.d_model, eps=eps, bias=bias)
-        self.mlp = MLP(config)
+        self.ln_2 = make_norm(config)
+        self.mlp = SwiGLUMLP(config) if config.mlp == "swiglu" else MLP(config)
 
     def forward(self, x: Tensor, rope: Rope, allowed: Tensor | None,
                 cache: KVCache | None, layer: int) -> Tensor:
@@ -115,7 +155,7 @@ class GPT(nn.Module):
         self.transformer = nn.ModuleDict(dict(
             **parts, drop=nn.Dropout(config.dropout),
             h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
-            ln_f=nn.LayerNorm(config.d_model, eps=config.layer_norm_eps, bias=config.bias)))
+            ln_f=make_norm(config)))
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = wte.weight
@@ -153,7 +193,8 @@ class GPT(nn.Module):
         if self.config.positions == "learned":
             x = x + tr.wpe(step.positions)
         else:
-            rope = rope_angles(step.positions, self.config.d_head, self.config.rope_base, x.dtype)
+            rope = rope_angles(step.positions, self.config.d_head, self.config.rope_base, x.dtype,
+                               self.config.rope_scaling_)
         x = tr.drop(x)
         for layer, block in enumerate(tr.h):
             x = block(x, rope, step.allowed, cache, layer)
@@ -176,4 +217,5 @@ def check_idx(idx: object, vocab_size: int, name: str = "idx") -> None:
                          f"outside the vocabulary [0, vocab_size={vocab_size})")
 
 
-__all__ = ["GPT", "Block", "CausalSelfAttention", "MLP", "check_idx"]
+__all__ = ["GPT", "Block", "CausalSelfAttention", "MLP", "RMSNorm", "SwiGLUMLP", "check_idx",
+           "make_norm"]

@@ -1,5 +1,8 @@
 """Hugging Face interop: refllm's GPT <-> ``transformers.GPT2LMHeadModel`` (extra ``refllm[hf]``).
 
+The Llama block (``GPTConfig.llama``) converts to and from ``LlamaForCausalLM`` in
+`refllm.model.hf_llama`; `to_hf` and `from_hf` pick it for a RoPE model and a Llama model.
+
 Both are the same pre-LayerNorm decoder (Radford et al. 2019, §2.3; see refllm.model.gpt), and
 refllm's parameter names are GPT-2's, so converting is a renaming-free copy with three traps:
 
@@ -132,9 +135,14 @@ def _param_dtype_device(module: torch.nn.Module) -> tuple[torch.dtype, torch.dev
 
 
 def to_hf(model: GPT, attn_implementation: str = "eager") -> Any:
-    """A ``GPT2LMHeadModel`` with ``model``'s weights, dtype, device and train/eval mode."""
+    """A ``GPT2LMHeadModel`` with ``model``'s weights, dtype, device and train/eval mode (a
+    ``LlamaForCausalLM`` for a RoPE model: `refllm.model.hf_llama.to_hf_llama`)."""
     if not isinstance(model, GPT):
         raise TypeError(f"model must be a refllm GPT, got {describe(model)}")
+    if model.config.positions == "rope":
+        from refllm.model.hf_llama import to_hf_llama
+
+        return to_hf_llama(model, attn_implementation)
     transformers = _transformers()
     hf_config = refllm_config_to_gpt2(model.config, attn_implementation)
     dtype, device = _param_dtype_device(model)
@@ -150,10 +158,15 @@ def from_hf(hf_model: Any, **overrides: Any) -> GPT:
     """refllm's GPT with a ``GPT2LMHeadModel``'s weights, dtype, device and mode.
 
     ``overrides`` set GPTConfig fields that GPT-2 does not fix (e.g. ``attention="reference"``).
+    A ``LlamaForCausalLM`` goes to `refllm.model.hf_llama.from_hf_llama`.
     """
+    if type(hf_model).__name__ == "LlamaForCausalLM":
+        from refllm.model.hf_llama import from_hf_llama
+
+        return from_hf_llama(hf_model, **overrides)
     if type(hf_model).__name__ != "GPT2LMHeadModel":
-        raise TypeError(f"hf_model must be a transformers GPT2LMHeadModel, got "
-                        f"{describe(hf_model)}")
+        raise TypeError(f"hf_model must be a transformers GPT2LMHeadModel or LlamaForCausalLM, "
+                        f"got {describe(hf_model)}")
     config = gpt2_config_to_refllm(hf_model.config, **overrides)
     dtype, device = _param_dtype_device(hf_model)
     model = GPT(config).to(dtype=dtype)

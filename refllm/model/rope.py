@@ -22,6 +22,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from refllm.ops.rope import rope, rope_naive, rope_tables, rotate_pairs
+from refllm.ops.rope_scaling import Scaling
 
 LAYOUT = "gptj"  # interleaved pairs
 
@@ -33,10 +34,10 @@ def apply_rope_naive(x: Float[Tensor, "b h t d"], positions: Int[Tensor, "b t"],
 
 
 def rope_angles(positions: Int[Tensor, "b t"], d: int, base: float,
-                dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """cos(m theta_i) and sin(m theta_i) of shape (b, 1, t, d/2), computed in float64, cast to
-    ``dtype``."""
-    cos, sin = rope_tables(positions, d, base=base)  # (b, t, d/2)
+                dtype: torch.dtype, scaling: Scaling | None = None) -> tuple[Tensor, Tensor]:
+    """a cos(m theta_i) and a sin(m theta_i) of shape (b, 1, t, d/2) (theta and a rescaled by
+    ``scaling``: `refllm.ops.rope_scaling`), computed in float64, cast to ``dtype``."""
+    cos, sin = rope_tables(positions, d, base=base, scaling=scaling)  # (b, t, d/2)
     return cos[:, None].to(dtype), sin[:, None].to(dtype)
 
 

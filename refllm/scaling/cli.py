@@ -14,6 +14,8 @@ on one GPU (budget 8 minutes).
   $ refllm scaling --preset h200 --submitit gpu --shards 4   # submit that Slurm array (submitit)
   $ refllm scaling --preset cpu-isoflop               # IsoFLOP: 3 budgets x 5 sizes, then a
                                                       # held-out run at the predicted optimum
+  $ refllm scaling --preset cpu --set block=llama     # the cpu ladder on the Llama block
+                                                      # (results in runs/scaling-cpu-block-llama/)
 
 An IsoFLOP preset (cpu-isoflop, about 5 minutes on 2 idle cores; h200-isoflop) trains, at each of
 three compute budgets, five sizes for the tokens that spend the budget, fits Approach 2 (parabolas)
@@ -40,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import re
 import sys
 import time
 
@@ -51,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="cpu",
                         help="cpu, h200, cpu-isoflop, h200-isoflop, or a JSON file of Preset "
                              "keys (default: cpu)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a field of the preset (a Preset key; the value is JSON when "
+                             "it parses, e.g. block=llama, seeds=[0]); repeatable. Unless "
+                             "name is set too, the name gets -KEY-VALUE appended, so the records "
+                             "of the changed ladder go to their own folder")
     parser.add_argument("--out", metavar="DIR",
                         help="output folder (default: runs/scaling-<preset name>)")
     parser.add_argument("--shard", metavar="i/n",
@@ -76,13 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="with --submitit: wait for every task, then print the report")
 
 
-def load_preset(text: str):
-    from refllm.scaling.sweep.presets import PRESETS, Preset
+def load_preset(text: str, overrides: list[str] | None = None):
+    """The preset named ``text`` (or read from a JSON file), with ``--set`` ``overrides``."""
+    from refllm.scaling.sweep.presets import PRESETS
 
     path = pathlib.Path(text)
     if text in PRESETS:
-        return PRESETS[text]
-    if path.suffix == ".json" and path.is_file():
+        d = PRESETS[text].to_dict()
+    elif path.suffix == ".json" and path.is_file():
         try:
             d = json.loads(path.read_text(encoding="utf-8-sig"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -90,19 +99,49 @@ def load_preset(text: str):
         if not isinstance(d, dict):
             raise ValueError(f"--preset {text!r} must hold one JSON object of Preset keys, got "
                              f"a JSON {type(d).__name__}")
-        for key in ("widths", "seeds", "budgets"):
-            if isinstance(d.get(key), list):
-                d[key] = tuple(d[key])
-        if isinstance(d.get("budget_widths"), list):
-            d["budget_widths"] = tuple(tuple(w) if isinstance(w, list) else w
-                                       for w in d["budget_widths"])
-        try:
-            return Preset(**d)
-        except TypeError as exc:  # an unknown key, or a value of the wrong type
-            raise ValueError(f"--preset {text!r}: {exc}") from None
-    if path.suffix == ".json":
+    elif path.suffix == ".json":
         raise ValueError(f"--preset {text!r}: no such file")
-    raise choice_error("--preset", text, sorted(PRESETS), also="or a JSON file (.json)")
+    else:
+        raise choice_error("--preset", text, sorted(PRESETS), also="or a JSON file (.json)")
+    if not overrides:
+        return _preset(d, f"--preset {text!r}")
+    return _preset(_apply_sets(d, overrides), " ".join(f"--set {s}" for s in overrides))
+
+
+def _apply_sets(d: dict, overrides: list[str]) -> dict:
+    """The preset dict with ``--set KEY=VALUE`` applied; the name gets ``-KEY-VALUE`` appended
+    unless one of them sets it."""
+    from refllm.train.config import apply_overrides, parse_override
+
+    changed = apply_overrides(d, overrides)
+    keys = [parse_override(s)[0] for s in overrides]
+    for key in keys:
+        if len(key) != 1 or key[0] not in d:
+            raise ValueError(f"--set {'.'.join(key)}=...: not a Preset key; keys: {sorted(d)}")
+    if ["name"] not in keys:
+        def shown(v: object) -> str:
+            return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+        suffix = "".join(f"-{k[0]}-{shown(changed[k[0]])}" for k in keys)
+        changed["name"] = re.sub(r"[^A-Za-z0-9_.-]", "_", str(d["name"]) + suffix)[:100]
+    return changed
+
+
+def _preset(d: dict, where: str):
+    from refllm.scaling.sweep.presets import Preset
+
+    d = dict(d)
+    for key in ("widths", "seeds", "budgets"):
+        if isinstance(d.get(key), list):
+            d[key] = tuple(d[key])
+    if isinstance(d.get("budget_widths"), list):
+        d["budget_widths"] = tuple(tuple(w) if isinstance(w, list) else w
+                                   for w in d["budget_widths"])
+    try:
+        return Preset(**d)
+    except TypeError as exc:  # an unknown key, or a value of the wrong type
+        raise ValueError(f"{where}: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     from refllm.scaling.sweep.budget import BudgetError
 
     start = time.perf_counter()
-    preset = load_preset(args.preset)
+    preset = load_preset(args.preset, args.set)
     out = pathlib.Path(args.out or f"runs/scaling-{preset.name}")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file, not a folder: name a new or existing "
@@ -181,7 +220,8 @@ def _submit(args: argparse.Namespace, preset, planned: list, out: pathlib.Path,
     print(f"refllm scaling: preset {preset.name!r}: {shards} task(s) submitted to "
           f"{args.submitit!r} (jobs {ids}); logs in {out / 'submitit'}/", flush=True)
     if not args.wait:
-        print(f"when they finish: refllm scaling --preset {args.preset} --out {out} "
+        sets = "".join(f" --set {s}" for s in args.set)
+        print(f"when they finish: refllm scaling --preset {args.preset}{sets} --out {out} "
               f"--report-only")
         return 0
     failed = []

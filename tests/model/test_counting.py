@@ -1,6 +1,7 @@
 import pytest
 import torch
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -14,14 +15,32 @@ GPT2_SMALL = GPTConfig(vocab_size=50257, n_ctx=1024, n_layer=12, n_head=12, d_mo
 FEWER = settings(max_examples=max(1, settings.default.max_examples // 2))
 
 
+@pytest.mark.parametrize("config, total", [
+    # Llama 2 7B (Touvron et al. 2023b, Table 1; d_ff 11008): the published 6,738,415,616
+    (GPTConfig.llama(vocab_size=32000, n_ctx=4096, n_layer=32, n_head=32, d_model=4096,
+                     d_ff=11008), 6_738_415_616),
+    # Llama 3 8B (8 key/value heads, d_ff 14336, vocabulary 128256): the published 8,030,261,248
+    (GPTConfig.llama(vocab_size=128256, n_ctx=8192, n_layer=32, n_head=32, n_kv_head=8,
+                     d_model=4096, d_ff=14336), 8_030_261_248),
+], ids=["llama2-7b", "llama3-8b"])
+def test_llama_configs_count_their_published_parameters(config, total):
+    assert parameter_count(config) == total
+    c, f = config.d_model, config.d_ff_
+    qkv = (config.n_head + 2 * config.n_kv_head_) * config.d_head
+    assert block_parameter_count(config) == 2 * c + c * qkv + c * c + 3 * c * f
+    assert parameter_count(config, non_embedding=True) == total - 2 * config.vocab_size * c
+
+
 def test_gpt2_small_counts_124_439_808_parameters():
     assert parameter_count(GPT2_SMALL) == 124_439_808
     assert block_parameter_count(GPT2_SMALL) == 7_087_872
     assert parameter_count(GPT2_SMALL, non_embedding=True) == 124_439_808 - 50257 * 768 - 1024 * 768
 
 
-@given(configs())
-def test_the_closed_form_equals_the_parameters_of_the_built_model(config):
+@pytest.mark.parametrize("block", [None, "llama"])
+@given(data=st.data())
+def test_the_closed_form_equals_the_parameters_of_the_built_model(block, data):
+    config = data.draw(configs(block=block))
     model = GPT(config)
     assert parameter_count(config) == sum(p.numel() for p in model.parameters())
     vocabulary = {"transformer.wte.weight", "transformer.wpe.weight", "lm_head.weight"}
@@ -44,11 +63,24 @@ def measured_flops_per_token(model: GPT, b: int = 2) -> float:
 
 
 @FEWER
-@given(configs(attention="fused"))
-def test_exact_flops_equal_flop_counter_mode_under_the_math_backend(config):
+@pytest.mark.parametrize("block", [None, "llama"])
+@given(data=st.data())
+def test_exact_flops_equal_flop_counter_mode_under_the_math_backend(block, data):
     # fused only: refllm's einsum attention becomes an elementwise product (uncounted) when d or
     # s is 1, so the counter would miss it; the MATH backend always runs counted matmuls.
+    config = data.draw(configs(attention="fused", block=block))
     assert measured_flops_per_token(GPT(config).eval()) == flops_per_token(config, method="exact")
+
+
+def test_the_llama_block_adds_half_a_matrix_product_per_mlp_and_drops_the_norm_biases():
+    gpt2 = GPTConfig(vocab_size=97, n_ctx=16, n_layer=3, n_head=4, d_model=24, d_ff=64,
+                     positions="rope", bias=False, tie_embeddings=False)
+    llama = GPTConfig.llama(vocab_size=97, n_ctx=16, n_layer=3, n_head=4, d_model=24)
+    assert llama.d_ff_ == 64  # floor(8 * 24 / 3)
+    L, c, f = 3, 24, 64
+    assert flops_per_token(llama, "exact") - flops_per_token(gpt2, "exact") == L * 2 * c * f
+    assert parameter_count(llama) - parameter_count(gpt2) == L * c * f
+    assert measured_flops_per_token(GPT(llama).eval()) == flops_per_token(llama, "exact")
 
 
 def test_exact_less_kaplan_is_half_the_dense_attention_and_the_lm_head_less_small_terms():

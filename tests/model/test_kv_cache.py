@@ -4,6 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refllm.model import GPT, GPTConfig, KVCache
+from refllm.testing import check_kv_cache
 from refllm.testing.engine.compare import assert_close
 from tests.model.strategies import build, configs, token_ids
 
@@ -14,9 +15,9 @@ def left_padding_mask(lengths: list[int], t: int) -> torch.Tensor:
 
 
 @st.composite
-def decoding_cases(draw):
+def decoding_cases(draw, block=None):
     """A tiny model, ids (b, T), a left-padding mask (or None) and the chunk sizes of steps."""
-    config = draw(configs(n_ctx_min=2))
+    config = draw(configs(n_ctx_min=2, block=block))
     b, total = draw(st.integers(1, 3)), draw(st.integers(2, config.n_ctx))
     idx = token_ids(draw, config, b, total)
     mask = None
@@ -29,9 +30,10 @@ def decoding_cases(draw):
     return config, idx, mask, chunks
 
 
-@given(decoding_cases())
-def test_cached_decoding_equals_the_full_forward(case):
-    config, idx, mask, chunks = case
+@pytest.mark.parametrize("block", [None, "gpt2", "llama"], ids=["any", "gpt2", "llama"])
+@given(data=st.data())
+def test_cached_decoding_equals_the_full_forward(block, data):
+    config, idx, mask, chunks = data.draw(decoding_cases(block))
     model = build(config)
     full = model(idx, attention_mask=mask)
     cache, pieces, start = KVCache(), [], 0
@@ -73,3 +75,14 @@ def test_the_cache_refuses_layers_out_of_order():
     cache = KVCache()
     with pytest.raises(ValueError, match="layer must be <= 0"):
         cache.append(1, torch.zeros(1, 1, 1, 2), torch.zeros(1, 1, 1, 2))
+
+
+@pytest.mark.parametrize("change", [dict(), dict(n_kv_head=1), dict(rope_scaling={
+    "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 4})], ids=["llama", "llama-gqa", "llama-rope-scaling"])
+def test_the_oracle_passes_the_llama_block(change):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.llama(vocab_size=13, n_ctx=16, n_layer=2, n_head=2, d_model=16,
+                                init_std=0.5, **change))
+    report = check_kv_cache(model, examples=10, seed=0, raise_on_failure=False)
+    assert report.passed, str(report)

@@ -133,3 +133,48 @@ def test_out_naming_a_file_is_a_usage_error(tmp_path, capsys):
     out.write_text("mine")
     assert main(["scaling", "--out", str(out), "--report-only"]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err and out.read_text() == "mine"
+
+
+def test_set_block_llama_trains_the_ladder_on_the_llama_block(tmp_path, capsys, preset_file,
+                                                              quick_estimate):
+    path, _ = preset_file
+    out = tmp_path / "llama"
+    status = main(["scaling", "--preset", str(path), "--set", "block=llama", "--set",
+                   "seeds=[1]", "--out", str(out), "--no-progress"])
+    text = capsys.readouterr().out
+    assert "preset 'tiny-block-llama-seeds-_1_'" in text
+    summary = json.loads((out / rp.SUMMARY).read_text())
+    assert status == (0 if summary["verdict"]["passed"] else 1)
+    runs = _runs(out)
+    assert len(runs) == 5 and "trained 5 run(s)" in text and "verdict (cpu preset)" in text
+    for run in runs:
+        model = run["config"]["model"]
+        assert (model["norm"], model["mlp"], model["positions"], model["bias"],
+                model["tie_embeddings"]) == ("rmsnorm", "swiglu", "rope", False, False)
+        assert run["run_id"].startswith("tiny-block-llama-")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "block=gpt3"], "block must be one of"),
+    (["--set", "blocks=llama"], "not a Preset key"),
+    (["--set", "block"], "--set expects key=value"),
+])
+def test_a_bad_set_is_a_usage_error_naming_it(tmp_path, capsys, preset_file, extra, message):
+    path, _ = preset_file
+    assert main(["scaling", "--preset", str(path), "--out", str(tmp_path / "o"),
+                 "--report-only", *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_set_changes_a_named_preset_and_its_name():
+    from refllm.scaling.cli import load_preset
+    from refllm.scaling.sweep.presets import PRESETS
+
+    llama = load_preset("cpu", ["block=llama"])
+    assert llama == PRESETS["cpu"].replace(block="llama", name="cpu-block-llama")
+    assert load_preset("cpu", ["block=llama", "name=mine"]).name == "mine"
+    assert PRESETS["cpu"].train_config(32, 0).model == {  # the GPT-2 ladder's runs unchanged
+        "n_layer": 2, "n_head": 2, "d_model": 32, "attention": "fused"}
+    model = llama.train_config(32, 0).model
+    assert model["norm"] == "rmsnorm" and model["tie_embeddings"] is False

@@ -23,6 +23,11 @@ pre-registered in ``holdout_tolerance`` and ``holdout_predictor``;
 Non-embedding parameters with tied embeddings and learned positions (Kaplan et al. 2020, Table 1,
 plus biases and LayerNorms): N = 12 d^2 L + 13 d L + 2 d.
 
+``block`` picks the decoder block of every size: ``"gpt2"`` (the default, the GPTConfig defaults
+above) or ``"llama"`` (`refllm.model.config.BLOCKS`: RMSNorm, SwiGLU with f = floor(8 d / 3),
+RoPE, no biases, an untied head; N = L (4 d^2 + 3 d floor(8 d / 3) + 2 d) + d, about 12 d^2 L
+as well). ``refllm scaling --preset cpu --set block=llama`` trains the cpu ladder on it.
+
 Why a fixed token budget (every size the same D) and why lr ~ 1/d (muP's rule for Adam, Yang et
 al. 2022): the measurements that chose them are in docs/scaling.md, "The sweep". The ``h200``
 preset's sizes and budget are estimates until it runs on a GPU; the sweep times a few steps of
@@ -90,6 +95,7 @@ class Preset:
     device: str = "cpu"
     autocast: str = "none"             # "bf16" on CUDA
     attention: str = "fused"           # GPTConfig.attention: "fused" SDPA or "reference"
+    block: str = "gpt2"                # the decoder block: "gpt2" or "llama" (GPTConfig.llama)
     workers: int = 2                   # parallel processes (one thread each on CPU)
     budget_s: float = 300.0            # wall-clock budget of the whole sweep
     verdict: str = "cpu"               # thresholds of refllm.scaling.report.verdict: "cpu" | "gpu"
@@ -118,9 +124,13 @@ class Preset:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {self.seeds!r}")
         require_choice("verdict", self.verdict, ("cpu", "gpu"))
+        require_choice("block", self.block, ("gpt2", "llama"))
         for d in self.widths:
             if d % self.n_head(d):
                 raise ValueError(f"width {d} is not divisible by its n_head {self.n_head(d)}")
+            if self.block == "llama" and (d // self.n_head(d)) % 2:
+                raise ValueError(f"block='llama' rotates pairs of features (RoPE): width {d} has "
+                                 f"an odd head width {d // self.n_head(d)}")
         if self.budgets or self.budget_widths or self.holdout_budget is not None:
             self._check_isoflop()
         elif self.steps < 2:
@@ -187,8 +197,13 @@ class Preset:
         return round(self.tokens_for(d, budget) / (self.batch_size * self.seq_len))
 
     def _model(self, d: int) -> dict:
-        return {"n_layer": self.n_layer, "n_head": self.n_head(d), "d_model": d,
-                "attention": self.attention}
+        model = {"n_layer": self.n_layer, "n_head": self.n_head(d), "d_model": d,
+                 "attention": self.attention}
+        if self.block != "gpt2":  # the GPT-2 block is GPTConfig's defaults: its runs' ids stay
+            from refllm.model.config import BLOCKS
+
+            model |= BLOCKS[self.block]
+        return model
 
     def n_head(self, d: int) -> int:
         return max(self.min_heads, d // self.head_width)
