@@ -24,6 +24,11 @@ from refllm.testing.multihead.check import (
 )
 from refllm.testing.optimizer.check import check_optimizer
 from refllm.testing.registry import checks
+from refllm.testing.rms_norm.check import (
+    DEFAULT_RMS_NORM_FEATURES,
+    RMS_NORM_FEATURES,
+    check_rms_norm,
+)
 from refllm.testing.sdpa.check import SDPA_FEATURES, check_sdpa
 from refllm.testing.softmax.check import DEFAULT_SOFTMAX_FEATURES, SOFTMAX_FEATURES, check_softmax
 
@@ -39,6 +44,8 @@ __all__ = [
     "SDPA_FEATURES",
     "SOFTMAX_FEATURES",
     "DEFAULT_SOFTMAX_FEATURES",
+    "RMS_NORM_FEATURES",
+    "DEFAULT_RMS_NORM_FEATURES",
     "Discrepancy",
     "OracleFailure",
     "PropertyResult",
@@ -49,6 +56,7 @@ __all__ = [
     "check_mse",
     "check_multihead_attention",
     "check_optimizer",
+    "check_rms_norm",
     "check_sdpa",
     "check_softmax",
     "compare",

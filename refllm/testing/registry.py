@@ -33,6 +33,7 @@ OPS = (
     "optimizer",
     "kv_cache",
     "softmax",
+    "rms_norm",
 )
 """The op folders of :mod:`refllm.testing`, in the order the CLI, the plugin and the demo list
 them."""

@@ -15,10 +15,12 @@ from refllm.testing.optimizer.strategy import (
     hyper_parameters,
     optimizer_problems,
 )
+from refllm.testing.rms_norm.strategy import rms_norm_cases
 from refllm.testing.sdpa.strategy import sdpa_cases
 from refllm.testing.softmax.strategy import softmax_cases
 
 __all__ = [
     "sdpa_cases", "softmax_cases", "cross_entropy_cases", "mse_cases", "multihead_cases",
     "MultiheadCase", "optimizer_problems", "hyper_parameters", "OptimizerProblem", "Trajectory",
+    "rms_norm_cases",
 ]

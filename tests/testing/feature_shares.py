@@ -26,11 +26,13 @@ from hypothesis import strategies as st
 
 from refllm.testing.engine.search import hermetic_generation
 from refllm.testing.optimizer.strategy import TORCH_DEFAULTS
+from refllm.testing.rms_norm.check import RMS_NORM_FEATURES
 from refllm.testing.strategies import (
     cross_entropy_cases,
     mse_cases,
     multihead_cases,
     optimizer_problems,
+    rms_norm_cases,
     sdpa_cases,
 )
 
@@ -72,6 +74,16 @@ def multihead_features(case: Any) -> Features:
     return frozenset(on)
 
 
+def norm_features(case: Any) -> Features:
+    x, shape, *params = case.args
+    on = {n for n in ("eps", "weight_offset") if n in case.kwargs}
+    on |= {"no_weight"} if params[0] is None else set()
+    on |= {"no_bias"} if len(params) > 1 and params[1] is None else set()
+    on |= {"multi_dim"} if len(shape) > 1 else set()
+    on |= {n for n in ("small_variance", "large_offset") if n in case.note}
+    return frozenset(on)
+
+
 STRATEGIES: dict[str, tuple[Callable[[], st.SearchStrategy], Callable[[Any], Features],
                             tuple[str, ...]]] = {
     "sdpa_cases": (sdpa_cases, sdpa_features, ("mask", "causal", "scale", "gqa")),
@@ -89,10 +101,14 @@ STRATEGIES: dict[str, tuple[Callable[[], st.SearchStrategy], Callable[[Any], Fea
     "multihead_cases": (lambda: multihead_cases(write_defaults=False), multihead_features,
                         ("kdim_vdim", "bias", "add_bias_kv", "add_zero_attn",
                          "key_padding_mask", "attn_mask", "need_weights", "batch_first")),
+    "rms_norm_cases": (lambda: rms_norm_cases(features=RMS_NORM_FEATURES), norm_features,
+                       RMS_NORM_FEATURES),
 }
-EXCLUSIVE = {("mask", "causal"), ("prob_targets", "ignore_index"), ("dampening", "nesterov")}
+EXCLUSIVE = {("mask", "causal"), ("prob_targets", "ignore_index"), ("dampening", "nesterov"),
+             ("small_variance", "large_offset"), ("no_weight", "weight_offset")}
 """Pairs that cannot be on together (SDPA refuses a mask with is_causal; soft targets have
-nothing to ignore; torch's Nesterov requires zero dampening)."""
+nothing to ignore; torch's Nesterov requires zero dampening; a norm's input is drawn either small
+or offset; Gemma's offset applies to a weight)."""
 IMPLIES = {"nesterov": "momentum"}
 """A feature that brings another with it (torch's Nesterov requires momentum): "nesterov alone"
 is counted as nesterov with momentum, and "nesterov on, momentum off" is not a combination."""

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import torch
 from hypothesis import Phase, settings
 
 from refllm.testing import (
@@ -31,11 +32,13 @@ from refllm.testing import (
     check_optimizer,
     check_sdpa,
 )
+from refllm.testing.checks import check_rms_norm
 from refllm.testing.contract import Contract
 from tests.testing.mutants import attention_mutants as A
 from tests.testing.mutants import kernel_mutants as K
 from tests.testing.mutants import loss_mutants as L
 from tests.testing.mutants import multihead_mutants as M
+from tests.testing.mutants import norm_mutants as N
 from tests.testing.mutants import optim_mutants as O
 
 QKV = ("grad wrt query", "grad wrt key", "grad wrt value")
@@ -75,6 +78,13 @@ def mse(fn, caught=FWD, passes=(), **kw):
 
 def mha(cls, caught=FWD, passes=(), **kw):
     return Mutant(cls, check_multihead_attention, caught, passes, kw)
+
+
+def rms(fn, caught=FWD, passes=(), **kw):
+    return Mutant(fn, check_rms_norm, caught, passes, kw)
+
+
+BF16 = {"dtype": torch.bfloat16}  # a bug of low-precision arithmetic: checked in bfloat16
 
 
 def opt(cls, like, caught=("parameters",), passes=(), **kw):
@@ -186,6 +196,13 @@ MUTANTS = [
     mse(K.mse_default_call_drops_the_target_grad, caught=("grad wrt target",), passes=FWD),
     opt(K.AdamDefaultHyperEpsInsideSqrt, "adam"),
     opt(K.SGDPlainStepUsesTheFirstGroupsLr, "sgd"),
+    # RMSNorm
+    rms(N.rms_eps_outside_sqrt, caught=(*FWD, "grad wrt input", "grad wrt weight")),
+    rms(N.rms_default_eps_of_the_input_dtype, caught=(*FWD, "grad wrt input"), **BF16),
+    rms(N.rms_variance_in_low_precision, caught=(*FWD, "grad wrt input"), **BF16),
+    rms(N.rms_weight_grad_reduced_in_low_precision, caught=("grad wrt weight",),
+        passes=(*FWD, "grad wrt input"), **BF16),
+    rms(N.rms_gemma_offset_forgotten, features=["weight_offset"]),
 ]
 SLOW = {"KeyPaddingMaskReadInChunksOf32", "SGDMomentumChunksOf1024"}
 """Mutants that only the random kernel-sized tier reaches (no fixed example does): caught with
@@ -196,6 +213,8 @@ CORRECT = [
     *(Mutant(f, check_sdpa, ()) for f in A.CORRECT),
     *(Mutant(f, check_cross_entropy, ()) for f in L.CORRECT_CE),
     *(Mutant(f, check_mse, ()) for f in L.CORRECT_MSE),
+    *(Mutant(f, check_rms_norm, (), kwargs=kw) for f in N.CORRECT_RMS
+      for kw in ({}, BF16, {"features": ["weight_offset", "eps"]})),
     *(Mutant(c, check_multihead_attention, ()) for c in M.CORRECT),
     *(Mutant(c, check_optimizer, (), kwargs={"like": like})
       for like, c in O.CORRECT.items()),
@@ -275,6 +294,6 @@ def test_the_correct_versions_pass_on_kernel_sized_inputs_too(correct):
 def test_the_corpus_covers_every_op_family_with_at_least_55_mutants():
     checks = {m.check for m in MUTANTS}
     assert checks == {check_sdpa, check_cross_entropy, check_mse, check_multihead_attention,
-                      check_optimizer}
+                      check_optimizer, check_rms_norm}
     assert len(MUTANTS) >= 55
     assert len({m.name for m in MUTANTS}) == len(MUTANTS)
