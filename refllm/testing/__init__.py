@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         Report,
         check_cross_entropy,
         check_kv_cache,
+        check_layer_norm,
         check_mse,
         check_multihead_attention,
         check_optimizer,
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 _WHERE = {
     "refllm.testing.checks": ["OracleFailure", "Report", "check_cross_entropy", "check_kv_cache",
                               "check_mse", "check_multihead_attention", "check_optimizer",
-                              "check_rms_norm", "check_sdpa", "check_softmax"],
+                              "check_rms_norm", "check_layer_norm", "check_sdpa",
+                              "check_softmax"],
     "refllm.testing.engine.compare": ["assert_close"],
     "refllm.testing.contract": ["Contract"],
     "refllm.testing.judging": ["judge"],
@@ -57,4 +59,4 @@ def __dir__() -> list[str]:
 __all__ = ["assert_close", "load_profile", "register_profiles", "Tolerance", "tolerance",
            "OracleFailure", "Report", "check_sdpa", "check_cross_entropy", "check_mse",
            "check_kv_cache", "check_multihead_attention", "check_optimizer", "check_softmax",
-           "check_rms_norm", "Contract", "judge"]
+           "check_rms_norm", "check_layer_norm", "Contract", "judge"]

@@ -16,6 +16,7 @@ from refllm.testing.cross_entropy.check import CROSS_ENTROPY_FEATURES, check_cro
 from refllm.testing.engine.policy import Verdict, compare, low_precision_bound
 from refllm.testing.engine.report import Discrepancy, OracleFailure, PropertyResult, Report
 from refllm.testing.kv_cache.check import check_kv_cache
+from refllm.testing.layer_norm.check import LAYER_NORM_FEATURES, check_layer_norm
 from refllm.testing.mse.check import check_mse
 from refllm.testing.multihead.check import (
     DEFAULT_MULTIHEAD_FEATURES,
@@ -46,6 +47,7 @@ __all__ = [
     "DEFAULT_SOFTMAX_FEATURES",
     "RMS_NORM_FEATURES",
     "DEFAULT_RMS_NORM_FEATURES",
+    "LAYER_NORM_FEATURES",
     "Discrepancy",
     "OracleFailure",
     "PropertyResult",
@@ -53,6 +55,7 @@ __all__ = [
     "Verdict",
     "check_cross_entropy",
     "check_kv_cache",
+    "check_layer_norm",
     "check_mse",
     "check_multihead_attention",
     "check_optimizer",

@@ -34,6 +34,7 @@ OPS = (
     "kv_cache",
     "softmax",
     "rms_norm",
+    "layer_norm",
 )
 """The op folders of :mod:`refllm.testing`, in the order the CLI, the plugin and the demo list
 them."""

@@ -7,6 +7,7 @@ features to exercise. Each op's strategy lives in its folder (``refllm.testing.s
 """
 
 from refllm.testing.cross_entropy.strategy import cross_entropy_cases
+from refllm.testing.layer_norm.strategy import layer_norm_cases
 from refllm.testing.mse.strategy import mse_cases
 from refllm.testing.multihead.strategy import MultiheadCase, multihead_cases
 from refllm.testing.optimizer.strategy import (
@@ -22,5 +23,5 @@ from refllm.testing.softmax.strategy import softmax_cases
 __all__ = [
     "sdpa_cases", "softmax_cases", "cross_entropy_cases", "mse_cases", "multihead_cases",
     "MultiheadCase", "optimizer_problems", "hyper_parameters", "OptimizerProblem", "Trajectory",
-    "rms_norm_cases",
+    "rms_norm_cases", "layer_norm_cases",
 ]

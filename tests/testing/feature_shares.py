@@ -25,10 +25,12 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from refllm.testing.engine.search import hermetic_generation
+from refllm.testing.layer_norm.check import LAYER_NORM_FEATURES
 from refllm.testing.optimizer.strategy import TORCH_DEFAULTS
 from refllm.testing.rms_norm.check import RMS_NORM_FEATURES
 from refllm.testing.strategies import (
     cross_entropy_cases,
+    layer_norm_cases,
     mse_cases,
     multihead_cases,
     optimizer_problems,
@@ -103,6 +105,7 @@ STRATEGIES: dict[str, tuple[Callable[[], st.SearchStrategy], Callable[[Any], Fea
                          "key_padding_mask", "attn_mask", "need_weights", "batch_first")),
     "rms_norm_cases": (lambda: rms_norm_cases(features=RMS_NORM_FEATURES), norm_features,
                        RMS_NORM_FEATURES),
+    "layer_norm_cases": (layer_norm_cases, norm_features, LAYER_NORM_FEATURES),
 }
 EXCLUSIVE = {("mask", "causal"), ("prob_targets", "ignore_index"), ("dampening", "nesterov"),
              ("small_variance", "large_offset"), ("no_weight", "weight_offset")}

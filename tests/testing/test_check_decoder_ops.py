@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from refllm.cli import main
-from refllm.testing.checks import check_rms_norm
+from refllm.testing.checks import check_layer_norm, check_rms_norm
+from refllm.testing.contract import Contract
 from refllm.testing.registry import RECORDS
 from refllm.testing.rms_norm.adapters import hf_llama_rms_norm, nn_rms_norm
 
@@ -33,13 +34,17 @@ REAL = {
                      {"features": ["eps", "small_variance", "large_offset"],
                       "cast": "before_weight"}),
 }
+REAL_FLOAT32 = {
+    # PyTorch's CPU bfloat16 LayerNorm backward is less accurate than the rule allows (below)
+    "F.layer_norm": (check_layer_norm, torch.nn.functional.layer_norm, {}),
+}
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("name", list(REAL))
+@pytest.mark.parametrize(("name", "dtype"), [(n, d) for n in REAL for d in DTYPES]
+                         + [(n, torch.float32) for n in REAL_FLOAT32], ids=str)
 def test_pytorch_and_hugging_face_pass_at_several_seeds(name, dtype):
     pytest.importorskip("transformers")
-    check, target, options = REAL[name]
+    check, target, options = {**REAL, **REAL_FLOAT32}[name]
     for seed in SEEDS:
         report = check(target, dtype=dtype, seed=seed, raise_on_failure=False, **options)
         assert report.passed, str(report)
@@ -55,15 +60,31 @@ def test_llama_rms_norm_rounds_before_the_weight_and_says_so():
     assert not all(r.passed for r in reports)
 
 
+def test_pytorchs_bfloat16_layer_norm_backward_is_found_less_accurate_than_refllms_rule():
+    # a finding, not a false alarm: on CPU, F.layer_norm's bfloat16 input gradient of a
+    # two-element row does not sum to zero (error 0.0039 where the exact one is 1e-5 and
+    # refllm's float32-internal computation errs by 1e-8), and its weight and bias gradients
+    # over 1,100 rows are off by 4% to 8% (refllm's plain rule: 0.3%); docs/oracle.md
+    report = check_layer_norm(torch.nn.functional.layer_norm, dtype=torch.bfloat16, seed=0,
+                              raise_on_failure=False)
+    assert {"grad wrt weight", "grad wrt bias"} <= set(report.failed_properties)
+    small = check_layer_norm(torch.nn.functional.layer_norm, dtype=torch.bfloat16, seed=0,
+                             raise_on_failure=False, contract=Contract(long_axes=False))
+    assert small.failed_properties == ["grad wrt input"]
+    assert report.property("forward output").passed and small.property("forward output").passed
+
+
 # (op, PyTorch's implementation) for the command line and the conformance suite
-TORCH = {"rms-norm": "torch.nn.functional:rms_norm"}
+TORCH = {"rms-norm": "torch.nn.functional:rms_norm",
+         "layer-norm": "torch.nn.functional:layer_norm"}
 
 
 @pytest.mark.parametrize("op", list(TORCH))
 def test_refllm_check_passes_pytorchs_implementation(op, capsys):
     assert main(["check", op, TORCH[op], "--examples", "10", "--seed", "0"]) == 0
     assert f"refllm oracle: {op} of {TORCH[op]}" in capsys.readouterr().out
-    assert main(["check", op, TORCH[op], "--dtype", "bf16", "--examples", "10"]) == 0
+    if op != "layer-norm":  # see the bfloat16 LayerNorm finding above
+        assert main(["check", op, TORCH[op], "--dtype", "bf16", "--examples", "10"]) == 0
 
 
 @pytest.mark.parametrize("op", list(TORCH))

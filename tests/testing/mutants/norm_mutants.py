@@ -141,3 +141,68 @@ def rms_gemma_offset_forgotten(input, normalized_shape, weight=None, eps=None, *
 
 
 CORRECT_RMS = [rms_norm, rms_norm_fused]
+
+
+# --------------------------------------------------------------------------------- LayerNorm
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """LayerNorm by autograd, two-pass variance, in float32 for low-precision inputs."""
+    dims = _dims(normalized_shape)
+    h = input.to(_opmath(input))
+    centred = h - h.mean(dims, keepdim=True)
+    y = centred * torch.rsqrt(centred.square().mean(dims, keepdim=True) + eps)
+    if weight is not None:
+        y = y * weight.to(h.dtype)
+    if bias is not None:
+        y = y + bias.to(h.dtype)
+    return y.to(input.dtype)
+
+
+def _affine(y, weight, bias):
+    if weight is not None:
+        y = y * weight.to(y.dtype)
+    return y if bias is None else y + bias.to(y.dtype)
+
+
+def ln_one_pass_variance(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """BUG: ``var = E[x^2] - E[x]^2`` in one pass: it cancels on rows with a large common offset
+    (1e2 on a spread of 1 loses four digits of float32's seven)."""
+    dims = _dims(normalized_shape)
+    h = input.to(_opmath(input))
+    mu = h.mean(dims, keepdim=True)
+    var = (h.square().mean(dims, keepdim=True) - mu.square()).clamp_min(0)
+    return _affine((h - mu) * torch.rsqrt(var + eps), weight, bias).to(input.dtype)
+
+
+def ln_unbiased_variance(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """BUG: the variance divided by n - 1 (``torch.var``'s default), not n."""
+    dims = _dims(normalized_shape)
+    h = input.to(_opmath(input))
+    mu = h.mean(dims, keepdim=True)
+    n = h[(0,) * (h.dim() - len(dims))].numel() if h.dim() > len(dims) else h.numel()
+    var = (h - mu).square().sum(dims, keepdim=True) / max(n - 1, 1)
+    return _affine((h - mu) * torch.rsqrt(var + eps), weight, bias).to(input.dtype)
+
+
+class _BiasGradMean(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, bias, norm_ndim):
+        ctx.norm_ndim = norm_ndim
+        return y + bias.to(y.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        rows = g.reshape(-1, *g.shape[g.dim() - ctx.norm_ndim:])
+        return g, rows.mean(0), None  # BUG: the mean over rows, not the sum
+
+
+def ln_bias_grad_averaged_over_rows(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """BUG: the bias gradient averaged over the rows instead of summed (right for one row)."""
+    y = layer_norm(input, normalized_shape, weight, None, eps).to(_opmath(input))
+    if bias is not None:
+        y = _BiasGradMean.apply(y, bias, len(_dims(normalized_shape)))
+    return y.to(input.dtype)
+
+
+CORRECT_LN = [layer_norm]

@@ -32,7 +32,7 @@ from refllm.testing import (
     check_optimizer,
     check_sdpa,
 )
-from refllm.testing.checks import check_rms_norm
+from refllm.testing.checks import check_layer_norm, check_rms_norm
 from refllm.testing.contract import Contract
 from tests.testing.mutants import attention_mutants as A
 from tests.testing.mutants import kernel_mutants as K
@@ -82,6 +82,10 @@ def mha(cls, caught=FWD, passes=(), **kw):
 
 def rms(fn, caught=FWD, passes=(), **kw):
     return Mutant(fn, check_rms_norm, caught, passes, kw)
+
+
+def ln(fn, caught=FWD, passes=(), **kw):
+    return Mutant(fn, check_layer_norm, caught, passes, kw)
 
 
 BF16 = {"dtype": torch.bfloat16}  # a bug of low-precision arithmetic: checked in bfloat16
@@ -203,6 +207,11 @@ MUTANTS = [
     rms(N.rms_weight_grad_reduced_in_low_precision, caught=("grad wrt weight",),
         passes=(*FWD, "grad wrt input"), **BF16),
     rms(N.rms_gemma_offset_forgotten, features=["weight_offset"]),
+    # LayerNorm
+    ln(N.ln_one_pass_variance, caught=(*FWD, "grad wrt input", "grad wrt weight")),
+    ln(N.ln_unbiased_variance, caught=(*FWD, "grad wrt input", "grad wrt weight")),
+    ln(N.ln_bias_grad_averaged_over_rows, caught=("grad wrt bias",),
+       passes=(*FWD, "grad wrt input", "grad wrt weight")),
 ]
 SLOW = {"KeyPaddingMaskReadInChunksOf32", "SGDMomentumChunksOf1024"}
 """Mutants that only the random kernel-sized tier reaches (no fixed example does): caught with
@@ -215,6 +224,7 @@ CORRECT = [
     *(Mutant(f, check_mse, ()) for f in L.CORRECT_MSE),
     *(Mutant(f, check_rms_norm, (), kwargs=kw) for f in N.CORRECT_RMS
       for kw in ({}, BF16, {"features": ["weight_offset", "eps"]})),
+    *(Mutant(f, check_layer_norm, (), kwargs=kw) for f in N.CORRECT_LN for kw in ({}, BF16)),
     *(Mutant(c, check_multihead_attention, ()) for c in M.CORRECT),
     *(Mutant(c, check_optimizer, (), kwargs={"like": like})
       for like, c in O.CORRECT.items()),
@@ -294,6 +304,6 @@ def test_the_correct_versions_pass_on_kernel_sized_inputs_too(correct):
 def test_the_corpus_covers_every_op_family_with_at_least_55_mutants():
     checks = {m.check for m in MUTANTS}
     assert checks == {check_sdpa, check_cross_entropy, check_mse, check_multihead_attention,
-                      check_optimizer, check_rms_norm}
+                      check_optimizer, check_rms_norm, check_layer_norm}
     assert len(MUTANTS) >= 55
     assert len({m.name for m in MUTANTS}) == len(MUTANTS)
