@@ -32,6 +32,7 @@ from refllm.testing.rms_norm.check import (
 )
 from refllm.testing.sdpa.check import SDPA_FEATURES, check_sdpa
 from refllm.testing.softmax.check import DEFAULT_SOFTMAX_FEATURES, SOFTMAX_FEATURES, check_softmax
+from refllm.testing.swiglu.check import SWIGLU_FEATURES, check_swiglu
 
 CHECKS: dict[str, Callable[..., Report]] = checks()
 """The checks by the name the CLI and the pytest plugin use, from the op records
@@ -48,6 +49,7 @@ __all__ = [
     "RMS_NORM_FEATURES",
     "DEFAULT_RMS_NORM_FEATURES",
     "LAYER_NORM_FEATURES",
+    "SWIGLU_FEATURES",
     "Discrepancy",
     "OracleFailure",
     "PropertyResult",
@@ -62,6 +64,7 @@ __all__ = [
     "check_rms_norm",
     "check_sdpa",
     "check_softmax",
+    "check_swiglu",
     "compare",
     "low_precision_bound",
 ]

@@ -35,6 +35,7 @@ OPS = (
     "softmax",
     "rms_norm",
     "layer_norm",
+    "swiglu",
 )
 """The op folders of :mod:`refllm.testing`, in the order the CLI, the plugin and the demo list
 them."""

@@ -36,7 +36,9 @@ from refllm.testing.strategies import (
     optimizer_problems,
     rms_norm_cases,
     sdpa_cases,
+    swiglu_cases,
 )
+from refllm.testing.swiglu.check import SWIGLU_FEATURES
 
 Features = frozenset[str]
 
@@ -86,6 +88,10 @@ def norm_features(case: Any) -> Features:
     return frozenset(on)
 
 
+def glu_features(case: Any) -> Features:
+    return frozenset(f for f in SWIGLU_FEATURES if f in case.note)
+
+
 STRATEGIES: dict[str, tuple[Callable[[], st.SearchStrategy], Callable[[Any], Features],
                             tuple[str, ...]]] = {
     "sdpa_cases": (sdpa_cases, sdpa_features, ("mask", "causal", "scale", "gqa")),
@@ -106,6 +112,7 @@ STRATEGIES: dict[str, tuple[Callable[[], st.SearchStrategy], Callable[[Any], Fea
     "rms_norm_cases": (lambda: rms_norm_cases(features=RMS_NORM_FEATURES), norm_features,
                        RMS_NORM_FEATURES),
     "layer_norm_cases": (layer_norm_cases, norm_features, LAYER_NORM_FEATURES),
+    "swiglu_cases": (swiglu_cases, glu_features, SWIGLU_FEATURES),
 }
 EXCLUSIVE = {("mask", "causal"), ("prob_targets", "ignore_index"), ("dampening", "nesterov"),
              ("small_variance", "large_offset"), ("no_weight", "weight_offset")}

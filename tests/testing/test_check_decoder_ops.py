@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from refllm.cli import main
-from refllm.testing.checks import check_layer_norm, check_rms_norm
+from refllm.testing.checks import check_layer_norm, check_rms_norm, check_swiglu
 from refllm.testing.contract import Contract
 from refllm.testing.registry import RECORDS
 from refllm.testing.rms_norm.adapters import hf_llama_rms_norm, nn_rms_norm
+from refllm.testing.swiglu.adapters import hf_mlp, torch_swiglu
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -33,6 +34,11 @@ REAL = {
     "LlamaRMSNorm": (check_rms_norm, hf_llama_rms_norm,
                      {"features": ["eps", "small_variance", "large_offset"],
                       "cast": "before_weight"}),
+    "F.silu(gate) * up": (check_swiglu, torch_swiglu, {}),
+    **{f"LlamaMLP {a}": (check_swiglu, lambda g, u, a=a: hf_mlp(a)(g, u), {"activation": a})
+       for a in ("silu", "gelu", "gelu_tanh")},
+    "GemmaMLP gelu_tanh": (check_swiglu, lambda g, u: hf_mlp("gelu_tanh", module="gemma")(g, u),
+                           {"activation": "gelu_tanh"}),
 }
 REAL_FLOAT32 = {
     # PyTorch's CPU bfloat16 LayerNorm backward is less accurate than the rule allows (below)
@@ -76,7 +82,8 @@ def test_pytorchs_bfloat16_layer_norm_backward_is_found_less_accurate_than_refll
 
 # (op, PyTorch's implementation) for the command line and the conformance suite
 TORCH = {"rms-norm": "torch.nn.functional:rms_norm",
-         "layer-norm": "torch.nn.functional:layer_norm"}
+         "layer-norm": "torch.nn.functional:layer_norm",
+         "swiglu": "refllm.testing.swiglu.adapters:torch_swiglu"}
 
 
 @pytest.mark.parametrize("op", list(TORCH))

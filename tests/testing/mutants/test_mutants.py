@@ -32,9 +32,10 @@ from refllm.testing import (
     check_optimizer,
     check_sdpa,
 )
-from refllm.testing.checks import check_layer_norm, check_rms_norm
+from refllm.testing.checks import check_layer_norm, check_rms_norm, check_swiglu
 from refllm.testing.contract import Contract
 from tests.testing.mutants import attention_mutants as A
+from tests.testing.mutants import glu_mutants as G
 from tests.testing.mutants import kernel_mutants as K
 from tests.testing.mutants import loss_mutants as L
 from tests.testing.mutants import multihead_mutants as M
@@ -86,6 +87,10 @@ def rms(fn, caught=FWD, passes=(), **kw):
 
 def ln(fn, caught=FWD, passes=(), **kw):
     return Mutant(fn, check_layer_norm, caught, passes, kw)
+
+
+def glu(fn, caught=FWD, passes=(), **kw):
+    return Mutant(fn, check_swiglu, caught, passes, kw)
 
 
 BF16 = {"dtype": torch.bfloat16}  # a bug of low-precision arithmetic: checked in bfloat16
@@ -212,6 +217,13 @@ MUTANTS = [
     ln(N.ln_unbiased_variance, caught=(*FWD, "grad wrt input", "grad wrt weight")),
     ln(N.ln_bias_grad_averaged_over_rows, caught=("grad wrt bias",),
        passes=(*FWD, "grad wrt input", "grad wrt weight")),
+    # SwiGLU / GeGLU
+    glu(G.swiglu_gate_and_up_swapped),
+    glu(G.swiglu_with_gelu),
+    glu(G.swiglu_backward_without_the_slope_term, caught=("grad wrt gate",),
+        passes=(*FWD, "grad wrt up")),
+    glu(G.swiglu_exp_overflows_in_backward, caught=("grad wrt gate",), passes=FWD),
+    glu(G.geglu_tanh_form_for_exact, activation="gelu"),
 ]
 SLOW = {"KeyPaddingMaskReadInChunksOf32", "SGDMomentumChunksOf1024"}
 """Mutants that only the random kernel-sized tier reaches (no fixed example does): caught with
@@ -225,6 +237,7 @@ CORRECT = [
     *(Mutant(f, check_rms_norm, (), kwargs=kw) for f in N.CORRECT_RMS
       for kw in ({}, BF16, {"features": ["weight_offset", "eps"]})),
     *(Mutant(f, check_layer_norm, (), kwargs=kw) for f in N.CORRECT_LN for kw in ({}, BF16)),
+    *(Mutant(f, check_swiglu, (), kwargs=kw) for f in G.CORRECT for kw in ({}, BF16)),
     *(Mutant(c, check_multihead_attention, ()) for c in M.CORRECT),
     *(Mutant(c, check_optimizer, (), kwargs={"like": like})
       for like, c in O.CORRECT.items()),
@@ -304,6 +317,6 @@ def test_the_correct_versions_pass_on_kernel_sized_inputs_too(correct):
 def test_the_corpus_covers_every_op_family_with_at_least_55_mutants():
     checks = {m.check for m in MUTANTS}
     assert checks == {check_sdpa, check_cross_entropy, check_mse, check_multihead_attention,
-                      check_optimizer, check_rms_norm, check_layer_norm}
+                      check_optimizer, check_rms_norm, check_layer_norm, check_swiglu}
     assert len(MUTANTS) >= 55
     assert len({m.name for m in MUTANTS}) == len(MUTANTS)
