@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         check_multihead_attention,
         check_optimizer,
         check_rms_norm,
+        check_rope,
         check_sdpa,
         check_softmax,
         check_swiglu,
@@ -35,7 +36,7 @@ _WHERE = {
     "refllm.testing.checks": ["OracleFailure", "Report", "check_cross_entropy", "check_kv_cache",
                               "check_mse", "check_multihead_attention", "check_optimizer",
                               "check_rms_norm", "check_layer_norm", "check_sdpa",
-                              "check_softmax", "check_swiglu"],
+                              "check_softmax", "check_swiglu", "check_rope"],
     "refllm.testing.engine.compare": ["assert_close"],
     "refllm.testing.contract": ["Contract"],
     "refllm.testing.judging": ["judge"],
@@ -60,5 +61,5 @@ def __dir__() -> list[str]:
 __all__ = ["assert_close", "load_profile", "register_profiles", "Tolerance", "tolerance",
            "OracleFailure", "Report", "check_sdpa", "check_cross_entropy", "check_mse",
            "check_kv_cache", "check_multihead_attention", "check_optimizer", "check_softmax",
-           "check_rms_norm", "check_layer_norm", "check_swiglu", "Contract",
-           "judge"]
+           "check_rms_norm", "check_layer_norm", "check_swiglu", "check_rope",
+           "Contract", "judge"]

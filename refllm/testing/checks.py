@@ -30,6 +30,7 @@ from refllm.testing.rms_norm.check import (
     RMS_NORM_FEATURES,
     check_rms_norm,
 )
+from refllm.testing.rope.check import ROPE_FEATURES, check_rope
 from refllm.testing.sdpa.check import SDPA_FEATURES, check_sdpa
 from refllm.testing.softmax.check import DEFAULT_SOFTMAX_FEATURES, SOFTMAX_FEATURES, check_softmax
 from refllm.testing.swiglu.check import SWIGLU_FEATURES, check_swiglu
@@ -50,6 +51,7 @@ __all__ = [
     "DEFAULT_RMS_NORM_FEATURES",
     "LAYER_NORM_FEATURES",
     "SWIGLU_FEATURES",
+    "ROPE_FEATURES",
     "Discrepancy",
     "OracleFailure",
     "PropertyResult",
@@ -62,6 +64,7 @@ __all__ = [
     "check_multihead_attention",
     "check_optimizer",
     "check_rms_norm",
+    "check_rope",
     "check_sdpa",
     "check_softmax",
     "check_swiglu",

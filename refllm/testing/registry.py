@@ -36,6 +36,7 @@ OPS = (
     "rms_norm",
     "layer_norm",
     "swiglu",
+    "rope",
 )
 """The op folders of :mod:`refllm.testing`, in the order the CLI, the plugin and the demo list
 them."""

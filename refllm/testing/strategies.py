@@ -17,6 +17,7 @@ from refllm.testing.optimizer.strategy import (
     optimizer_problems,
 )
 from refllm.testing.rms_norm.strategy import rms_norm_cases
+from refllm.testing.rope.strategy import rope_cases
 from refllm.testing.sdpa.strategy import sdpa_cases
 from refllm.testing.softmax.strategy import softmax_cases
 from refllm.testing.swiglu.strategy import swiglu_cases
@@ -24,5 +25,5 @@ from refllm.testing.swiglu.strategy import swiglu_cases
 __all__ = [
     "sdpa_cases", "softmax_cases", "cross_entropy_cases", "mse_cases", "multihead_cases",
     "MultiheadCase", "optimizer_problems", "hyper_parameters", "OptimizerProblem", "Trajectory",
-    "rms_norm_cases", "layer_norm_cases", "swiglu_cases",
+    "rms_norm_cases", "layer_norm_cases", "swiglu_cases", "rope_cases",
 ]

@@ -28,6 +28,7 @@ from refllm.testing.engine.search import hermetic_generation
 from refllm.testing.layer_norm.check import LAYER_NORM_FEATURES
 from refllm.testing.optimizer.strategy import TORCH_DEFAULTS
 from refllm.testing.rms_norm.check import RMS_NORM_FEATURES
+from refllm.testing.rope.check import ROPE_FEATURES
 from refllm.testing.strategies import (
     cross_entropy_cases,
     layer_norm_cases,
@@ -35,6 +36,7 @@ from refllm.testing.strategies import (
     multihead_cases,
     optimizer_problems,
     rms_norm_cases,
+    rope_cases,
     sdpa_cases,
     swiglu_cases,
 )
@@ -92,6 +94,16 @@ def glu_features(case: Any) -> Features:
     return frozenset(f for f in SWIGLU_FEATURES if f in case.note)
 
 
+def rope_features(case: Any) -> Features:
+    kw = case.kwargs
+    names = {"offset": "offset", "gptj": "layout", "partial_rotary": "rotary_dim",
+             "base": "base", "scaling": "scaling"}
+    on = {n for n, k in names.items() if k in kw}
+    on |= {"positions"} if len(case.args) > 1 else set()
+    on |= {"long_positions"} if "long positions" in case.note else set()
+    return frozenset(on)
+
+
 STRATEGIES: dict[str, tuple[Callable[[], st.SearchStrategy], Callable[[Any], Features],
                             tuple[str, ...]]] = {
     "sdpa_cases": (sdpa_cases, sdpa_features, ("mask", "causal", "scale", "gqa")),
@@ -113,13 +125,15 @@ STRATEGIES: dict[str, tuple[Callable[[], st.SearchStrategy], Callable[[Any], Fea
                        RMS_NORM_FEATURES),
     "layer_norm_cases": (layer_norm_cases, norm_features, LAYER_NORM_FEATURES),
     "swiglu_cases": (swiglu_cases, glu_features, SWIGLU_FEATURES),
+    "rope_cases": (rope_cases, rope_features, ROPE_FEATURES),
 }
 EXCLUSIVE = {("mask", "causal"), ("prob_targets", "ignore_index"), ("dampening", "nesterov"),
-             ("small_variance", "large_offset"), ("no_weight", "weight_offset")}
+             ("small_variance", "large_offset"), ("no_weight", "weight_offset"),
+             ("positions", "offset")}
 """Pairs that cannot be on together (SDPA refuses a mask with is_causal; soft targets have
 nothing to ignore; torch's Nesterov requires zero dampening; a norm's input is drawn either small
 or offset; Gemma's offset applies to a weight)."""
-IMPLIES = {"nesterov": "momentum"}
+IMPLIES = {"nesterov": "momentum", "long_positions": "offset"}
 """A feature that brings another with it (torch's Nesterov requires momentum): "nesterov alone"
 is counted as nesterov with momentum, and "nesterov on, momentum off" is not a combination."""
 

@@ -32,7 +32,7 @@ from refllm.testing import (
     check_optimizer,
     check_sdpa,
 )
-from refllm.testing.checks import check_layer_norm, check_rms_norm, check_swiglu
+from refllm.testing.checks import check_layer_norm, check_rms_norm, check_rope, check_swiglu
 from refllm.testing.contract import Contract
 from tests.testing.mutants import attention_mutants as A
 from tests.testing.mutants import glu_mutants as G
@@ -41,6 +41,7 @@ from tests.testing.mutants import loss_mutants as L
 from tests.testing.mutants import multihead_mutants as M
 from tests.testing.mutants import norm_mutants as N
 from tests.testing.mutants import optim_mutants as O
+from tests.testing.mutants import rope_mutants as R
 
 QKV = ("grad wrt query", "grad wrt key", "grad wrt value")
 
@@ -91,6 +92,10 @@ def ln(fn, caught=FWD, passes=(), **kw):
 
 def glu(fn, caught=FWD, passes=(), **kw):
     return Mutant(fn, check_swiglu, caught, passes, kw)
+
+
+def rot(fn, caught=(*FWD, "grad wrt x"), passes=(), **kw):
+    return Mutant(fn, check_rope, caught, passes, kw)
 
 
 BF16 = {"dtype": torch.bfloat16}  # a bug of low-precision arithmetic: checked in bfloat16
@@ -224,6 +229,13 @@ MUTANTS = [
         passes=(*FWD, "grad wrt up")),
     glu(G.swiglu_exp_overflows_in_backward, caught=("grad wrt gate",), passes=FWD),
     glu(G.geglu_tanh_form_for_exact, activation="gelu"),
+    # RoPE
+    rot(R.rope_backward_not_transposed, caught=("grad wrt x",), passes=FWD),
+    rot(R.rope_tables_in_input_dtype, **BF16),
+    rot(R.rope_layouts_swapped),
+    rot(R.rope_offset_ignored),
+    rot(R.rope_rotates_every_feature),
+    rot(R.rope_rotates_backwards),
 ]
 SLOW = {"KeyPaddingMaskReadInChunksOf32", "SGDMomentumChunksOf1024"}
 """Mutants that only the random kernel-sized tier reaches (no fixed example does): caught with
@@ -238,6 +250,7 @@ CORRECT = [
       for kw in ({}, BF16, {"features": ["weight_offset", "eps"]})),
     *(Mutant(f, check_layer_norm, (), kwargs=kw) for f in N.CORRECT_LN for kw in ({}, BF16)),
     *(Mutant(f, check_swiglu, (), kwargs=kw) for f in G.CORRECT for kw in ({}, BF16)),
+    *(Mutant(f, check_rope, (), kwargs=kw) for f in R.CORRECT for kw in ({}, BF16)),
     *(Mutant(c, check_multihead_attention, ()) for c in M.CORRECT),
     *(Mutant(c, check_optimizer, (), kwargs={"like": like})
       for like, c in O.CORRECT.items()),
@@ -317,6 +330,7 @@ def test_the_correct_versions_pass_on_kernel_sized_inputs_too(correct):
 def test_the_corpus_covers_every_op_family_with_at_least_55_mutants():
     checks = {m.check for m in MUTANTS}
     assert checks == {check_sdpa, check_cross_entropy, check_mse, check_multihead_attention,
-                      check_optimizer, check_rms_norm, check_layer_norm, check_swiglu}
+                      check_optimizer, check_rms_norm, check_layer_norm, check_swiglu,
+                      check_rope}
     assert len(MUTANTS) >= 55
     assert len({m.name for m in MUTANTS}) == len(MUTANTS)
