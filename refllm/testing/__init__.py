@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         check_cross_entropy,
         check_kv_cache,
         check_layer_norm,
+        check_linear_cross_entropy,
         check_mse,
         check_multihead_attention,
         check_optimizer,
@@ -36,7 +37,8 @@ _WHERE = {
     "refllm.testing.checks": ["OracleFailure", "Report", "check_cross_entropy", "check_kv_cache",
                               "check_mse", "check_multihead_attention", "check_optimizer",
                               "check_rms_norm", "check_layer_norm", "check_sdpa",
-                              "check_softmax", "check_swiglu", "check_rope"],
+                              "check_softmax", "check_swiglu", "check_rope",
+                              "check_linear_cross_entropy"],
     "refllm.testing.engine.compare": ["assert_close"],
     "refllm.testing.contract": ["Contract"],
     "refllm.testing.judging": ["judge"],
@@ -62,4 +64,4 @@ __all__ = ["assert_close", "load_profile", "register_profiles", "Tolerance", "to
            "OracleFailure", "Report", "check_sdpa", "check_cross_entropy", "check_mse",
            "check_kv_cache", "check_multihead_attention", "check_optimizer", "check_softmax",
            "check_rms_norm", "check_layer_norm", "check_swiglu", "check_rope",
-           "Contract", "judge"]
+           "check_linear_cross_entropy", "Contract", "judge"]

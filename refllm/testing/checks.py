@@ -17,6 +17,10 @@ from refllm.testing.engine.policy import Verdict, compare, low_precision_bound
 from refllm.testing.engine.report import Discrepancy, OracleFailure, PropertyResult, Report
 from refllm.testing.kv_cache.check import check_kv_cache
 from refllm.testing.layer_norm.check import LAYER_NORM_FEATURES, check_layer_norm
+from refllm.testing.linear_cross_entropy.check import (
+    LINEAR_CROSS_ENTROPY_FEATURES,
+    check_linear_cross_entropy,
+)
 from refllm.testing.mse.check import check_mse
 from refllm.testing.multihead.check import (
     DEFAULT_MULTIHEAD_FEATURES,
@@ -52,6 +56,7 @@ __all__ = [
     "LAYER_NORM_FEATURES",
     "SWIGLU_FEATURES",
     "ROPE_FEATURES",
+    "LINEAR_CROSS_ENTROPY_FEATURES",
     "Discrepancy",
     "OracleFailure",
     "PropertyResult",
@@ -60,6 +65,7 @@ __all__ = [
     "check_cross_entropy",
     "check_kv_cache",
     "check_layer_norm",
+    "check_linear_cross_entropy",
     "check_mse",
     "check_multihead_attention",
     "check_optimizer",

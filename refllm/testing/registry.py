@@ -37,6 +37,7 @@ OPS = (
     "layer_norm",
     "swiglu",
     "rope",
+    "linear_cross_entropy",
 )
 """The op folders of :mod:`refllm.testing`, in the order the CLI, the plugin and the demo list
 them."""

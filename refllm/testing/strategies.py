@@ -8,6 +8,7 @@ features to exercise. Each op's strategy lives in its folder (``refllm.testing.s
 
 from refllm.testing.cross_entropy.strategy import cross_entropy_cases
 from refllm.testing.layer_norm.strategy import layer_norm_cases
+from refllm.testing.linear_cross_entropy.strategy import linear_cross_entropy_cases
 from refllm.testing.mse.strategy import mse_cases
 from refllm.testing.multihead.strategy import MultiheadCase, multihead_cases
 from refllm.testing.optimizer.strategy import (
@@ -26,4 +27,5 @@ __all__ = [
     "sdpa_cases", "softmax_cases", "cross_entropy_cases", "mse_cases", "multihead_cases",
     "MultiheadCase", "optimizer_problems", "hyper_parameters", "OptimizerProblem", "Trajectory",
     "rms_norm_cases", "layer_norm_cases", "swiglu_cases", "rope_cases",
+    "linear_cross_entropy_cases",
 ]

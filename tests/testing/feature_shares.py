@@ -32,6 +32,7 @@ from refllm.testing.rope.check import ROPE_FEATURES
 from refllm.testing.strategies import (
     cross_entropy_cases,
     layer_norm_cases,
+    linear_cross_entropy_cases,
     mse_cases,
     multihead_cases,
     optimizer_problems,
@@ -104,6 +105,15 @@ def rope_features(case: Any) -> Features:
     return frozenset(on)
 
 
+def lce_features(case: Any) -> Features:
+    names = {"bias": "linear_bias", "weights": "weight", "ignore_index": "ignore_index",
+             "label_smoothing": "label_smoothing", "reduction": "reduction"}
+    on = {n for n, k in names.items() if k in case.kwargs}
+    h = case.args[0]
+    on |= {"large_logits"} if float(h.abs().max()) > 20 else set()
+    return frozenset(on)
+
+
 STRATEGIES: dict[str, tuple[Callable[[], st.SearchStrategy], Callable[[Any], Features],
                             tuple[str, ...]]] = {
     "sdpa_cases": (sdpa_cases, sdpa_features, ("mask", "causal", "scale", "gqa")),
@@ -126,6 +136,9 @@ STRATEGIES: dict[str, tuple[Callable[[], st.SearchStrategy], Callable[[Any], Fea
     "layer_norm_cases": (layer_norm_cases, norm_features, LAYER_NORM_FEATURES),
     "swiglu_cases": (swiglu_cases, glu_features, SWIGLU_FEATURES),
     "rope_cases": (rope_cases, rope_features, ROPE_FEATURES),
+    "linear_cross_entropy_cases": (linear_cross_entropy_cases, lce_features,
+                                   ("bias", "weights", "ignore_index", "label_smoothing",
+                                    "large_logits", "reduction")),
 }
 EXCLUSIVE = {("mask", "causal"), ("prob_targets", "ignore_index"), ("dampening", "nesterov"),
              ("small_variance", "large_offset"), ("no_weight", "weight_offset"),

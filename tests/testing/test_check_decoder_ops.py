@@ -13,7 +13,13 @@ import pytest
 import torch
 
 from refllm.cli import main
-from refllm.testing.checks import check_layer_norm, check_rms_norm, check_rope, check_swiglu
+from refllm.testing.checks import (
+    check_layer_norm,
+    check_linear_cross_entropy,
+    check_rms_norm,
+    check_rope,
+    check_swiglu,
+)
 from refllm.testing.contract import Contract
 from refllm.testing.registry import RECORDS
 from refllm.testing.rms_norm.adapters import hf_llama_rms_norm, nn_rms_norm
@@ -44,6 +50,8 @@ REAL = {
     # the half-split layout only
     "apply_rotary_pos_emb": (check_rope, hf_apply_rotary_pos_emb,
                              {"features": [f for f in ROPE_FEATURES if f != "gptj"]}),
+    "F.linear_cross_entropy": (check_linear_cross_entropy,
+                               torch.nn.functional.linear_cross_entropy, {}),
 }
 REAL_FLOAT32 = {
     # PyTorch's CPU bfloat16 LayerNorm backward is less accurate than the rule allows (below)
@@ -119,7 +127,8 @@ TORCH = {"rms-norm": ("torch.nn.functional:rms_norm", {}),
          "layer-norm": ("torch.nn.functional:layer_norm", {}),
          "swiglu": ("refllm.testing.swiglu.adapters:torch_swiglu", {}),
          "rope": ("refllm.testing.rope.adapters:hf_apply_rotary_pos_emb",
-                  {"features": ",".join(f for f in ROPE_FEATURES if f != "gptj")})}
+                  {"features": ",".join(f for f in ROPE_FEATURES if f != "gptj")}),
+         "linear-cross-entropy": ("torch.nn.functional:linear_cross_entropy", {})}
 
 
 @pytest.mark.parametrize("op", list(TORCH))

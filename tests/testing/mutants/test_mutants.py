@@ -32,11 +32,18 @@ from refllm.testing import (
     check_optimizer,
     check_sdpa,
 )
-from refllm.testing.checks import check_layer_norm, check_rms_norm, check_rope, check_swiglu
+from refllm.testing.checks import (
+    check_layer_norm,
+    check_linear_cross_entropy,
+    check_rms_norm,
+    check_rope,
+    check_swiglu,
+)
 from refllm.testing.contract import Contract
 from tests.testing.mutants import attention_mutants as A
 from tests.testing.mutants import glu_mutants as G
 from tests.testing.mutants import kernel_mutants as K
+from tests.testing.mutants import linear_ce_mutants as C
 from tests.testing.mutants import loss_mutants as L
 from tests.testing.mutants import multihead_mutants as M
 from tests.testing.mutants import norm_mutants as N
@@ -96,6 +103,10 @@ def glu(fn, caught=FWD, passes=(), **kw):
 
 def rot(fn, caught=(*FWD, "grad wrt x"), passes=(), **kw):
     return Mutant(fn, check_rope, caught, passes, kw)
+
+
+def lce(fn, caught=(*FWD, "grad wrt input", "grad wrt linear_weight"), passes=(), **kw):
+    return Mutant(fn, check_linear_cross_entropy, caught, passes, kw)
 
 
 BF16 = {"dtype": torch.bfloat16}  # a bug of low-precision arithmetic: checked in bfloat16
@@ -236,6 +247,12 @@ MUTANTS = [
     rot(R.rope_offset_ignored),
     rot(R.rope_rotates_every_feature),
     rot(R.rope_rotates_backwards),
+    # fused linear cross-entropy
+    lce(C.lce_padded_vocab_slots_in_the_lse),
+    lce(C.lce_mean_counts_ignored_targets),
+    lce(C.lce_chunks_of_256_not_rescaled),
+    lce(C.lce_none_ignores_the_per_row_upstream_grad,
+        caught=("grad wrt input", "grad wrt linear_weight"), passes=FWD),
 ]
 SLOW = {"KeyPaddingMaskReadInChunksOf32", "SGDMomentumChunksOf1024"}
 """Mutants that only the random kernel-sized tier reaches (no fixed example does): caught with
@@ -251,6 +268,8 @@ CORRECT = [
     *(Mutant(f, check_layer_norm, (), kwargs=kw) for f in N.CORRECT_LN for kw in ({}, BF16)),
     *(Mutant(f, check_swiglu, (), kwargs=kw) for f in G.CORRECT for kw in ({}, BF16)),
     *(Mutant(f, check_rope, (), kwargs=kw) for f in R.CORRECT for kw in ({}, BF16)),
+    *(Mutant(f, check_linear_cross_entropy, (), kwargs=kw) for f in C.CORRECT
+      for kw in ({}, BF16)),
     *(Mutant(c, check_multihead_attention, ()) for c in M.CORRECT),
     *(Mutant(c, check_optimizer, (), kwargs={"like": like})
       for like, c in O.CORRECT.items()),
@@ -331,6 +350,6 @@ def test_the_corpus_covers_every_op_family_with_at_least_55_mutants():
     checks = {m.check for m in MUTANTS}
     assert checks == {check_sdpa, check_cross_entropy, check_mse, check_multihead_attention,
                       check_optimizer, check_rms_norm, check_layer_norm, check_swiglu,
-                      check_rope}
+                      check_rope, check_linear_cross_entropy}
     assert len(MUTANTS) >= 55
     assert len({m.name for m in MUTANTS}) == len(MUTANTS)
