@@ -6,8 +6,8 @@ label_smoothing=...)``: hidden states (n, d), a classifier (V, d) and class-inde
 Features, each drawn alone, in pairs and freely (`refllm.testing.engine.odds.feature_plan`):
 "bias" (``linear_bias``), "weights" (class weights), "ignore_index" (some targets ignored, all
 of them now and then under "sum" and "none"), "label_smoothing", "large_logits" (hidden states
-scaled so that logits reach 1e2 to 1e3), and the reduction, drawn from ``reductions`` (``reduction='none'`` is judged
-under the engine's random per-row upstream gradient).
+scaled so that logits reach 1e2 to 1e3), and the reduction, drawn from ``reductions``
+(``reduction='none'`` is judged under the engine's random per-row upstream gradient).
 
 About one case in four is kernel-sized: the vocabulary V or the rows n take a length of
 `refllm.testing.engine.sizes.LONG_LENGTHS` (1000, 2047, 2049, 4097 and 2^k +- 1: never a
