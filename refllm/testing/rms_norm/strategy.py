@@ -100,8 +100,8 @@ def norm_cases(draw, *, dtype: torch.dtype = torch.float64,
     w = torch.randn(norm, generator=gen, dtype=torch.float64) * 0.1
     args.append((w if on.get("weight_offset") else 1.0 + w).to(dtype) if affine else None)
     if bias:
-        b = torch.randn(norm, generator=gen, dtype=torch.float64) * 0.1
-        args.append(None if on.get("no_bias") else b.to(dtype))
+        shift = torch.randn(norm, generator=gen, dtype=torch.float64) * 0.1
+        args.append(None if on.get("no_bias") else shift.to(dtype))
     if on.get("eps"):
         kwargs["eps"] = draw(st.sampled_from(EPS))
     if on.get("weight_offset") and affine:
