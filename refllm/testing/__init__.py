@@ -17,11 +17,16 @@ if TYPE_CHECKING:
         check_clip_grad_norm,
         check_cross_entropy,
         check_kv_cache,
+        check_layer_norm,
+        check_linear_cross_entropy,
         check_mse,
         check_multihead_attention,
         check_optimizer,
+        check_rms_norm,
+        check_rope,
         check_sdpa,
         check_softmax,
+        check_swiglu,
     )
     from refllm.testing.contract import Contract
     from refllm.testing.engine.compare import assert_close
@@ -33,7 +38,9 @@ _WHERE = {
     "refllm.testing.checks": ["OracleFailure", "Report", "check_clip_grad_norm",
                               "check_cross_entropy", "check_kv_cache",
                               "check_mse", "check_multihead_attention", "check_optimizer",
-                              "check_sdpa", "check_softmax"],
+                              "check_rms_norm", "check_layer_norm", "check_sdpa",
+                              "check_softmax", "check_swiglu", "check_rope",
+                              "check_linear_cross_entropy"],
     "refllm.testing.engine.compare": ["assert_close"],
     "refllm.testing.contract": ["Contract"],
     "refllm.testing.judging": ["judge"],
@@ -58,4 +65,5 @@ def __dir__() -> list[str]:
 __all__ = ["assert_close", "load_profile", "register_profiles", "Tolerance", "tolerance",
            "OracleFailure", "Report", "check_sdpa", "check_cross_entropy", "check_mse",
            "check_kv_cache", "check_multihead_attention", "check_optimizer", "check_softmax",
-           "check_clip_grad_norm", "Contract", "judge"]
+           "check_clip_grad_norm", "check_rms_norm", "check_layer_norm", "check_swiglu",
+           "check_rope", "check_linear_cross_entropy", "Contract", "judge"]

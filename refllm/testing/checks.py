@@ -17,6 +17,11 @@ from refllm.testing.cross_entropy.check import CROSS_ENTROPY_FEATURES, check_cro
 from refllm.testing.engine.policy import Verdict, compare, low_precision_bound
 from refllm.testing.engine.report import Discrepancy, OracleFailure, PropertyResult, Report
 from refllm.testing.kv_cache.check import check_kv_cache
+from refllm.testing.layer_norm.check import LAYER_NORM_FEATURES, check_layer_norm
+from refllm.testing.linear_cross_entropy.check import (
+    LINEAR_CROSS_ENTROPY_FEATURES,
+    check_linear_cross_entropy,
+)
 from refllm.testing.mse.check import check_mse
 from refllm.testing.multihead.check import (
     DEFAULT_MULTIHEAD_FEATURES,
@@ -25,8 +30,15 @@ from refllm.testing.multihead.check import (
 )
 from refllm.testing.optimizer.check import check_optimizer
 from refllm.testing.registry import checks
+from refllm.testing.rms_norm.check import (
+    DEFAULT_RMS_NORM_FEATURES,
+    RMS_NORM_FEATURES,
+    check_rms_norm,
+)
+from refllm.testing.rope.check import ROPE_FEATURES, check_rope
 from refllm.testing.sdpa.check import SDPA_FEATURES, check_sdpa
 from refllm.testing.softmax.check import DEFAULT_SOFTMAX_FEATURES, SOFTMAX_FEATURES, check_softmax
+from refllm.testing.swiglu.check import SWIGLU_FEATURES, check_swiglu
 
 CHECKS: dict[str, Callable[..., Report]] = checks()
 """The checks by the name the CLI and the pytest plugin use, from the op records
@@ -40,6 +52,12 @@ __all__ = [
     "SDPA_FEATURES",
     "SOFTMAX_FEATURES",
     "DEFAULT_SOFTMAX_FEATURES",
+    "RMS_NORM_FEATURES",
+    "DEFAULT_RMS_NORM_FEATURES",
+    "LAYER_NORM_FEATURES",
+    "SWIGLU_FEATURES",
+    "ROPE_FEATURES",
+    "LINEAR_CROSS_ENTROPY_FEATURES",
     "Discrepancy",
     "OracleFailure",
     "PropertyResult",
@@ -48,11 +66,16 @@ __all__ = [
     "check_clip_grad_norm",
     "check_cross_entropy",
     "check_kv_cache",
+    "check_layer_norm",
+    "check_linear_cross_entropy",
     "check_mse",
     "check_multihead_attention",
     "check_optimizer",
+    "check_rms_norm",
+    "check_rope",
     "check_sdpa",
     "check_softmax",
+    "check_swiglu",
     "compare",
     "low_precision_bound",
 ]

@@ -34,6 +34,11 @@ OPS = (
     "kv_cache",
     "softmax",
     "clip_grad_norm",
+    "rms_norm",
+    "layer_norm",
+    "swiglu",
+    "rope",
+    "linear_cross_entropy",
 )
 """The op folders of :mod:`refllm.testing`, in the order the CLI, the plugin and the demo list
 them."""

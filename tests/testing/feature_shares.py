@@ -25,14 +25,23 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from refllm.testing.engine.search import hermetic_generation
+from refllm.testing.layer_norm.check import LAYER_NORM_FEATURES
 from refllm.testing.optimizer.strategy import TORCH_DEFAULTS
+from refllm.testing.rms_norm.check import RMS_NORM_FEATURES
+from refllm.testing.rope.check import ROPE_FEATURES
 from refllm.testing.strategies import (
     cross_entropy_cases,
+    layer_norm_cases,
+    linear_cross_entropy_cases,
     mse_cases,
     multihead_cases,
     optimizer_problems,
+    rms_norm_cases,
+    rope_cases,
     sdpa_cases,
+    swiglu_cases,
 )
+from refllm.testing.swiglu.check import SWIGLU_FEATURES
 
 Features = frozenset[str]
 
@@ -72,6 +81,39 @@ def multihead_features(case: Any) -> Features:
     return frozenset(on)
 
 
+def norm_features(case: Any) -> Features:
+    x, shape, *params = case.args
+    on = {n for n in ("eps", "weight_offset") if n in case.kwargs}
+    on |= {"no_weight"} if params[0] is None else set()
+    on |= {"no_bias"} if len(params) > 1 and params[1] is None else set()
+    on |= {"multi_dim"} if len(shape) > 1 else set()
+    on |= {n for n in ("small_variance", "large_offset") if n in case.note}
+    return frozenset(on)
+
+
+def glu_features(case: Any) -> Features:
+    return frozenset(f for f in SWIGLU_FEATURES if f in case.note)
+
+
+def rope_features(case: Any) -> Features:
+    kw = case.kwargs
+    names = {"offset": "offset", "gptj": "layout", "partial_rotary": "rotary_dim",
+             "base": "base", "scaling": "scaling"}
+    on = {n for n, k in names.items() if k in kw}
+    on |= {"positions"} if len(case.args) > 1 else set()
+    on |= {"long_positions"} if "long positions" in case.note else set()
+    return frozenset(on)
+
+
+def lce_features(case: Any) -> Features:
+    names = {"bias": "linear_bias", "weights": "weight", "ignore_index": "ignore_index",
+             "label_smoothing": "label_smoothing", "reduction": "reduction"}
+    on = {n for n, k in names.items() if k in case.kwargs}
+    h = case.args[0]
+    on |= {"large_logits"} if float(h.abs().max()) > 20 else set()
+    return frozenset(on)
+
+
 STRATEGIES: dict[str, tuple[Callable[[], st.SearchStrategy], Callable[[Any], Features],
                             tuple[str, ...]]] = {
     "sdpa_cases": (sdpa_cases, sdpa_features, ("mask", "causal", "scale", "gqa")),
@@ -89,11 +131,22 @@ STRATEGIES: dict[str, tuple[Callable[[], st.SearchStrategy], Callable[[Any], Fea
     "multihead_cases": (lambda: multihead_cases(write_defaults=False), multihead_features,
                         ("kdim_vdim", "bias", "add_bias_kv", "add_zero_attn",
                          "key_padding_mask", "attn_mask", "need_weights", "batch_first")),
+    "rms_norm_cases": (lambda: rms_norm_cases(features=RMS_NORM_FEATURES), norm_features,
+                       RMS_NORM_FEATURES),
+    "layer_norm_cases": (layer_norm_cases, norm_features, LAYER_NORM_FEATURES),
+    "swiglu_cases": (swiglu_cases, glu_features, SWIGLU_FEATURES),
+    "rope_cases": (rope_cases, rope_features, ROPE_FEATURES),
+    "linear_cross_entropy_cases": (linear_cross_entropy_cases, lce_features,
+                                   ("bias", "weights", "ignore_index", "label_smoothing",
+                                    "large_logits", "reduction")),
 }
-EXCLUSIVE = {("mask", "causal"), ("prob_targets", "ignore_index"), ("dampening", "nesterov")}
+EXCLUSIVE = {("mask", "causal"), ("prob_targets", "ignore_index"), ("dampening", "nesterov"),
+             ("small_variance", "large_offset"), ("no_weight", "weight_offset"),
+             ("positions", "offset")}
 """Pairs that cannot be on together (SDPA refuses a mask with is_causal; soft targets have
-nothing to ignore; torch's Nesterov requires zero dampening)."""
-IMPLIES = {"nesterov": "momentum"}
+nothing to ignore; torch's Nesterov requires zero dampening; a norm's input is drawn either small
+or offset; Gemma's offset applies to a weight)."""
+IMPLIES = {"nesterov": "momentum", "long_positions": "offset"}
 """A feature that brings another with it (torch's Nesterov requires momentum): "nesterov alone"
 is counted as nesterov with momentum, and "nesterov on, momentum off" is not a combination."""
 

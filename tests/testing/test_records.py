@@ -103,7 +103,7 @@ def test_the_cli_offers_every_choice_keyword(capsys):
     assert main(["check", "--help"]) == 0
     out = capsys.readouterr().out
     assert all(f"--{k}" in out for k in choice_keywords())
-    assert set(choice_keywords()) == {"features", "reductions", "like"}
+    assert set(choice_keywords()) == {"features", "reductions", "like", "cast", "activation"}
 
 
 # -- the options object ------------------------------------------------------------------------

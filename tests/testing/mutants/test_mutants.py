@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import torch
 from hypothesis import Phase, settings
 
 from refllm.testing import (
@@ -33,14 +34,25 @@ from refllm.testing import (
     check_sdpa,
     check_softmax,
 )
+from refllm.testing.checks import (
+    check_layer_norm,
+    check_linear_cross_entropy,
+    check_rms_norm,
+    check_rope,
+    check_swiglu,
+)
 from refllm.testing.contract import Contract
 from tests.testing.mutants import attention_mutants as A
-from tests.testing.mutants import call_mutants as C
-from tests.testing.mutants import clip_mutants as G
+from tests.testing.mutants import call_mutants as CM
+from tests.testing.mutants import clip_mutants as CG
+from tests.testing.mutants import glu_mutants as G
 from tests.testing.mutants import kernel_mutants as K
+from tests.testing.mutants import linear_ce_mutants as C
 from tests.testing.mutants import loss_mutants as L
 from tests.testing.mutants import multihead_mutants as M
+from tests.testing.mutants import norm_mutants as N
 from tests.testing.mutants import optim_mutants as O
+from tests.testing.mutants import rope_mutants as R
 
 QKV = ("grad wrt query", "grad wrt key", "grad wrt value")
 
@@ -83,6 +95,29 @@ def mha(cls, caught=FWD, passes=(), **kw):
 
 def clip(fn, caught, passes=(), **kw):
     return Mutant(fn, check_clip_grad_norm, caught, passes, kw)
+
+
+def rms(fn, caught=FWD, passes=(), **kw):
+    return Mutant(fn, check_rms_norm, caught, passes, kw)
+
+
+def ln(fn, caught=FWD, passes=(), **kw):
+    return Mutant(fn, check_layer_norm, caught, passes, kw)
+
+
+def glu(fn, caught=FWD, passes=(), **kw):
+    return Mutant(fn, check_swiglu, caught, passes, kw)
+
+
+def rot(fn, caught=(*FWD, "grad wrt x"), passes=(), **kw):
+    return Mutant(fn, check_rope, caught, passes, kw)
+
+
+def lce(fn, caught=(*FWD, "grad wrt input", "grad wrt linear_weight"), passes=(), **kw):
+    return Mutant(fn, check_linear_cross_entropy, caught, passes, kw)
+
+
+BF16 = {"dtype": torch.bfloat16}  # a bug of low-precision arithmetic: checked in bfloat16
 
 
 def opt(cls, like, caught=("parameters",), passes=(), **kw):
@@ -195,25 +230,57 @@ MUTANTS = [
     opt(K.AdamDefaultHyperEpsInsideSqrt, "adam"),
     opt(K.SGDPlainStepUsesTheFirstGroupsLr, "sgd"),
     # wrong in how the call is treated: the caller's inputs, the no-grad path, NaN gradients
-    sdpa(C.sdpa_scales_the_query_in_place, caught=("inputs unchanged",), passes=(*FWD, *QKV)),
-    ce(C.ce_log_softmax_into_the_logits, caught=("inputs unchanged",),
+    sdpa(CM.sdpa_scales_the_query_in_place, caught=("inputs unchanged",), passes=(*FWD, *QKV)),
+    ce(CM.ce_log_softmax_into_the_logits, caught=("inputs unchanged",),
        passes=(*FWD, "grad wrt input")),
-    ce(C.ce_inference_path_drops_label_smoothing, caught=("no-grad output",),
+    ce(CM.ce_inference_path_drops_label_smoothing, caught=("no-grad output",),
        passes=(*FWD, "grad wrt input")),
-    Mutant(C.softmax_inference_path_without_the_shift, check_softmax, ("no-grad output",),
+    Mutant(CM.softmax_inference_path_without_the_shift, check_softmax, ("no-grad output",),
            (*FWD, "grad wrt input")),
-    Mutant(C.softmax_backward_recomputed_without_the_shift, check_softmax,
+    Mutant(CM.softmax_backward_recomputed_without_the_shift, check_softmax,
            ("finite gradients",), FWD),
     # gradient clipping by the global norm
-    clip(G.clip_inf_norm_is_one, caught=("total norm", "clipped gradients")),
-    clip(G.clip_coefficient_not_capped, caught=("clipped gradients",), passes=("total norm",)),
-    clip(G.clip_reads_the_parameters_twice, caught=("clipped gradients",),
+    clip(CG.clip_inf_norm_is_one, caught=("total norm", "clipped gradients")),
+    clip(CG.clip_coefficient_not_capped, caught=("clipped gradients",), passes=("total norm",)),
+    clip(CG.clip_reads_the_parameters_twice, caught=("clipped gradients",),
          passes=("total norm",)),
-    clip(G.clip_returns_the_clipped_norm, caught=("total norm",),
+    clip(CG.clip_returns_the_clipped_norm, caught=("total norm",),
          passes=("clipped gradients",)),
-    clip(G.clip_sums_the_tensor_norms, caught=("total norm", "clipped gradients")),
-    clip(G.clip_ignores_error_if_nonfinite, caught=("raises on a non-finite norm",)),
-    clip(G.clip_crashes_on_missing_grads, caught=("raises on valid input",)),
+    clip(CG.clip_sums_the_tensor_norms, caught=("total norm", "clipped gradients")),
+    clip(CG.clip_ignores_error_if_nonfinite, caught=("raises on a non-finite norm",)),
+    clip(CG.clip_crashes_on_missing_grads, caught=("raises on valid input",)),
+    # RMSNorm
+    rms(N.rms_eps_outside_sqrt, caught=(*FWD, "grad wrt input", "grad wrt weight")),
+    rms(N.rms_default_eps_of_the_input_dtype, caught=(*FWD, "grad wrt input"), **BF16),
+    rms(N.rms_variance_in_low_precision, caught=(*FWD, "grad wrt input"), **BF16),
+    rms(N.rms_weight_grad_reduced_in_low_precision, caught=("grad wrt weight",),
+        passes=(*FWD, "grad wrt input"), **BF16),
+    rms(N.rms_gemma_offset_forgotten, features=["weight_offset"]),
+    # LayerNorm
+    ln(N.ln_one_pass_variance, caught=(*FWD, "grad wrt input", "grad wrt weight")),
+    ln(N.ln_unbiased_variance, caught=(*FWD, "grad wrt input", "grad wrt weight")),
+    ln(N.ln_bias_grad_averaged_over_rows, caught=("grad wrt bias",),
+       passes=(*FWD, "grad wrt input", "grad wrt weight")),
+    # SwiGLU / GeGLU
+    glu(G.swiglu_gate_and_up_swapped),
+    glu(G.swiglu_with_gelu),
+    glu(G.swiglu_backward_without_the_slope_term, caught=("grad wrt gate",),
+        passes=(*FWD, "grad wrt up")),
+    glu(G.swiglu_exp_overflows_in_backward, caught=("grad wrt gate",), passes=FWD),
+    glu(G.geglu_tanh_form_for_exact, activation="gelu"),
+    # RoPE
+    rot(R.rope_backward_not_transposed, caught=("grad wrt x",), passes=FWD),
+    rot(R.rope_tables_in_input_dtype, **BF16),
+    rot(R.rope_layouts_swapped),
+    rot(R.rope_offset_ignored),
+    rot(R.rope_rotates_every_feature),
+    rot(R.rope_rotates_backwards),
+    # fused linear cross-entropy
+    lce(C.lce_padded_vocab_slots_in_the_lse),
+    lce(C.lce_mean_counts_ignored_targets),
+    lce(C.lce_chunks_of_256_not_rescaled),
+    lce(C.lce_none_ignores_the_per_row_upstream_grad,
+        caught=("grad wrt input", "grad wrt linear_weight"), passes=FWD),
 ]
 SLOW = {"KeyPaddingMaskReadInChunksOf32", "SGDMomentumChunksOf1024"}
 """Mutants that only the random kernel-sized tier reaches (no fixed example does): caught with
@@ -224,7 +291,14 @@ CORRECT = [
     *(Mutant(f, check_sdpa, ()) for f in A.CORRECT),
     *(Mutant(f, check_cross_entropy, ()) for f in L.CORRECT_CE),
     *(Mutant(f, check_mse, ()) for f in L.CORRECT_MSE),
-    *(Mutant(f, check_clip_grad_norm, ()) for f in G.CORRECT),
+    *(Mutant(f, check_clip_grad_norm, ()) for f in CG.CORRECT),
+    *(Mutant(f, check_rms_norm, (), kwargs=kw) for f in N.CORRECT_RMS
+      for kw in ({}, BF16, {"features": ["weight_offset", "eps"]})),
+    *(Mutant(f, check_layer_norm, (), kwargs=kw) for f in N.CORRECT_LN for kw in ({}, BF16)),
+    *(Mutant(f, check_swiglu, (), kwargs=kw) for f in G.CORRECT for kw in ({}, BF16)),
+    *(Mutant(f, check_rope, (), kwargs=kw) for f in R.CORRECT for kw in ({}, BF16)),
+    *(Mutant(f, check_linear_cross_entropy, (), kwargs=kw) for f in C.CORRECT
+      for kw in ({}, BF16)),
     *(Mutant(c, check_multihead_attention, ()) for c in M.CORRECT),
     *(Mutant(c, check_optimizer, (), kwargs={"like": like})
       for like, c in O.CORRECT.items()),
@@ -304,6 +378,7 @@ def test_the_correct_versions_pass_on_kernel_sized_inputs_too(correct):
 def test_the_corpus_covers_every_op_family_with_at_least_55_mutants():
     checks = {m.check for m in MUTANTS}
     assert checks == {check_sdpa, check_cross_entropy, check_mse, check_multihead_attention,
-                      check_optimizer, check_softmax, check_clip_grad_norm}
+                      check_optimizer, check_softmax, check_clip_grad_norm, check_rms_norm,
+                      check_layer_norm, check_swiglu, check_rope, check_linear_cross_entropy}
     assert len(MUTANTS) >= 55
     assert len({m.name for m in MUTANTS}) == len(MUTANTS)

@@ -1,0 +1,4 @@
+"""The oracle of LayerNorm: its record, its strategy and its check.
+
+Nothing is imported here: `record` imports neither torch nor Hypothesis.
+"""
