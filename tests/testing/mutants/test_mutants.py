@@ -266,7 +266,7 @@ MUTANTS = [
     glu(G.swiglu_with_gelu),
     glu(G.swiglu_backward_without_the_slope_term, caught=("grad wrt gate",),
         passes=(*FWD, "grad wrt up")),
-    glu(G.swiglu_exp_overflows_in_backward, caught=("grad wrt gate",), passes=FWD),
+    glu(G.swiglu_exp_overflows_in_backward, caught=("finite gradients",), passes=FWD),
     glu(G.geglu_tanh_form_for_exact, activation="gelu"),
     # RoPE
     rot(R.rope_backward_not_transposed, caught=("grad wrt x",), passes=FWD),
