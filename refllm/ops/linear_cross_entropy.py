@@ -136,7 +136,11 @@ def _reduce(per_row: Tensor, target: Tensor, weight: Tensor | None, ignore_index
     kept = target != ignore_index
     denominator = ((weight[target.clamp(0, len(weight) - 1)] * kept).sum() if weight is not None
                    else kept.sum())
-    return per_row.sum() / denominator  # all ignored: 0 / 0 = nan, as PyTorch
+    # all ignored: the loss is 0 / 0 = nan and its gradient 0, both as PyTorch's (dividing by a
+    # zero denominator through autograd would make the gradient 0 * inf = nan)
+    empty = denominator == 0
+    mean = per_row.sum() / torch.where(empty, torch.ones_like(denominator), denominator)
+    return torch.where(empty, torch.full_like(mean, math.nan), mean)
 
 
 def _z_terms_naive(logits: list[list[float]], target: list[int], weight: list[float] | None,

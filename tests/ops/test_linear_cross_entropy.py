@@ -176,3 +176,14 @@ def test_forward_and_backward_hold_the_gradients_and_a_few_chunks_never_the_logi
     bound = 4 * ((n + vocab) * d + blocks * rows * cols + (rows + cols) * d) + 16 * 8 * n
     assert bound < n * vocab  # a quarter of the logits' n x V floats (4 bytes each)
     assert _peak_bytes_held_by_torch(call) <= bound
+
+
+def test_an_all_ignored_mean_is_nan_with_zero_gradients_as_pytorch():
+    h = torch.randn(4, 8, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(11, 8, dtype=torch.float64, requires_grad=True)
+    y = torch.full((4,), -100)
+    loss = linear_cross_entropy(h, w, y)
+    loss.backward()
+    assert loss.isnan() and not h.grad.any() and not w.grad.any()
+    ref = F.linear_cross_entropy(h, w, y)
+    assert ref.isnan()

@@ -78,8 +78,8 @@ def linear_cross_entropy_cases(draw, *, dtype: torch.dtype = torch.float64,
         kwargs["reduction"] = draw(reduction(reductions))
     if on.get("ignore_index"):
         index = draw(st.sampled_from((-100, 0)))
-        # now and then the all-ignored batch, under "sum" and "none" only: refllm's fused
-        # reference gives NaN gradients for the mean's 0 / 0 where PyTorch gives zeros
+        # now and then the all-ignored batch, under "sum" and "none" only (the mean's 0 / 0,
+        # nan with zero gradients, is tested in tests/ops/test_linear_cross_entropy.py)
         every = kwargs.get("reduction", "mean") != "mean" and draw(st.integers(0, 7)) == 7
         hit = torch.ones(n, dtype=torch.bool) if every else torch.rand(n, generator=gen) < 0.3
         y = torch.where(hit, torch.full_like(y, index), y)
