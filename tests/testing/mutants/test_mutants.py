@@ -158,6 +158,18 @@ MUTANTS = [
     opt(O.AdamWDecayAfterUpdate, "adamw"),
     opt(O.AdamWStepsOnMissingGrads, "adamw",
         caught=("parameters", "state 'step'", "state 'exp_avg'", "state 'exp_avg_sq'")),
+    # Muon
+    opt(O.MuonNsCoefficientTypo, "muon"),
+    opt(O.MuonWithoutNesterov, "muon"),
+    opt(O.MuonAdjustsLrByColumnsOverRows, "muon"),
+    opt(O.MuonDecaysWithTheAdjustedLr, "muon"),
+    # Adafactor
+    opt(O.AdafactorBeta2ForTheNewTerm, "adafactor"),
+    opt(O.AdafactorConstantBeta2, "adafactor"),
+    opt(O.AdafactorUnfactored, "adafactor"),
+    opt(O.AdafactorEpsInsideTheMoments, "adafactor"),
+    opt(O.AdafactorAbsoluteStepSize, "adafactor"),
+    opt(O.AdafactorWithoutUpdateClipping, "adafactor"),
     # wrong only on the default call (docs/oracle.md, "The default call")
     opt(O.AdamDefaultBetasTypo, "adam"),
     opt(O.AdamWDefaultBetasTypo, "adamw"),
