@@ -151,7 +151,7 @@ class OptimizerSpec:
         for key, n in sorted(self.not_kept.items()):
             name = f"state {key!r}"
             if key not in self.compared:
-                report.properties.append(NotKept(name, examples=n))
+                report.properties.append(NotKept(name, examples=min(n, report.examples)))
             else:
                 report.warnings.append(
                     f"{name} was not kept by the target in {n} example(s) where refllm's rule "

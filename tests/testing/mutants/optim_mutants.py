@@ -454,3 +454,47 @@ class AdafactorWithoutUpdateClipping(Adafactor):
 
 
 CORRECT.update(muon=Muon, adafactor=Adafactor)
+
+
+# ----------------------------------------------------------------------------- optimizer state
+class AdamWKeepsLaterGroupsStateAside(AdamW):
+    # Modelled on per-group state caches (e.g. a group's state built lazily in a side dict): the
+    # parameters move correctly, but only the first group's state is in self.state.
+    def update(self, p, grad, state, group):
+        if group is not self.param_groups[0]:
+            if not hasattr(self, "_aside"):
+                self._aside: dict[int, dict] = {}
+            state = self._aside.setdefault(id(p), {})  # BUG: not in self.state / state_dict
+        super().update(p, grad, state, group)
+
+
+class AdamWStepCountedPerGroup(AdamW):
+    # Modelled on optimizers that count steps per param group (group["step"]) rather than per
+    # parameter: a parameter that missed a step (grad None) gets the group's bias correction.
+    def update(self, p, grad, state, group):
+        super().update(p, grad, state, group)
+        state["step"] = torch.tensor(float(self._group_step[id(group)]))  # BUG: per parameter
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if not hasattr(self, "_group_step"):
+            self._group_step: dict[int, int] = {}
+        for group in self.param_groups:
+            self._group_step[id(group)] = self._group_step.get(id(group), 0) + 1
+            for p in group["params"]:
+                if p.grad is not None:
+                    state = self.state[p]
+                    if state:
+                        state["step"] = torch.tensor(float(self._group_step[id(group)] - 1))
+                    self.update(p, p.grad, state, group)
+
+
+class AdamWStateUnderOtherNames(AdamW):
+    """Correct, but keeps its moments and step under other names than torch.optim's."""
+
+    names = {"t": "step", "m": "exp_avg", "v": "exp_avg_sq", "v_max": "max_exp_avg_sq"}
+
+    def update(self, p, grad, state, group):
+        theirs = {self.names[k]: state.pop(k) for k in list(state)}
+        super().update(p, grad, theirs, group)
+        state.update({ours: theirs[key] for ours, key in self.names.items() if key in theirs})
