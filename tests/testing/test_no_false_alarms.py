@@ -32,7 +32,8 @@ from refllm.testing.sdpa.error_bounds import sdpa_error_bounds
 
 DTYPES = [torch.float32, torch.float64]
 BACKENDS = [SDPBackend.MATH, SDPBackend.FLASH_ATTENTION]
-OPTIMIZERS = [(torch.optim.SGD, "sgd"), (torch.optim.Adam, "adam"), (torch.optim.AdamW, "adamw")]
+OPTIMIZERS = [(torch.optim.SGD, "sgd"), (torch.optim.Adam, "adam"), (torch.optim.AdamW, "adamw"),
+              (torch.optim.Adafactor, "adafactor")]
 
 
 def _as_4d(q, k, v, attn_mask=None, enable_gqa=False, scale=None, **kwargs):
@@ -156,6 +157,23 @@ def test_torch_losses_pass(dtype):
 @pytest.mark.parametrize("cls,like", OPTIMIZERS, ids=lambda x: getattr(x, "__name__", x))
 def test_torch_optimizers_pass_in_both_implementations(cls, like, foreach):
     check_optimizer(with_foreach(cls, foreach), like=like, examples=8, seed=0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("cls,like", [(torch.optim.Muon, "muon"), (torch.optim.Adafactor,
+                                                                   "adafactor")],
+                         ids=lambda x: getattr(x, "__name__", x))
+def test_torch_muon_and_adafactor_pass_at_several_seeds(cls, like, seed):
+    # torch.optim.Muon has no foreach path (Adafactor's both: above)
+    check_optimizer(cls, like=like, examples=10, seed=seed)
+
+
+def test_torch_muon_overwrites_its_bfloat16_buffer_without_nesterov():
+    # found by the check: torch 2.13's grad.bfloat16() returns the bfloat16 buffer itself and
+    # Newton–Schulz divides it by its norm in place (refllm.ops.optim_muon, "Deviations")
+    report = check_optimizer(torch.optim.Muon, like="muon", dtype=torch.bfloat16, nesterov=False,
+                             momentum=0.9, examples=5, seed=0, raise_on_failure=False)
+    assert "state 'momentum_buffer'" in report.failed_properties, str(report)
 
 
 # ------------------------------------------------------------------------- many examples

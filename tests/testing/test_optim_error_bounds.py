@@ -1,35 +1,50 @@
-"""The a-priori rounding-error bounds of optimizer trajectories (refllm.testing.checks.
-optim_error_bounds): they hold for real float32 runs, grow where a run is ill-conditioned, and
-leave no room for a bug."""
+"""The a-priori rounding-error bounds of optimizer trajectories (refllm.testing.optimizer.
+error_bounds): they hold for real float32 runs, grow where a run is ill-conditioned, and leave no
+room for a bug; Muon's measured allowance holds for bfloat16 Newton–Schulz written otherwise."""
 
 import pytest
 import torch
 from hypothesis import given
 
 from refllm.ops.choices import OPTIMIZER_KINDS, update_rule
-from refllm.testing.optimizer.check import _cast
-from refllm.testing.optimizer.error_bounds import Arithmetic, Rounded, optimizer_error_bounds
+from refllm.testing.engine.tolerances import tolerance
+from refllm.testing.optimizer.check import _cast, _resolved, reference_trajectory
+from refllm.testing.optimizer.error_bounds import (
+    PARAMS_UNBOUNDED,
+    Arithmetic,
+    Rounded,
+    muon_parameter_bounds,
+    optimizer_error_bounds,
+)
 from refllm.testing.optimizer.strategy import OptimizerProblem, optimizer_problems
 
-LIKES = list(OPTIMIZER_KINDS)
-TORCH = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+LIKES = [k for k in OPTIMIZER_KINDS if k not in PARAMS_UNBOUNDED]
+TORCH = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+         "adafactor": torch.optim.Adafactor}
 
 
-def _excess(traj, ref, bounds) -> float:
+def _excess(traj, ref, bounds, key="params") -> float:
     """max over steps, parameters and elements of |actual - ref| - bound (<= 0: within it)."""
     worst = float("-inf")
-    for k, (row, ref_row) in enumerate(zip(traj.params, ref.params)):
+    if key == "params":
+        pairs = zip(traj.params, ref.params)
+    else:
+        pairs = zip(([s.get(key) for s in row] for row in traj.states),
+                    ([s.get(key) for s in row] for row in ref.states))
+    for k, (row, ref_row) in enumerate(pairs):
         for i, (a, e) in enumerate(zip(row, ref_row)):
-            worst = max(worst, float(((a.double() - e).abs() - bounds[k][i]["params"]).max()))
+            if e is None:  # no gradient yet: no state
+                continue
+            worst = max(worst, float(((a.double() - e).abs() - bounds[k][i][key]).max()))
     return worst
 
 
-def _excess_of_float32_run(problem: OptimizerProblem, run) -> float:
+def _excess_of_float32_run(problem: OptimizerProblem, run, key="params") -> float:
     """``_excess`` of ``run(problem in float32)`` against refllm's float64 rule."""
     lp = _cast(problem, torch.float32, "cpu")
-    exact = _cast(lp, torch.float64, "cpu")
-    ref = exact.run_rule(update_rule(problem.like))
-    return _excess(run(lp), ref, optimizer_error_bounds(exact, torch.float32))
+    exact = _resolved(_cast(lp, torch.float64, "cpu"), torch.float32)
+    ref = reference_trajectory(lp, torch.float32)
+    return _excess(run(lp), ref, optimizer_error_bounds(exact, torch.float32), key)
 
 
 @pytest.mark.parametrize("like", LIKES)
@@ -42,7 +57,7 @@ def test_refllms_own_float32_trajectory_lies_within_the_bound_factor_one(like):
 
 
 @pytest.mark.parametrize("foreach", [False, True], ids=["for-loop", "foreach"])
-@pytest.mark.parametrize("like", ["sgd", "adam", "adamw"])
+@pytest.mark.parametrize("like", ["sgd", "adam", "adamw", "adafactor"])
 def test_torch_optims_float32_trajectory_lies_within_the_bound_factor_one(like, foreach):
     @given(optimizer_problems(like=like))
     def check(problem: OptimizerProblem):
@@ -101,3 +116,75 @@ def test_bad_input_names_the_argument():
     problem.like = "lion"
     with pytest.raises(ValueError, match=r"problem.like must be one of .*'sgd'.*, got 'lion'"):
         optimizer_error_bounds(problem, torch.float32)
+
+
+@given(optimizer_problems(like="muon"))
+def test_torch_muons_momentum_buffer_lies_within_its_bound_factor_one(problem):
+    assert _excess_of_float32_run(problem, lambda lp: lp.run(torch.optim.Muon),
+                                  key="momentum_buffer") <= 0
+
+
+def _newton_schulz_on_the_right(u, coefficients, steps, eps):
+    """A correct bfloat16 Newton–Schulz that none of the allowance's three ways is:
+    X <- aX + X(bA + cA^2) with A = XᵀX, never transposed."""
+    a, b, c = coefficients
+    x = u.bfloat16()
+    x = x / x.norm().clamp(min=eps)
+    for _ in range(steps):
+        gram = x.T @ x
+        x = a * x + x @ (b * gram + c * (gram @ gram))
+    return x
+
+
+class _MuonOnTheRight(torch.optim.Optimizer):
+    def __init__(self, params, lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
+                 ns_coefficients=(3.4445, -4.775, 2.0315), eps=1e-7, ns_steps=5,
+                 adjust_lr_fn=None):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
+                                      nesterov=nesterov, ns_coefficients=ns_coefficients,
+                                      eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        from refllm.ops.optim_muon import adjusted_lr
+
+        for h in self.param_groups:
+            for p in h["params"]:
+                if p.grad is None:
+                    continue
+                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+                buf.lerp_(p.grad, 1 - h["momentum"])
+                u = p.grad.lerp(buf, h["momentum"]) if h["nesterov"] else buf
+                o = _newton_schulz_on_the_right(u, h["ns_coefficients"], h["ns_steps"], h["eps"])
+                p.mul_(1 - h["lr"] * h["weight_decay"])
+                p.add_(o.to(p.dtype), alpha=-adjusted_lr(h["lr"], h["adjust_lr_fn"], p.shape))
+
+
+@given(optimizer_problems(like="muon"))
+def test_muons_allowance_holds_for_a_newton_schulz_it_was_not_measured_on(problem):
+    lp = _cast(problem, torch.float32, "cpu")
+    ref = reference_trajectory(lp, torch.float32)
+    bounds = muon_parameter_bounds(_cast(lp, torch.float64, "cpu"), ref)
+    traj = lp.run(_MuonOnTheRight)
+    tol = tolerance(torch.float32, "impl")  # the check's fixed part (float32 parameters)
+    for k, (row, ref_row) in enumerate(zip(traj.params, ref.params)):
+        for i, (a, e) in enumerate(zip(row, ref_row)):
+            allowed = bounds[k][i] + tol.atol + tol.rtol * e.abs()
+            assert bool(((a.double() - e).abs() <= allowed).all())
+
+
+def test_muons_allowance_is_no_free_pass_for_a_learning_rate_off_by_its_aspect_ratio():
+    # a (2, 3) matrix: "original" adjusts lr by max(1, 2/3)^0.5 = 1; by 3/2 the step is 22% longer
+    g = torch.Generator().manual_seed(0)
+    p = [torch.randn(2, 3, generator=g, dtype=torch.float64)]
+    grads = [[torch.randn(2, 3, generator=g, dtype=torch.float64)] for _ in range(3)]
+    hyper = [{"lr": 0.01, "weight_decay": 0.1, "momentum": 0.95, "nesterov": True,
+              "ns_coefficients": (3.4445, -4.775, 2.0315), "eps": 1e-7, "ns_steps": 5,
+              "adjust_lr_fn": None}]
+    problem = OptimizerProblem("muon", p, [[0]], hyper, grads)
+    ref = reference_trajectory(problem, torch.float32)
+    longer = reference_trajectory(
+        OptimizerProblem("muon", p, [[0]], [dict(hyper[0], lr=0.01 * 1.5**0.5)], grads),
+        torch.float32)
+    bound = muon_parameter_bounds(problem, ref)[0][0]
+    assert float((longer.params[0][0] - ref.params[0][0]).abs().max()) > float(bound.max())

@@ -27,6 +27,23 @@ first order; the policy's ``ERROR_BOUND_FACTOR`` covers that and the dropped sec
 A bug (coupled weight decay, eps inside the root, a missing bias correction, a dampened first
 momentum step) moves a parameter by a fraction of its step, far beyond these bounds on every
 well-conditioned element.
+
+Adafactor (:mod:`refllm.ops.optim_adafactor`) is not elementwise: its second moments are means
+over rows and columns, its step is relative to RMS(θ) and clipped by RMS(U). Two more rules cover
+it: a sum of n terms in any order errs by ``sum e + (n - 1) u sum |x|`` (Higham §4.2), and a clamp
+``max(a, c)`` by ``e_a`` (it is Lipschitz with constant 1, so crossing the threshold costs
+nothing more). The Python scalars of torch's rule (``t^tau``, ``min(lr, 1/sqrt(t))``, the step
+size ``alpha / max(1, RMS(U)/d)``) are float64 and exact here, but the step size is rounded to
+the dtype where ``add_`` takes it.
+
+Muon's state (the momentum buffer, a ``lerp``) is bounded; its parameters are not. Newton–Schulz
+runs in bfloat16 whatever the parameter dtype (torch.optim.Muon's ``grad.bfloat16()``), and a
+first-order bound of that matrix iteration is useless: each step multiplies an error by about
+``|a| + |b| ||A|| + |c| ||A||^2`` (> 3.4 for torch's coefficients, and more at the absolute values a
+worst-case bound takes), five steps by 10^3 to 10^7 times bfloat16's u = 2^-9, far above the
+orthogonalised update itself. `muon_parameter_bounds` bounds them instead by the error that the
+same iteration makes in bfloat16 in the ways real implementations write it, measured on the same
+input (see there).
 """
 
 from __future__ import annotations
@@ -49,7 +66,7 @@ class Rounded:
 
 
 class Arithmetic:
-    """The seven operations of the module docstring, for a dtype of unit roundoff ``u``."""
+    """The operations of the module docstring, for a dtype of unit roundoff ``u``."""
 
     def __init__(self, dtype: torch.dtype):
         self.dtype = dtype
@@ -57,6 +74,11 @@ class Arithmetic:
 
     def exact(self, x: Tensor) -> Rounded:
         return Rounded(x, torch.zeros_like(x))
+
+    def times(self, c: float, a: Rounded) -> Rounded:
+        """``c * a`` computed in float64 (a Python scalar times a value taken out with
+        ``.item()``): exact here, so ``|c| e_a``."""
+        return Rounded(c * a.x, abs(c) * a.e)
 
     def scale(self, c: float, a: Rounded) -> Rounded:
         x = c * a.x
@@ -102,6 +124,21 @@ class Arithmetic:
     def maximum(self, a: Rounded, b: Rounded) -> Rounded:
         return Rounded(torch.maximum(a.x, b.x), torch.maximum(a.e, b.e))
 
+    def floor(self, a: Rounded, c: float) -> Rounded:
+        """``max(a, c)`` for an exact constant ``c`` (a clamp): Lipschitz 1, so ``e_a``."""
+        return self.maximum(a, self.exact(torch.full_like(a.x, c)))
+
+    def sum(self, a: Rounded, dim: int | None = None) -> Rounded:
+        """A sum of n terms in any order (over ``dim``, kept; or all): ``sum e + (n - 1) u sum
+        |x|`` (Higham §4.2, first order)."""
+        if dim is None:
+            n, x, e, mag = a.x.numel(), a.x.sum(), a.e.sum(), a.x.abs().sum()
+        else:
+            n = a.x.shape[dim]
+            x, e = a.x.sum(dim, keepdim=True), a.e.sum(dim, keepdim=True)
+            mag = a.x.abs().sum(dim, keepdim=True)
+        return Rounded(x, e + max(n - 1, 0) * self.u * mag)
+
     def bias_correction(self, beta: float, t: int) -> Rounded:
         """``1 - beta^t`` computed in the dtype (pow within (t + 1) u, then one subtraction)."""
         power = beta**t
@@ -112,7 +149,8 @@ class Arithmetic:
 
 def optimizer_error_bounds(problem: Any, dtype: torch.dtype) -> list[list[dict[str, Tensor]]]:
     """``bounds[k][i]``: for step k (0-based) and parameter i, the error bound of ``"params"`` and
-    of each state tensor the rule keeps, for ``problem`` (an `OptimizerProblem`) run in ``dtype``.
+    of each state tensor the rule keeps, for ``problem`` (an `OptimizerProblem`) run in ``dtype``
+    (Muon: no ``"params"``, see the module docs).
 
     >>> from refllm.testing.optimizer.strategy import OptimizerProblem
     >>> p = OptimizerProblem("gd", [torch.tensor([1.0], dtype=torch.float64)], [[0]],
@@ -138,7 +176,7 @@ def optimizer_error_bounds(problem: Any, dtype: torch.dtype) -> list[list[dict[s
                     continue
                 g = ar.exact(grads[i].detach().to("cpu", torch.float64))
                 params[i] = _STEPS[like](ar, params[i], g, state[i], hyper)
-        out.append([{"params": p.e.clone(),
+        out.append([{**({} if like in PARAMS_UNBOUNDED else {"params": p.e.clone()}),
                      **{k: v.e.clone() for k, v in s.items() if isinstance(v, Rounded)}}
                     for p, s in zip(params, state)])
     return out
@@ -185,8 +223,131 @@ def _adam(ar: Arithmetic, p: Rounded, g: Rounded, s: dict, h: dict, decoupled: b
     return ar.add(p, ar.scale(-1.0, update))
 
 
+def _muon(ar: Arithmetic, p: Rounded, g: Rounded, s: dict, h: dict) -> Rounded:
+    """The momentum buffer ``B.lerp_(g, 1 - mu)`` only: the parameters are not bounded (module
+    docs), so ``p`` is returned as it came."""
+    zero = ar.exact(torch.zeros_like(g.x))
+    s["momentum_buffer"] = ar.lerp(s.get("momentum_buffer", zero), g, 1 - h["momentum"])
+    return p
+
+
+def _adafactor(ar: Arithmetic, p: Rounded, g: Rounded, s: dict, h: dict) -> Rounded:
+    """torch.optim.Adafactor's for-loop step (refllm.ops.optim_adafactor.adafactor_), operation
+    for operation; scalars computed in Python (float64) are exact here."""
+    eps1, eps2 = h["eps"]
+    eps1 = torch.finfo(ar.dtype).eps if eps1 is None else eps1  # the dtype's, as torch's
+    t = s["step"] = s.get("step", 0) + 1
+    w = t ** h["beta2_decay"]
+    n = p.x.numel()
+    rms_p = ar.times(n**-0.5, ar.sqrt(ar.sum(ar.mul(p, p))))
+    alpha = ar.times(min(h["lr"], t**-0.5), ar.floor(rms_p, eps2))
+    if h["weight_decay"]:
+        p = ar.scale(1 - h["lr"] * h["weight_decay"], p)
+    if h["maximize"]:
+        g = ar.scale(-1.0, g)
+    sq = ar.mul(g, g)
+    if p.x.ndim > 1:
+        rows, cols = g.x.shape[-2], g.x.shape[-1]
+
+        def mean_sq(dim: int, count: int) -> Rounded:  # torch.norm(g, dim).square_().div_(k)
+            root = ar.sqrt(ar.sum(sq, dim))
+            return ar.div(ar.mul(root, root), ar.exact(torch.tensor(float(count))))
+
+        zero_r = ar.exact(torch.zeros_like(g.x.sum(-1, keepdim=True)))
+        zero_c = ar.exact(torch.zeros_like(g.x.sum(-2, keepdim=True)))
+        row = s["row_var"] = ar.lerp(s.get("row_var", zero_r), mean_sq(-1, cols), w)
+        col = s["col_var"] = ar.lerp(s.get("col_var", zero_c), mean_sq(-2, rows), w)
+        mean_row = ar.div(ar.sum(row, -2), ar.exact(torch.tensor(float(rows))))
+        var = ar.div(ar.mul(row, col), ar.floor(mean_row, eps1))
+    else:
+        zero = ar.exact(torch.zeros_like(g.x))
+        var = s["variance"] = ar.lerp(s.get("variance", zero), sq, w)
+    root = ar.sqrt(ar.floor(var, eps1 * eps1))
+    update = ar.mul(ar.div(ar.exact(torch.ones_like(root.x)), root), g)  # rsqrt, then times g
+    rms_u = ar.times(1 / (n**0.5 * h["d"]), ar.sqrt(ar.sum(ar.mul(update, update))))
+    step = ar.div(alpha, ar.floor(rms_u, 1.0))
+    step.e += ar.u * step.x.abs()  # the step size rounded to the dtype by add_(alpha=)
+    return ar.add(p, ar.scale(-1.0, ar.mul(step, update)))
+
+
+NS_NOISE_FACTOR = 2.0
+NS_FLOOR_ULPS = 8
+"""Muon's per-step allowance: ``NS_NOISE_FACTOR * max_j max|O_j - O| + NS_FLOOR_ULPS * u_bf16 *
+max|O|`` (`muon_parameter_bounds`)."""
+
+
+def _ns_unfused(u: Tensor, coefficients: tuple[float, float, float], steps: int, eps: float,
+                normalise_first: bool = False) -> Tensor:
+    """Newton–Schulz in bfloat16 as Jordan et al.'s code writes it (``B = bA + cA@A; X = aX +
+    B@X``), normalised in bfloat16 or (``normalise_first``) in the input's dtype."""
+    a, b, c = coefficients
+    tall = u.shape[0] > u.shape[1]
+    if normalise_first:
+        x = (u / u.norm().clamp(min=eps)).bfloat16()
+    else:
+        x = u.bfloat16()
+        x = x / x.norm().clamp(min=eps)
+    x = x.T if tall else x
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
+
+
+def _ns_noise(u: Tensor, h: dict) -> tuple[Tensor, float]:
+    """(the float64 iteration's output O, the allowance of one step) for the update ``u``."""
+    from refllm.ops.optim_muon import newton_schulz
+
+    coef, steps, eps = tuple(h["ns_coefficients"]), h["ns_steps"], h["eps"]
+    exact = newton_schulz(u, ns_coefficients=coef, ns_steps=steps, eps=eps,
+                          ns_dtype=torch.float64)
+    low = u.to(torch.float32)
+    ways = [newton_schulz(low, ns_coefficients=coef, ns_steps=steps, eps=eps),  # torch's addmm
+            _ns_unfused(low, coef, steps, eps), _ns_unfused(low, coef, steps, eps, True)]
+    noise = max(float((o.double() - exact).abs().max()) for o in ways)
+    u_bf16 = torch.finfo(torch.bfloat16).eps / 2
+    return exact, NS_NOISE_FACTOR * noise + NS_FLOOR_ULPS * u_bf16 * float(exact.abs().max())
+
+
+def muon_parameter_bounds(problem: Any, expected: Any) -> list[list[Tensor]]:
+    """``bounds[k][i]``: an allowance for Muon's parameter i after step k (a tensor of its
+    shape), for a target whose Newton–Schulz runs in bfloat16 (as torch.optim.Muon's does).
+
+    bfloat16 Newton–Schulz is chaotic: three correct ways of writing it (torch's ``addmm``,
+    Jordan et al.'s ``B = bA + cA@A; X = aX + B@X``, the same normalised in float32) err from the
+    float64 iteration by up to 39% of max|O| on drawn inputs (6 steps of torch's quintic), and
+    by very different amounts on the same input. So each step's allowance is measured on the
+    step's own input ``u`` (the reference's Nesterov update, from ``expected``, the float64
+    trajectory): ``NS_NOISE_FACTOR`` times the largest error of those three ways, plus
+    ``NS_FLOOR_ULPS`` bfloat16 units of max|O| (for inputs where all three happen to be exact),
+    times the adjusted learning rate; steps accumulate it, decayed by ``1 - lr wd`` as the
+    parameter is. Held out, a fourth way (Newton–Schulz on the right, ``X <- aX + X(bA + cA^2)``,
+    A = XᵀX, never transposed) stayed within 0.9 of the allowance on 3,000 drawn inputs.
+    """
+    from refllm.ops.optim_muon import adjusted_lr
+
+    acc = [0.0 for _ in problem.params]
+    out = []
+    for k, grads in enumerate(problem.grads):
+        for idx, h in zip(problem.groups, problem.hyper):
+            for i in idx:
+                if grads[i] is None:
+                    continue
+                g = grads[i].detach().to("cpu", torch.float64)
+                buf = expected.states[k][i]["momentum_buffer"].to(torch.float64)
+                u = g.lerp(buf, h["momentum"]) if h["nesterov"] else buf
+                _, allowance = _ns_noise(u, h)
+                step = adjusted_lr(h["lr"], h["adjust_lr_fn"], tuple(g.shape))
+                acc[i] = abs(1 - h["lr"] * h["weight_decay"]) * acc[i] + step * allowance
+        out.append([torch.full(tuple(p.shape), a, dtype=torch.float64)
+                    for p, a in zip(problem.params, acc)])
+    return out
+
+
 _STEPS: dict[str, Callable[..., Rounded]] = {
     "gd": _gd, "sgd": _sgd, "adam": functools.partial(_adam, decoupled=False),
-    "adamw": functools.partial(_adam, decoupled=True)}
+    "adamw": functools.partial(_adam, decoupled=True), "muon": _muon, "adafactor": _adafactor}
+PARAMS_UNBOUNDED = ("muon",)
+"""Kinds whose parameters have no bound here (their bounds hold the state's only)."""
 
-__all__ = ["optimizer_error_bounds", "Arithmetic", "Rounded"]
+__all__ = ["optimizer_error_bounds", "muon_parameter_bounds", "Arithmetic", "Rounded"]

@@ -1,4 +1,5 @@
-"""The record of optimizers (a ``torch.optim.Optimizer`` class imitating SGD, Adam or AdamW)."""
+"""The record of optimizers (a ``torch.optim.Optimizer`` class imitating SGD, Adam, AdamW, Muon or
+Adafactor)."""
 
 from refllm.testing.engine.record import CONTRACT_COMMON, Choice, Demo, OpRecord
 
@@ -15,5 +16,7 @@ RECORD = OpRecord(
                     help="the torch.optim class the optimizer imitates (default adamw)"),),
     demos=(Demo("torch.optim.SGD", "torch.optim:SGD", {"like": "sgd"}),
            Demo("torch.optim.Adam", "torch.optim:Adam", {"like": "adam"}),
-           Demo("torch.optim.AdamW", "torch.optim:AdamW", {"like": "adamw"})),
+           Demo("torch.optim.AdamW", "torch.optim:AdamW", {"like": "adamw"}),
+           Demo("torch.optim.Muon", "torch.optim:Muon", {"like": "muon"}),
+           Demo("torch.optim.Adafactor", "torch.optim:Adafactor", {"like": "adafactor"})),
 )

@@ -28,6 +28,7 @@ import copy
 import dataclasses
 import functools
 import math
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,10 @@ from refllm.testing.optimizer.record import RECORD as _RECORD
 
 LIKES = OPTIMIZER_KINDS  # one list: refllm.ops.choices
 SHAPES = [(), (1,), (2,), (3,), (5,), (1, 1), (2, 3), (3, 2), (1, 4), (2, 1, 2)]
+MATRIX_SHAPES = [(1, 1), (1, 3), (3, 1), (2, 2), (2, 3), (3, 2), (4, 2), (2, 5), (5, 3)]
+"""Muon's shapes: torch.optim.Muon takes 2-D parameters only (any other is a ValueError when the
+optimizer is built), so its problems hold matrices, wide, tall and square (its learning-rate
+adjustments depend on the aspect ratio)."""
 OPTIMIZER_AXES = _RECORD.axes  # one declaration: the op's record
 """``sizes={"numel": (lo, hi)}`` bounds the element count of every parameter."""
 
@@ -72,13 +77,19 @@ TORCH_DEFAULTS: dict[str, dict[str, Any]] = {
              "maximize": False},
     "adamw": {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2, "amsgrad": False,
               "maximize": False},
+    "muon": {"weight_decay": 0.1, "momentum": 0.95, "nesterov": True,
+             "ns_coefficients": (3.4445, -4.775, 2.0315), "eps": 1e-7, "ns_steps": 5,
+             "adjust_lr_fn": None},
+    "adafactor": {"beta2_decay": -0.8, "eps": (None, 1e-3), "d": 1.0, "weight_decay": 0.0,
+                  "maximize": False},
 }
 """torch.optim's default hyper-parameters (torch 2.x) of each kind, all but lr (which has none
 worth testing at: every run sets its own)."""
 
 
 def hyper_parameters(*, like: str = "adamw") -> st.SearchStrategy[dict[str, Any]]:
-    """Valid keyword arguments of ``torch.optim.<like>`` (``like="gd"``: just ``lr``).
+    """Valid keyword arguments of ``torch.optim.<like>`` (``like="gd"``: just ``lr``; "muon" and
+    "adafactor": ``torch.optim.Muon``'s and ``torch.optim.Adafactor``'s, see `_DRAWN`).
 
     About one draw in five is torch's defaults (`TORCH_DEFAULTS`) with a drawn lr, one in five
     departs from them in exactly one hyper-parameter, one in five in exactly two (see
@@ -102,6 +113,8 @@ def _group_hyper(like: str, plan: FeaturePlan) -> st.SearchStrategy[dict[str, An
         return st.fixed_dictionaries({"lr": _rate(0.0, 0.5)})
     if like == "sgd":
         return _sgd_hyper(plan)
+    if like in _DRAWN:
+        return _planned(like, plan)
     defaults = TORCH_DEFAULTS[like]
     drawn = {"betas": st.tuples(_rate(0.0, 0.999), _rate(0.0, 0.999)),
              "eps": st.floats(1e-10, 1e-2), "weight_decay": _rate(0.0, 0.2),
@@ -110,6 +123,36 @@ def _group_hyper(like: str, plan: FeaturePlan) -> st.SearchStrategy[dict[str, An
     chosen = {k: (drawn[k] if plan.forced[k] is None else
                   st.just(True) if k in flags and plan.forced[k] else
                   drawn[k] if plan.forced[k] else st.just(defaults[k])) for k in drawn}
+    return st.fixed_dictionaries({"lr": _rate(0.0, 0.1), **chosen})
+
+
+_DRAWN: dict[str, dict[str, st.SearchStrategy[Any]]] = {
+    "muon": {
+        "weight_decay": _rate(0.0, 0.2), "momentum": _rate(0.0, 0.99),
+        "nesterov": st.booleans(),
+        # torch's quintic (which does not converge to 1), one that does, and the cubic
+        "ns_coefficients": st.sampled_from([(3.4445, -4.775, 2.0315), (2.0, -1.5, 0.5),
+                                            (1.5, -0.5, 0.0)]),
+        "eps": st.sampled_from([1e-7, 1e-3]), "ns_steps": st.integers(0, 6),
+        "adjust_lr_fn": st.sampled_from([None, "original", "match_rms_adamw"])},
+    "adafactor": {
+        "beta2_decay": sometimes(st.just(-0.8), otherwise=st.floats(-1.0, 0.0)),
+        # eps1 None: the parameter dtype's machine epsilon; an explicit eps1 stays >= 1e-12, so
+        # that eps1^2 is a normal float32
+        "eps": st.tuples(st.none() | st.floats(1e-12, 1e-3), st.floats(1e-5, 1e-1)),
+        "d": sometimes(st.just(1.0), otherwise=st.floats(1.0, 4.0)),
+        "weight_decay": _rate(0.0, 0.2), "maximize": st.booleans()},
+}
+"""The drawn hyper-parameters of Muon and Adafactor (``lr`` apart), in torch.optim's names."""
+
+
+def _planned(like: str, plan: FeaturePlan) -> st.SearchStrategy[dict[str, Any]]:
+    """Each hyper-parameter as the plan says: drawn (None), torch's default (False) or drawn
+    other than the default (True)."""
+    defaults, drawn = TORCH_DEFAULTS[like], _DRAWN[like]
+    chosen = {k: (v if plan.forced[k] is None else st.just(defaults[k]) if not plan.forced[k]
+                  else v.filter(functools.partial(operator.ne, defaults[k])))
+              for k, v in drawn.items()}
     return st.fixed_dictionaries({"lr": _rate(0.0, 0.1), **chosen})
 
 
@@ -284,7 +327,9 @@ def optimizer_problems(draw: st.DrawFn, *, like: str = "adamw", dtype: torch.dty
     four (``long_axes``): there one parameter is a vector of a length that crosses a SIMD width
     or a chunk (15, 16, 17, ..., 511, 512, 513, 1000, 2047, 2049, 4097: mostly odd, so a
     vectorised loop has a scalar tail; half the time one of the thousands), of at most
-    ``budget`` elements (default 2^20).
+    ``budget`` elements (default 2^20). For Muon every parameter is a matrix
+    (`MATRIX_SHAPES`; the long one has 1 to 3 rows or columns), for Adafactor the long one is a
+    matrix half the time (its factored second moments).
     ``sizes={"numel": (lo, hi)}`` keeps every parameter's element count in [lo, hi].
     """
     if like not in LIKES:
@@ -292,11 +337,10 @@ def optimizer_problems(draw: st.DrawFn, *, like: str = "adamw", dtype: torch.dty
     require_int("budget", budget, low=1)
     numel = check_ranges(sizes, OPTIMIZER_AXES, "optimizer_problems").get("numel")
     n = draw(st.integers(1, max_params))
-    shapes = [draw(st.sampled_from(SHAPES)) for _ in range(n)]
+    shapes = [draw(st.sampled_from(MATRIX_SHAPES if like == "muon" else SHAPES))
+              for _ in range(n)]
     if numel is not None:
-        lo, hi = numel
-        shapes = [s if lo <= math.prod(s) <= hi else (max(lo, min(hi, math.prod(s))),)
-                  for s in shapes]
+        shapes = [_within(like, s, numel) for s in shapes]
     n_groups = draw(st.integers(1, min(max_groups, n)))
     owner = [draw(st.integers(0, n_groups - 1)) for _ in range(n)]
     groups = [[i for i in range(n) if owner[i] == g] for g in range(n_groups)]
@@ -312,7 +356,7 @@ def optimizer_problems(draw: st.DrawFn, *, like: str = "adamw", dtype: torch.dty
         length = (rng.random() < 0.5 and long_length(rng, max(lo, 1000), min(hi, budget))) or \
             long_length(rng, lo, min(hi, budget))
         if length is not None:
-            shapes[rng.randrange(n)] = (length,)
+            shapes[rng.randrange(n)] = _long_shape(like, length, rng)
     lo, hi = steps
     n_steps = draw(sometimes(st.just(lo), otherwise=st.integers(min(lo + 1, hi), hi)))
     never = draw(st.sampled_from([None, *range(n)])) if none_grads else None
@@ -330,6 +374,27 @@ def optimizer_problems(draw: st.DrawFn, *, like: str = "adamw", dtype: torch.dty
         grads.append(row)
     at = draw(st.none() | st.integers(1, n_steps - 1)) if save_load and n_steps > 1 else None
     return OptimizerProblem(like, params, groups, hypers, grads, at)
+
+
+def _within(like: str, shape: tuple[int, ...], numel: tuple[int, int]) -> tuple[int, ...]:
+    """``shape``, or a vector (Muon: a one-row matrix) of the nearest element count in
+    ``numel``."""
+    lo, hi = numel
+    if lo <= math.prod(shape) <= hi:
+        return shape
+    n = max(lo, min(hi, math.prod(shape)))
+    return (1, n) if like == "muon" else (n,)
+
+
+def _long_shape(like: str, length: int, rng: Any) -> tuple[int, ...]:
+    """The kernel-sized parameter: a vector of ``length`` elements; for Muon (matrices only) and
+    half the time for Adafactor (its factored path) a matrix with one long axis, 1 to 3 rows or
+    columns on the other (at most ``length`` elements in all: the budget holds)."""
+    if not (like == "muon" or (like == "adafactor" and rng.random() < 0.5)):
+        return (length,)
+    short = rng.randint(1, 3)
+    long = max(1, length // short)
+    return (short, long) if rng.random() < 0.5 else (long, short)
 
 
 def _hyper_strategy(like: str, hyper: Any,
@@ -353,21 +418,23 @@ def optimizer_default_problems(*, like: str = "adamw", dtype: torch.dtype = torc
     ``hyper``: a dict's plain values are laid over the defaults (its strategies are not drawn
     here); for a strategy of hyper-parameters there is no fixed problem (an empty list).
     ``sizes={"numel": (lo, hi)}``: parameters of another element count are replaced by vectors
-    inside the range. With ``long``, a third problem holds a vector of 1037 elements (past SIMD
-    widths and a 1024 chunk; fewer within ``sizes`` and ``budget``).
+    inside the range (Muon: one-row matrices). With ``long``, a third problem holds a vector (Muon:
+    a one-row matrix) of 1037 elements (past SIMD widths and a 1024 chunk; fewer within ``sizes``
+    and ``budget``). Muon's parameters are matrices of shapes (2, 3), (5, 2) and (1, 1).
     """
     if like not in LIKES:
         raise ValueError(f"like must be one of {LIKES}, got {like!r}")
     if isinstance(hyper, st.SearchStrategy):
         return []
     fixed = {k: v for k, v in (hyper or {}).items() if not isinstance(v, st.SearchStrategy)}
-    lr = 0.1 if like in ("gd", "sgd") else 1e-2
+    lr = 0.1 if like in ("gd", "sgd") else 1e-2  # Adafactor's default; Adam's and Muon's 1e-3
     g = torch.Generator().manual_seed(20260704)
     shapes: list[tuple[int, ...]] = [(2, 3), (5,), ()]
+    if like == "muon":
+        shapes = [(2, 3), (5, 2), (1, 1)]  # wide, tall, a scalar matrix
     numel = check_ranges(sizes, OPTIMIZER_AXES, "optimizer_default_problems").get("numel")
     if numel is not None:
-        shapes = [s if numel[0] <= math.prod(s) <= numel[1] else
-                  (max(numel[0], min(numel[1], math.prod(s))),) for s in shapes]
+        shapes = [_within(like, s, numel) for s in shapes]
     n_steps = max(steps[0], min(steps[1], 6))
     out = []
     for groups, lrs in (([[0, 1, 2]], [lr]), ([[0, 2], [1]], [lr, lr / 3])):
@@ -378,7 +445,8 @@ def optimizer_default_problems(*, like: str = "adamw", dtype: torch.dtype = torc
         out.append(OptimizerProblem(like, params, groups, hypers, grads, None))
     n = min(LONG_DEFAULT_NUMEL, budget, *(numel[1:] if numel else ()))
     if long and n >= 17 and (numel is None or n >= numel[0]):
-        shapes = [(n,)] + shapes[2:]  # kernel-sized: past SIMD widths 8, 16 and a 1024 chunk
+        # kernel-sized: past SIMD widths 8, 16 and a 1024 chunk (Muon: one row of n)
+        shapes = [(1, n) if like == "muon" else (n,)] + shapes[2:]
         params = [_values(s, g, dtype) for s in shapes]
         grads = [[_values(s, g, dtype) for s in shapes] for _ in range(n_steps)]
         hypers = [{"lr": lr, **TORCH_DEFAULTS[like], **fixed}]

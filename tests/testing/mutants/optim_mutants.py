@@ -1,4 +1,4 @@
-"""Planted bugs in SGD and Adam/AdamW, each in a plausible ``torch.optim.Optimizer`` subclass.
+"""Planted bugs in SGD, Adam/AdamW, Muon and Adafactor, each in a plausible optimizer class.
 
     sgd:   g <- -g if maximize;  g <- g + wd p;  b <- g (first step) else mu b + (1 - dampening) g;
            g <- g + mu b if nesterov else b;  p <- p - lr g
@@ -6,6 +6,11 @@
            m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  (amsgrad: v_max <- max(v_max, v))
            p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
                                       (Kingma & Ba 2015, Alg. 1; Loshchilov & Hutter 2019, Alg. 2)
+    muon:  B <- mu B + (1 - mu) g;  O = NS_k(g + mu (B - g) if nesterov else B) in bfloat16;
+           p <- p (1 - lr wd) - lr' O                 (Jordan et al. 2024; torch.optim.Muon)
+    adafactor: R, C <- lerp(R, C; row/column means of g^2, t^tau); V = R C / mean(R);
+           U = g / sqrt(V);  p <- p (1 - lr wd) - max(eps2, RMS(p)) min(lr, t^-1/2) U /
+           max(1, RMS(U) / d)                         (Shazeer & Stern 2018; torch.optim.Adafactor)
 
 The loop over param groups and parameters (``_Base.step``) is shared. The correct rules
 (``SGD``, ``Adam``, ``AdamW``) are written as a few small steps, methods each, and every mutant
@@ -277,3 +282,219 @@ class AdamWDefaultBetasTypo(AdamDefaultBetasTypo):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False, maximize=False):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+
+
+# ----------------------------------------------------------------------------- Muon
+class Muon(_Base):
+    """torch.optim.Muon's rule (correct), written plainly: Newton–Schulz in bfloat16 as torch's,
+    in another order of operations (so its rounding differs from torch's bit for bit)."""
+
+    def __init__(self, params, lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
+                 ns_coefficients=(3.4445, -4.775, 2.0315), eps=1e-7, ns_steps=5,
+                 adjust_lr_fn=None):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
+                                      nesterov=nesterov, ns_coefficients=ns_coefficients,
+                                      eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn))
+
+    def update(self, p, grad, state, group):
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(grad)
+        buf = state["momentum_buffer"]
+        buf.lerp_(grad, 1 - group["momentum"])
+        o = self.orthogonalize(self.lookahead(grad, buf, group), group)
+        self.decay(p, group)
+        p.add_(o.to(p.dtype), alpha=-self.adjusted_lr(group, p.shape))
+
+    def lookahead(self, grad, buf, group):
+        return grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf
+
+    def coefficients(self, group):
+        return group["ns_coefficients"]
+
+    def orthogonalize(self, u, group):
+        a, b, c = self.coefficients(group)
+        tall = u.shape[0] > u.shape[1]
+        x = u.bfloat16().T if tall else u.bfloat16()
+        x = x / x.norm().clamp(min=group["eps"])
+        for _ in range(group["ns_steps"]):
+            gram = x @ x.T
+            x = a * x + (b * gram + c * (gram @ gram)) @ x
+        return x.T if tall else x
+
+    def decay(self, p, group):
+        p.mul_(1 - group["lr"] * group["weight_decay"])
+
+    def adjusted_lr(self, group, shape):
+        rows, cols = shape
+        if group["adjust_lr_fn"] == "match_rms_adamw":
+            return group["lr"] * 0.2 * math.sqrt(max(rows, cols))
+        return group["lr"] * math.sqrt(max(1.0, rows / cols))
+
+
+class MuonNsCoefficientTypo(Muon):
+    # Modelled on the quintic's coefficients copied by hand between Muon implementations.
+    def coefficients(self, group):
+        a, b, c = group["ns_coefficients"]
+        return (a, b, 2.315) if (a, b, c) == (3.4445, -4.775, 2.0315) else (a, b, c)  # BUG: 2.0315
+
+
+class MuonWithoutNesterov(Muon):
+    # Modelled on ports that keep the flag but always step with the plain buffer.
+    def lookahead(self, grad, buf, group):
+        return buf  # BUG: nesterov=True steps along (1 - mu) g + mu B
+
+
+class MuonAdjustsLrByColumnsOverRows(Muon):
+    # Modelled on the aspect-ratio scaling max(1, rows/cols)^0.5 written with the axes swapped.
+    def adjusted_lr(self, group, shape):
+        if group["adjust_lr_fn"] == "match_rms_adamw":
+            return super().adjusted_lr(group, shape)
+        rows, cols = shape
+        return group["lr"] * math.sqrt(max(1.0, cols / rows))  # BUG: rows / cols
+
+
+class MuonDecaysWithTheAdjustedLr(Muon):
+    # Modelled on implementations that fold the lr adjustment in before the decoupled decay.
+    def decay(self, p, group):
+        p.mul_(1 - self.adjusted_lr(group, p.shape) * group["weight_decay"])  # BUG: plain lr
+
+
+# ----------------------------------------------------------------------------- Adafactor
+class Adafactor(_Base):
+    """torch.optim.Adafactor's rule (correct), written plainly."""
+
+    def __init__(self, params, lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0,
+                 weight_decay=0.0, *, foreach=None, maximize=False):
+        super().__init__(params, dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d,
+                                      weight_decay=weight_decay, maximize=maximize))
+
+    def update(self, p, grad, state, group):
+        if not state:
+            state["step"] = torch.tensor(0.0)
+            self.init_moments(grad, state)
+        g = -grad if group["maximize"] else grad
+        state["step"] += 1
+        t = state["step"].item()
+        eps1 = group["eps"][0] if group["eps"][0] is not None else torch.finfo(p.dtype).eps
+        alpha = self.step_size(p, t, group)
+        p.mul_(1 - group["lr"] * group["weight_decay"])
+        var = self.second_moment(g, state, self.weight(t, group), eps1)
+        update = g * var.clamp(min=eps1 * eps1).rsqrt()
+        p.add_(update, alpha=-alpha / self.clip(update, group))
+
+    def init_moments(self, grad, state):
+        if grad.dim() > 1:
+            state["row_var"] = grad.new_zeros(grad.shape[:-1] + (1,))
+            state["col_var"] = grad.new_zeros(grad.shape[:-2] + (1, grad.shape[-1]))
+        else:
+            state["variance"] = torch.zeros_like(grad)
+
+    def weight(self, t, group):
+        """1 - beta2_t = t^tau: the weight of the new squared gradient."""
+        return t ** group["beta2_decay"]
+
+    def step_size(self, p, t, group):
+        rms = (p.norm() / p.numel() ** 0.5).item()
+        return max(group["eps"][1], rms) * min(group["lr"], t**-0.5)
+
+    def second_moment(self, g, state, w, eps1):
+        if g.dim() > 1:
+            row, col = state["row_var"], state["col_var"]
+            row.lerp_(self.squared(g, eps1).mean(-1, keepdim=True), w)
+            col.lerp_(self.squared(g, eps1).mean(-2, keepdim=True), w)
+            return row @ col / row.mean(-2, keepdim=True).clamp(min=eps1)
+        state["variance"].lerp_(self.squared(g, eps1), w)
+        return state["variance"].clone()
+
+    def squared(self, g, eps1):
+        return g * g
+
+    def clip(self, update, group):
+        return max(1.0, (update.norm() / update.numel() ** 0.5).item() / group["d"])
+
+
+class AdafactorBeta2ForTheNewTerm(Adafactor):
+    # Modelled on beta2_t = 1 - t^-c used as the weight of the new term instead of the old one.
+    def weight(self, t, group):
+        return 1 - t ** group["beta2_decay"]  # BUG: the new term's weight is t^tau
+
+
+class AdafactorConstantBeta2(Adafactor):
+    # Modelled on ports that replace the increasing-decay schedule by Adam's constant beta2.
+    def weight(self, t, group):
+        return 1 - 0.999  # BUG: beta2_t = 1 - t^tau
+
+
+class AdafactorUnfactored(Adafactor):
+    # Modelled on Adafactor without factoring (the full second moment of Adam, beta1 = 0).
+    def init_moments(self, grad, state):
+        state["variance"] = torch.zeros_like(grad)  # BUG: a matrix keeps row and column means
+
+    def second_moment(self, g, state, w, eps1):
+        state["variance"].lerp_(g * g, w)
+        return state["variance"].clone()
+
+
+class AdafactorEpsInsideTheMoments(Adafactor):
+    # Modelled on Shazeer & Stern's Algorithm 4 (eps1 added to g^2) mixed into torch's form.
+    def squared(self, g, eps1):
+        return g * g + eps1  # BUG: torch applies eps1 to mean(R) and eps1^2 to V at the end
+
+
+class AdafactorAbsoluteStepSize(Adafactor):
+    # Modelled on "relative_step" left out: rho_t alone, not max(eps2, RMS(p)) rho_t.
+    def step_size(self, p, t, group):
+        return min(group["lr"], t**-0.5)  # BUG: relative to RMS(p)
+
+
+class AdafactorWithoutUpdateClipping(Adafactor):
+    # Modelled on the clipping threshold d accepted but never applied.
+    def clip(self, update, group):
+        return 1.0  # BUG: max(1, RMS(U) / d)
+
+
+CORRECT.update(muon=Muon, adafactor=Adafactor)
+
+
+# ----------------------------------------------------------------------------- optimizer state
+class AdamWKeepsLaterGroupsStateAside(AdamW):
+    # Modelled on per-group state caches (e.g. a group's state built lazily in a side dict): the
+    # parameters move correctly, but only the first group's state is in self.state.
+    def update(self, p, grad, state, group):
+        if group is not self.param_groups[0]:
+            if not hasattr(self, "_aside"):
+                self._aside: dict[int, dict] = {}
+            state = self._aside.setdefault(id(p), {})  # BUG: not in self.state / state_dict
+        super().update(p, grad, state, group)
+
+
+class AdamWStepCountedPerGroup(AdamW):
+    # Modelled on optimizers that count steps per param group (group["step"]) rather than per
+    # parameter: a parameter that missed a step (grad None) gets the group's bias correction.
+    def update(self, p, grad, state, group):
+        super().update(p, grad, state, group)
+        state["step"] = torch.tensor(float(self._group_step[id(group)]))  # BUG: per parameter
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if not hasattr(self, "_group_step"):
+            self._group_step: dict[int, int] = {}
+        for group in self.param_groups:
+            self._group_step[id(group)] = self._group_step.get(id(group), 0) + 1
+            for p in group["params"]:
+                if p.grad is not None:
+                    state = self.state[p]
+                    if state:
+                        state["step"] = torch.tensor(float(self._group_step[id(group)] - 1))
+                    self.update(p, p.grad, state, group)
+
+
+class AdamWStateUnderOtherNames(AdamW):
+    """Correct, but keeps its moments and step under other names than torch.optim's."""
+
+    names = {"t": "step", "m": "exp_avg", "v": "exp_avg_sq", "v_max": "max_exp_avg_sq"}
+
+    def update(self, p, grad, state, group):
+        theirs = {self.names[k]: state.pop(k) for k in list(state)}
+        super().update(p, grad, theirs, group)
+        state.update({ours: theirs[key] for ours, key in self.names.items() if key in theirs})

@@ -201,6 +201,23 @@ MUTANTS = [
     opt(O.AdamWDecayAfterUpdate, "adamw"),
     opt(O.AdamWStepsOnMissingGrads, "adamw",
         caught=("parameters", "state 'step'", "state 'exp_avg'", "state 'exp_avg_sq'")),
+    # Muon
+    opt(O.MuonNsCoefficientTypo, "muon"),
+    opt(O.MuonWithoutNesterov, "muon"),
+    opt(O.MuonAdjustsLrByColumnsOverRows, "muon"),
+    opt(O.MuonDecaysWithTheAdjustedLr, "muon"),
+    # Adafactor
+    opt(O.AdafactorBeta2ForTheNewTerm, "adafactor"),
+    opt(O.AdafactorConstantBeta2, "adafactor"),
+    opt(O.AdafactorUnfactored, "adafactor"),
+    opt(O.AdafactorEpsInsideTheMoments, "adafactor"),
+    opt(O.AdafactorAbsoluteStepSize, "adafactor"),
+    opt(O.AdafactorWithoutUpdateClipping, "adafactor"),
+    # optimizer state and missing gradients
+    opt(O.AdamWKeepsLaterGroupsStateAside, "adamw", caught=(
+        "state 'exp_avg'", "state 'exp_avg_sq'", "state 'step'"), passes=("parameters",),
+        state_dict_round_trip=False),
+    opt(O.AdamWStepCountedPerGroup, "adamw", caught=("parameters", "state 'step'")),
     # wrong only on the default call (docs/oracle.md, "The default call")
     opt(O.AdamDefaultBetasTypo, "adam"),
     opt(O.AdamWDefaultBetasTypo, "adamw"),
