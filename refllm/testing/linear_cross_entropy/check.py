@@ -65,8 +65,10 @@ def reference(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Te
     from refllm.ops.linear_cross_entropy import linear_cross_entropy
 
     if input.dtype == torch.float64:
-        return linear_cross_entropy(input, linear_weight, target, linear_bias=linear_bias,
-                                    **kwargs)
+        out = linear_cross_entropy(input, linear_weight, target, linear_bias=linear_bias,
+                                   **kwargs)
+        assert isinstance(out, torch.Tensor)  # no return_z_loss= in PyTorch's signature
+        return out
     logits = torch.nn.functional.linear(input, linear_weight, linear_bias)
     return cross_entropy(logits, target, **kwargs)
 
