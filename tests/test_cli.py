@@ -137,7 +137,8 @@ def test_mse_takes_reductions_and_refuses_features(capsys):
     (["check", "optimizer", "torch.optim:SGD", "--like", "lion"],
      "--like: unknown optimizer like ['lion']"),
     (["check", "optimizer", "torch.optim:SGD", "--like", "sgd,adam"],
-     "--like: give one of ['gd', 'sgd', 'adam', 'adamw'], got ['sgd', 'adam']"),
+     "--like: give one of ['gd', 'sgd', 'adam', 'adamw', 'muon', 'adafactor'], got "
+     "['sgd', 'adam']"),
     (["check", "cross-entropy", "torch.nn.functional:cross_entropy", "--features", ","],
      "--features: give at least one of"),
     ([*MSE, "--threads", "0"], "--threads: threads must be >= 1, got 0"),
