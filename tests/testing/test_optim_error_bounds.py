@@ -17,6 +17,7 @@ from refllm.testing.optimizer.error_bounds import (
     optimizer_error_bounds,
 )
 from refllm.testing.optimizer.strategy import OptimizerProblem, optimizer_problems
+from tests.testing.mutants import optim_mutants as O
 
 LIKES = [k for k in OPTIMIZER_KINDS if k not in PARAMS_UNBOUNDED]
 TORCH = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
@@ -136,28 +137,12 @@ def _newton_schulz_on_the_right(u, coefficients, steps, eps):
     return x
 
 
-class _MuonOnTheRight(torch.optim.Optimizer):
-    def __init__(self, params, lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
-                 ns_coefficients=(3.4445, -4.775, 2.0315), eps=1e-7, ns_steps=5,
-                 adjust_lr_fn=None):
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
-                                      nesterov=nesterov, ns_coefficients=ns_coefficients,
-                                      eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn))
+class _MuonOnTheRight(O.Muon):
+    """The corpus's correct Muon with Newton–Schulz on the right."""
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        from refllm.ops.optim_muon import adjusted_lr
-
-        for h in self.param_groups:
-            for p in h["params"]:
-                if p.grad is None:
-                    continue
-                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
-                buf.lerp_(p.grad, 1 - h["momentum"])
-                u = p.grad.lerp(buf, h["momentum"]) if h["nesterov"] else buf
-                o = _newton_schulz_on_the_right(u, h["ns_coefficients"], h["ns_steps"], h["eps"])
-                p.mul_(1 - h["lr"] * h["weight_decay"])
-                p.add_(o.to(p.dtype), alpha=-adjusted_lr(h["lr"], h["adjust_lr_fn"], p.shape))
+    def orthogonalize(self, u, group):
+        return _newton_schulz_on_the_right(u, group["ns_coefficients"], group["ns_steps"],
+                                           group["eps"])
 
 
 @given(optimizer_problems(like="muon"))
