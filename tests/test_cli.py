@@ -98,9 +98,8 @@ def test_demo_checks_torch_against_refllm_and_exits_zero(capsys):
 def test_the_demo_has_one_row_per_torch_implementation_in_the_op_records():
     rows = demo_rows()
     assert [label for label, *_ in rows] == [d.label for r in RECORDS.values() for d in r.demos]
-    # every op PyTorch implements; a decoder with a KV cache is not one of its functions, nor
-    # is RoPE
-    assert {record.name for _, record, *_ in rows} == set(RECORDS) - {"kv-cache", "rope"}
+    # every op PyTorch implements; a decoder with a KV cache is not one of its functions
+    assert {record.name for _, record, *_ in rows} == set(RECORDS) - {"kv-cache"}
 
 
 def _one_error_line(capsys):
@@ -138,7 +137,8 @@ def test_mse_takes_reductions_and_refuses_features(capsys):
     (["check", "optimizer", "torch.optim:SGD", "--like", "lion"],
      "--like: unknown optimizer like ['lion']"),
     (["check", "optimizer", "torch.optim:SGD", "--like", "sgd,adam"],
-     "--like: give one of ['gd', 'sgd', 'adam', 'adamw', 'muon', 'adafactor'], got ['sgd', 'adam']"),
+     "--like: give one of ['gd', 'sgd', 'adam', 'adamw', 'muon', 'adafactor'], got "
+     "['sgd', 'adam']"),
     (["check", "cross-entropy", "torch.nn.functional:cross_entropy", "--features", ","],
      "--features: give at least one of"),
     ([*MSE, "--threads", "0"], "--threads: threads must be >= 1, got 0"),
