@@ -18,7 +18,8 @@ from refllm.testing.engine.case import Case
 from refllm.testing.sdpa.strategy import sdpa_cases
 
 F64 = torch.float64
-SMALL = dict(max_batch_dims=1, max_size=5, long_axes=False)  # keeps the naive loops quick
+# fixed tolerances: unit-scale inputs (the oracle's checks, with error models, take the rest)
+SMALL = dict(max_batch_dims=1, max_size=5, long_axes=False, scales=False)  # quick naive loops
 
 
 def _randn(*shape, seed=0):
@@ -96,7 +97,7 @@ BACKENDS = {"math": SDPBackend.MATH, "default": None}
 # by check_sdpa on PyTorch's backends (tests/testing/test_no_false_alarms.py)
 @pytest.mark.parametrize("backend", list(BACKENDS))
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
-@given(case=sdpa_cases(non_contiguous=True, long_axes=False))
+@given(case=sdpa_cases(non_contiguous=True, long_axes=False, scales=False))
 @example(case=FULLY_MASKED_ROW)
 @example(case=FLOAT_MASK_INF_ROW)
 @example(case=GQA_3_TO_1)
@@ -121,7 +122,8 @@ def test_fast_and_pytorch_agree_with_the_float64_reference_values_and_gradients(
 @pytest.mark.parametrize("impl, max_size", [("fast", 3), ("naive", 2)], ids=["fast", "naive"])
 @given(data=st.data())
 def test_gradcheck_in_float64_masks_included(impl, max_size, data):
-    case = data.draw(sdpa_cases(max_batch_dims=1, max_size=max_size, long_axes=False), "case")
+    case = data.draw(sdpa_cases(max_batch_dims=1, max_size=max_size, long_axes=False,
+                                        scales=False), "case")
     _gradcheck(impl, case)
 
 

@@ -18,7 +18,7 @@ from refllm.testing.engine.sizes import DEFAULT_BUDGET, LONG_LENGTHS
 from refllm.testing.mse.strategy import mse_default_calls
 from refllm.testing.multihead.strategy import multihead_default_calls
 from refllm.testing.optimizer.strategy import optimizer_default_problems
-from refllm.testing.sdpa.strategy import sdpa_default_calls
+from refllm.testing.sdpa.strategy import HEAD_DIM_LENGTHS, sdpa_default_calls
 from refllm.testing.strategies import (
     cross_entropy_cases,
     mse_cases,
@@ -55,8 +55,18 @@ def sdpa_tensors(case: Any) -> list[int]:
 
 
 def sdpa_long(case: Any) -> list[int]:
+    """The long sequence lengths of a case."""
     q, k, _ = case.args
     return [n for n in (q.shape[-2], k.shape[-2]) if n > 6]
+
+
+def sdpa_any_long(case: Any) -> list[int]:
+    """Every long axis: t or s, the head dim, or the number of (batch x head) slices (short
+    axes give at most 3 * 3 * 6 = 54 slices)."""
+    q = case.args[0]
+    slices = math.prod(q.shape[:-2])
+    return sdpa_long(case) + ([q.shape[-1]] if q.shape[-1] > 6 else []) + (
+        [slices] if slices > 54 else [])
 
 
 def mha_tensors(case: Any) -> list[int]:
@@ -88,7 +98,7 @@ def opt_long(problem: Any) -> list[int]:
 
 STRATEGIES: dict[str, tuple[Callable[..., st.SearchStrategy], Callable[[Any], list[int]],
                             Callable[[Any], list[int]]]] = {
-    "sdpa": (sdpa_cases, sdpa_tensors, sdpa_long),
+    "sdpa": (sdpa_cases, sdpa_tensors, sdpa_any_long),
     "cross-entropy": (lambda **kw: cross_entropy_cases(write_defaults=False, **kw),
                       lambda c: [c.args[0].numel()], ce_long),
     "mse": (lambda **kw: mse_cases(write_defaults=False, **kw),
@@ -111,6 +121,8 @@ def test_about_one_case_in_five_has_a_long_axis_of_a_boundary_length(drawn):
     share = sum(bool(n) for n in lengths) / len(cases)
     assert 0.12 <= share <= 0.35, (name, share)
     seen = {n for ns in lengths for n in ns}
+    if name == "sdpa":  # the sequence axes at boundary lengths (the others: test below)
+        seen = {n for c in cases for n in sdpa_long(c)}
     if name == "mse":  # a long axis of an MSE case is one of the boundary lengths
         assert seen & set(LONG_LENGTHS) and max(seen) > 512, (name, sorted(seen))
     elif name != "optimizer":
@@ -129,16 +141,37 @@ def test_a_long_case_has_one_long_axis_and_keeps_the_budget(drawn):
         assert len(set(ns)) <= 1, (name, ns)
 
 
+def test_sdpa_draws_many_slices_and_wide_heads_within_the_budget():
+    """The "bh" tier passes 64, 256 and 65535 (batch x head) slices, each group as likely; the
+    "d" tier draws head dims from 96 to 256, past 128 most of the time, with e = d."""
+    slices, dims = [], []
+    # three runs: Hypothesis repeats a run's drawn keys, so one run of 600 is clumpier
+    for case in (c for at in (2, 3, 4) for c in draw_many(sdpa_cases(), 250, at=at)):
+        q, k, v = case.args
+        n = math.prod(q.shape[:-2])
+        if n > 54:
+            slices.append(n)
+        if q.shape[-1] > 6:
+            dims.append(q.shape[-1])
+            assert v.shape[-1] == q.shape[-1]
+        assert max(sdpa_tensors(case)) <= DEFAULT_BUDGET
+    assert min(slices) >= 63 and sum(n > 256 for n in slices) >= 3, sorted(slices)
+    assert sum(n > 65535 for n in slices) >= 3, sorted(slices)
+    assert set(dims) <= set(HEAD_DIM_LENGTHS) and sum(d > 128 for d in dims) >= 5, sorted(dims)
+
+
 @pytest.mark.parametrize("name", ["sdpa", "multihead"])
 def test_attention_draws_keys_queries_and_both_long(name):
     make, _, long = STRATEGIES[name]
     kinds = set()
-    for case in draw_many(make(), DRAWS[name], at=1):
+    # the sequence axes are three of sdpa's five long axes: three runs (see above)
+    runs = (1, 2, 3) if name == "sdpa" else (1,)
+    for case in (c for at in runs for c in draw_many(make(), DRAWS[name], at=at)):
         args = case.args if name == "sdpa" else case.forward.args
         seq = -2 if name == "sdpa" else (0 if args[0].dim() == 2 or not case.init_kwargs[
             "batch_first"] else 1)
         t, s = args[0].shape[seq], args[1].shape[seq]
-        if long(case):
+        if (sdpa_long if name == "sdpa" else long)(case):
             kinds.add("ts" if t == s else "t" if t > 6 else "s")
     assert kinds == {"t", "s", "ts"}
 

@@ -37,6 +37,7 @@ from refllm.testing.engine.odds import (
     sometimes,
 )
 from refllm.testing.engine.odds import sizes as small_sizes
+from refllm.testing.engine.scales import regime
 from refllm.testing.engine.sizes import (
     DEFAULT_BUDGET,
     Ranges,
@@ -48,18 +49,24 @@ from refllm.testing.engine.sizes import (
 
 __all__ = ["cross_entropy_cases", "cross_entropy_default_calls", "CROSS_ENTROPY_AXES"]
 
+LOGIT_OFFSETS = (1e2, -1e2, 1e3, -1e3)
+"""Common offsets of "normal" logits (the "near_max"/"near_min" kinds sit at +-1e4)."""
+
 CROSS_ENTROPY_AXES = _RECORD.axes  # one declaration: the op's record
 """Axes whose lengths ``sizes=`` can bound: rows n (the batch b of (b, c[, k...])) and classes c."""
 
 def _logits(draw, shape: tuple[int, ...], class_dim: int, extreme: bool,
             gen: torch.Generator) -> torch.Tensor:
-    """float64 logits: ordinary spreads, ties, and (extreme) values up to +-1e4."""
+    """float64 logits: ordinary spreads (over decades, `refllm.testing.engine.scales`, or with a
+    common offset of +-1e2 or +-1e3), ties, and (extreme) values up to +-1e4."""
     # ties and +-1e4 spreads (one-hot softmax rows) now and then only: they hide most bugs
     usual = ["normal", "wide"] + (["near_max", "near_min"] if extreme else [])
     edge = ["ties"] + (["extreme"] if extreme else [])
     kind = draw(sometimes(st.sampled_from(edge), otherwise=st.sampled_from(usual)))
     x = torch.randn(shape, generator=gen, dtype=torch.float64)
-    if kind == "wide":
+    if kind == "normal":  # over decades (1e-3: near-uniform rows) or with a common offset
+        x = regime(draw, offsets=LOGIT_OFFSETS).apply(x)
+    elif kind == "wide":
         x = x * 10
     elif kind == "ties":  # equal logits in every row (the class axis), a classic edge case
         x = x.amax(dim=class_dim, keepdim=True).expand(shape).clone()

@@ -25,6 +25,7 @@ from refllm.ops.choices import REDUCTIONS
 from refllm.testing.engine.case import Case
 from refllm.testing.engine.odds import check_reductions, feature_plan, mostly, reduction
 from refllm.testing.engine.odds import sizes as small_sizes
+from refllm.testing.engine.scales import regime
 from refllm.testing.engine.sizes import (
     DEFAULT_BUDGET,
     LONG_LENGTHS,
@@ -48,7 +49,8 @@ def mse_cases(draw, *, dtype: torch.dtype = torch.float64,
               max_ndim: int = 3, write_defaults: bool = True, long_axes: bool = True,
               budget: int = DEFAULT_BUDGET, sizes: Ranges | None = None) -> Case:
     """`Case` objects for ``F.mse_loss(input, target, reduction=...)``: equal shapes of 0 to
-    ``max_ndim`` axes of 1..``max_size`` each, values of scale 1e-3 to 1e3, cast to ``dtype``.
+    ``max_ndim`` axes of 1..``max_size`` each, values of scale 1e-3 to 1e3 or sharing a common
+    offset of +-1e2 to 1e4 (half the cases; `refllm.testing.engine.scales`), cast to ``dtype``.
     About a third of the cases are the default call, the mean, with ``reduction`` written out
     as "mean" unless ``write_defaults`` is False (as the checks call: ``mse_loss(x, y)``).
 
@@ -75,9 +77,10 @@ def mse_cases(draw, *, dtype: torch.dtype = torch.float64,
                                       fit(budget, rest), rng),) + shape[where + 1:]
     shape = _numel_within(shape, ranges.get("numel"))
     gen = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
-    scale = draw(st.sampled_from([1e-3, 1.0, 1e3]))
-    input = torch.randn(shape, generator=gen, dtype=torch.float64) * scale
-    target = torch.randn(shape, generator=gen, dtype=torch.float64) * scale
+    # over decades or with a common offset of input and target (where x^2 - 2xy + y^2 cancels)
+    scale = regime(draw, share=0.5)
+    input = scale.apply(torch.randn(shape, generator=gen, dtype=torch.float64))
+    target = scale.apply(torch.randn(shape, generator=gen, dtype=torch.float64))
     if draw(st.booleans()):  # some exact hits: zero error elements
         target = torch.where(torch.rand(shape, generator=gen) < 0.5, input, target)
     plan = draw(feature_plan(["reduction"] if "mean" in reductions else []))
@@ -85,7 +88,8 @@ def mse_cases(draw, *, dtype: torch.dtype = torch.float64,
     kwargs = ({"reduction": draw(reduction(reductions))} if explicit else
               {"reduction": "mean"} if write_defaults else {})
     return Case(args=(input.to(dtype), target.to(dtype)), kwargs=kwargs,
-                note=f"input {tuple(shape)}" + (", long" if long else ""))
+                note=f"input {tuple(shape)}" + (", long" if long else "") +
+                (f", {scale}" if scale.kind != "unit" else ""))
 
 
 def _numel_within(shape: tuple[int, ...], bounds: tuple[int, int] | None) -> tuple[int, ...]:

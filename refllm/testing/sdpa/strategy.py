@@ -28,8 +28,10 @@ from refllm._validation import require_int
 from refllm.testing.engine.case import Case
 from refllm.testing.engine.odds import FeaturePlan, feature_plan, sometimes
 from refllm.testing.engine.odds import sizes as small_sizes
+from refllm.testing.engine.scales import DECADES, UNIT, Regime, regime
 from refllm.testing.engine.sizes import (
     DEFAULT_BUDGET,
+    LONG_LENGTHS,
     Ranges,
     axis,
     check_ranges,
@@ -78,6 +80,19 @@ CAUSAL_MODES = {True: "optional", "optional": "optional", "only": "only", False:
                 "never": "never"}
 
 
+HEAD_DIM_LENGTHS = (96, 127, 128, 129, 160, 192, 255, 256)
+"""Head dims of the kernel-sized tier's "d" axis: kernels specialise on 64 and 128 and take
+other paths (or none) past 128, up to the 256 that FlashAttention supports."""
+SLICE_COUNTS = (63, 64, 65, 255, 256, 257, 65535, 65536, 65537)
+"""(batch x head) slice counts of the kernel-sized tier's "bh" axis: past warp- and block-sized
+groups of slices, and past 65535, CUDA's limit on one grid dimension, where kernels that map
+batch or heads to ``gridDim.y``/``gridDim.z`` fail to launch or skip slices (flashinfer#3125,
+pytorch#142228). Capped by the budget: 65537 slices leave room for t = s = d = 1 to 4."""
+LONG_AXES = ("s", "t", "ts", "bh", "d")
+"""What the kernel-sized tier can make long: keys, queries, both (t == s), the number of
+(batch x head) slices, or the head dim."""
+
+
 def _choice(value, table: dict, name: str):
     try:
         return table[value]
@@ -102,6 +117,50 @@ def _heads(draw, plan: FeaturePlan, ranges: dict, max_size: int, head_axis: bool
         h = axis(draw, "h", {"h": (lo, hi)}, max_size)
         return (h,), (h,), False
     return (), (), False
+
+
+def _many_slices(rng: random.Random, ranges: dict, budget: int) -> tuple[int, int] | None:
+    """(b, h) with b * h just past a `SLICE_COUNTS` boundary, within the ranges and the budget
+    (every slice holds at least one element); None when no count fits."""
+    b_lo, b_hi = ranges.get("b", (1, LONG_LENGTHS[-1] * 16))
+    h_lo, h_hi = ranges.get("h", (1, LONG_LENGTHS[-1] * 16))
+    groups = [g for g in (SLICE_COUNTS[:3], SLICE_COUNTS[3:6], SLICE_COUNTS[6:]) if any(
+        b_lo * h_lo <= n <= min(b_hi * h_hi, budget) for n in g)]
+    if not groups:
+        return None
+    # each group (past 64, past 256, past 65535) as likely: the grid limit is not a rare case
+    counts = [n for n in rng.choice(groups) if b_lo * h_lo <= n <= min(b_hi * h_hi, budget)]
+    n = counts[rng.randrange(len(counts))]
+    h = {"all": n, "batch": 1}.get(rng.choice(("all", "batch", 2, 4, 8)), 0) or \
+        rng.choice((2, 4, 8))
+    h = max(h_lo, min(h, h_hi, n))
+    b = max(b_lo, min(-(-n // h), b_hi))
+    h = max(h_lo, min(-(-n // b), h_hi))
+    return b, h
+
+
+def _slice_heads(draw, plan: FeaturePlan, h: int) -> tuple[tuple[int, ...], tuple[int, ...],
+                                                             bool]:
+    """Heads of a many-slice case: h query heads, grouped in twos or fours (GQA) when drawn and
+    h allows it."""
+    groups = [r for r in (2, 4) if h % r == 0]
+    if groups and plan.on(draw, "gqa", st.booleans()):
+        r = draw(st.sampled_from(groups))
+        return (h,), (h // r,), True
+    return (h,), (h,), False
+
+
+LOGIT_OFFSETS = (1e3, -1e3, 1e4, -2e4)
+"""Offsets of the keys in the logits' "offset" regime (every logit shifts by about twice as
+much, at most 4e4 in magnitude: within float16's range)."""
+
+
+def _logit_regime(draw, large: bool) -> Regime:
+    """The logits' regime: small ones (near-uniform weights) always; large ones and a common
+    shift of every logit of a row only with the "large_logits" feature."""
+    return regime(draw, ("decade", "offset") if large else ("decade",),
+                  decades=DECADES if large else tuple(f for f in DECADES if f < 1),
+                  offsets=LOGIT_OFFSETS if large else ())
 
 
 def _mask_kind(draw, plan: FeaturePlan, kinds: tuple[str, ...], causal_mode: str) -> str:
@@ -156,7 +215,8 @@ def sdpa_cases(draw, *, dtype: torch.dtype = torch.float64, max_batch_dims: int 
                large_logits: bool = False, non_contiguous: bool = False,
                fully_masked_rows: bool = True, long_axes: bool = True,
                budget: int = DEFAULT_BUDGET, sizes: Ranges | None = None,
-               head_dims: Sequence[int] | None = None, layout: str | None = None) -> Case:
+               head_dims: Sequence[int] | None = None, layout: str | None = None,
+               scales: bool = True) -> Case:
     """`Case` objects ``Case(args=(query, key, value), kwargs={...})`` for PyTorch's SDPA.
 
     Shapes: query ``(*batch, [h,] t, d)``, key ``(*batch, [g,] s, d)``,
@@ -168,11 +228,20 @@ def sdpa_cases(draw, *, dtype: torch.dtype = torch.float64, max_batch_dims: int 
     draw each feature freely (`refllm.testing.engine.odds.feature_plan`); t == s in about a
     quarter of the cases. `sdpa_default_calls` gives fixed examples of the default call.
 
-    About one case in four is kernel-sized (``long_axes``): s, or t, or both (t == s) take a
-    length that crosses a block boundary (15, 16, 17, ..., 511, 512, 513, 1000, 2047, 2049, 4097;
+    About one case in four is kernel-sized (``long_axes``): one of s, t, both (t == s), the
+    number of (batch x head) slices ("bh": 63 to 65537, `SLICE_COUNTS`) or the head dim ("d":
+    96 to 256, `HEAD_DIM_LENGTHS`, with e = d) is long; s and t take a length that crosses a
+    block boundary (15, 16, 17, ..., 511, 512, 513, 1000, 2047, 2049, 4097;
     `refllm.testing.engine.sizes`), the other axes stay small, and no tensor of the call
     (q, k, v, the output, the (b, h, t, s) scores) holds more than ``budget`` elements (default
     2^20; short axes are capped by it too).
+
+    About one case in four draws the values, and one in four the logits, out of unit scale
+    (``scales``; `refllm.testing.engine.scales`): values times 1e-3 to 1e3 or plus a common
+    offset of +-1e2 to 1e4; logits times 1e-3 to 1e-1 (near-uniform weights) and, with
+    ``large_logits``, times 10 to 1e3 or shifted as a whole row by 2e3 to 4e4
+    (`_apply_logit_regime`: the weights barely change, an un-shifted or finitely started
+    running maximum does). tests/testing/regime_shares.py measures the shares.
 
     Parameters:
         dtype: floating-point dtype of query, key, value and float masks (drawn in float64, cast).
@@ -193,6 +262,7 @@ def sdpa_cases(draw, *, dtype: torch.dtype = torch.float64, max_batch_dims: int 
         fully_masked_rows: allow masks in which a query sees no key at all (refllm and PyTorch 2.13
             give zeros there); when False every query sees at least one key.
         long_axes: draw the kernel-sized tier (above).
+        scales: draw values and logits over decades and with common offsets (above).
         budget: the most elements of any tensor of one call (validated: at least 1).
         sizes: per-axis inclusive ranges ``{"h": (1, 4), "s": (1, 4096), ...}`` of `SDPA_AXES`
             (a range beyond ``max_size`` is reached by the long tier; its low end is always
@@ -214,32 +284,58 @@ def sdpa_cases(draw, *, dtype: torch.dtype = torch.float64, max_batch_dims: int 
                 "causal": causal_mode == "optional", "scale": scale, "gqa": gqa}
     plan = draw(feature_plan([n for n, on in switches.items() if on],
                              exclusive=[("mask", "causal")]))
-    long, rng = long_tier(draw, long_axes, ("s", "t", "ts"))
+    long, rng = long_tier(draw, long_axes, LONG_AXES if head_dims is None or any(
+        n > 128 for n in head_dims) else LONG_AXES[:-1])
+    slices = _many_slices(rng, ranges, budget) if long == "bh" else None
+    if long == "bh" and slices is None:
+        long = None
     b_lo, b_hi = ranges.get("b", (1, 3))
     fixed = layout is not None
     # half the default calls in a model's layout (b, h, t, d), where fused kernels take over
-    model_layout = fixed or (plan.default and max_batch_dims > 0 and draw(st.booleans()))
-    batch = (draw(st.integers(b_lo, b_hi)),) if model_layout else tuple(
-        draw(st.lists(st.integers(b_lo, b_hi), max_size=max_batch_dims)))
+    model_layout = fixed or slices is not None or (
+        plan.default and max_batch_dims > 0 and draw(st.booleans()))
+    if slices is not None:
+        batch = (slices[0],)
+    else:
+        batch = (draw(st.integers(b_lo, b_hi)),) if model_layout else tuple(
+            draw(st.lists(st.integers(b_lo, b_hi), max_size=max_batch_dims)))
     n_batch = math.prod(batch)
     smallest_d = min(head_dims) if head_dims else ranges.get("d", (1, 1))[0]
-    q_heads, kv_heads, enable_gqa = _heads(draw, plan, ranges, max_size, head_axis=model_layout,
-                                           cap=fit(budget, n_batch, smallest_d))
+    if slices is not None:
+        q_heads, kv_heads, enable_gqa = _slice_heads(draw, plan, slices[1])
+    else:
+        q_heads, kv_heads, enable_gqa = _heads(draw, plan, ranges, max_size,
+                                               head_axis=model_layout,
+                                               cap=fit(budget, n_batch, smallest_d))
     bh = n_batch * math.prod(q_heads)
     if head_dims is not None:
-        d = e = draw(st.sampled_from(sorted(head_dims)))
+        wide = sorted(n for n in head_dims if n > 128)
+        d = e = wide[rng.randrange(len(wide))] if long == "d" else \
+            draw(st.sampled_from(sorted(head_dims)))
+    elif long == "d":
+        d_lo, d_hi = ranges.get("d", (1, HEAD_DIM_LENGTHS[-1]))
+        d_hi = max(d_lo, min(d_hi, fit(budget, bh, 2)))
+        choices = [n for n in HEAD_DIM_LENGTHS if d_lo <= n <= d_hi]
+        d = choices[rng.randrange(len(choices))] if choices else d_hi
+        e_lo, e_hi = ranges.get("e", (1, d))
+        e = max(e_lo, min(d, e_hi))  # a kernel's value head dim is its query head dim
     else:
         d = axis(draw, "d", ranges, max_size, fit(budget, bh))
         e = axis(draw, "e", ranges, max_size, fit(budget, bh))
-    t, s = _lengths(draw, long, rng, ranges, max_size, budget, bh, d, e)
+    t, s = _lengths(draw, long if long in ("s", "t", "ts") else None, rng, ranges, max_size,
+                    budget, bh, d, e)
     g = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
     # large logits saturate the softmax to one-hot rows, which hides most bugs in the weights:
     # an edge case to draw now and then, not a third of the time
     big = sometimes(st.sampled_from([10.0, 100.0]), otherwise=st.just(1.0))
     magnitude = draw(big) if large_logits else 1.0
+    logits = _logit_regime(draw, large_logits) if scales and magnitude == 1.0 else UNIT
+    values = regime(draw) if scales else UNIT
     query = _tensor(draw, (*batch, *q_heads, t, d), g, magnitude, non_contiguous)
     key = _tensor(draw, (*batch, *kv_heads, s, d), g, magnitude, non_contiguous)
     value = _tensor(draw, (*batch, *kv_heads, s, e), g, 1.0, non_contiguous)
+    query, key = _apply_logit_regime(logits, query, key)
+    value = values.apply(value)
     kwargs: dict = {}
     kind = _mask_kind(draw, plan, kinds, causal_mode)
     if kind == "causal":
@@ -254,8 +350,27 @@ def sdpa_cases(draw, *, dtype: torch.dtype = torch.float64, max_batch_dims: int 
         kwargs["enable_gqa"] = True
     if layout == "bthd":
         query, key, value = (x.transpose(1, 2).contiguous() for x in (query, key, value))
-    note = f"long {long}: t={t} s={s}" if long else ""
+    note = ", ".join(filter(None, (
+        f"long {long}: b*h={bh} t={t} s={s} d={d}" if long else "",
+        f"logits {logits}" if logits.kind != "unit" else "",
+        f"values {values}" if values.kind != "unit" else "")))
     return Case(args=(query, key, value), kwargs=kwargs, note=note).to(dtype)
+
+
+def _apply_logit_regime(r: Regime, query: torch.Tensor,
+                        key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``scale q k^T`` times ``r.factor`` (q and k each times its square root), or every
+    logit shifted by about ``2 r.offset`` (queries plus 2 and keys plus ``r.offset / sqrt(d)``
+    in every component: with the default scale the shift is ``2 r.offset + r.offset
+    sum(q) / d``, the same for every key of a row, so the weights barely change (the queries'
+    offset adds a spread of about 2 to the logits), but a kernel that does not subtract the row
+    maximum, or starts its running maximum at a finite value, breaks)."""
+    if r.kind == "decade":
+        root = math.sqrt(r.factor)
+        return query * root, key * root
+    if r.kind == "offset":
+        return query + 2.0, key + r.offset / math.sqrt(key.shape[-1])
+    return query, key
 
 
 def sdpa_default_calls(*, max_batch_dims: int = 2, max_size: int = 6,
