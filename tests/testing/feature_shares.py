@@ -158,19 +158,26 @@ def _with_implied(features: set[str] | tuple[str, ...]) -> Features:
 def draw_features(name: str, draws: int, seed: int = 0) -> Counter[Features]:
     """The feature sets of ``draws`` cases of strategy ``name`` (reproducible per seed)."""
     make, classify, _ = STRATEGIES[name]
+    return collect(make, classify, draws, seed)
+
+
+def collect(make: Callable[[], st.SearchStrategy], classify: Callable[[Any], Features],
+            draws: int, seed: int = 0) -> Counter[Features]:
+    """How often ``classify`` gives each label set over ``draws`` cases drawn as a check draws
+    them (generate phase only; seed 0: derandomised, as under CI)."""
     seen: Counter[Features] = Counter()
 
     @settings(max_examples=draws, database=None, deadline=None, derandomize=seed == 0,
               phases=[Phase.generate], suppress_health_check=list(HealthCheck))
     @given(make())
-    def collect(drawn: Any) -> None:
+    def each(drawn: Any) -> None:
         seen[classify(drawn)] += 1
 
     if seed:
         from hypothesis import seed as hypothesis_seed
-        collect = hypothesis_seed(seed)(collect)
+        each = hypothesis_seed(seed)(each)
     with hermetic_generation():
-        collect()
+        each()
     return seen
 
 

@@ -21,9 +21,36 @@ def test_the_bf16_bound_is_k_times_the_plain_error_plus_a_floor_from_the_referen
     ref = torch.tensor([0.5, -2.0, 1.0], dtype=torch.float64)
     plain = ref + torch.tensor([0.0, 0.01, -0.002], dtype=torch.float64)  # plain error 0.01
     eps = torch.finfo(torch.bfloat16).eps
-    floor = LOW_PRECISION_NOISE_FACTOR * eps * 2.0 + IMPL[torch.bfloat16].atol
+    floor = LOW_PRECISION_NOISE_FACTOR * eps * 2.0 + IMPL[torch.bfloat16].atol * 2.0  # max|ref|
     expected = LOW_PRECISION_FACTOR * 0.01 + floor
     assert abs(low_precision_bound(ref, plain, torch.bfloat16) - expected) < 1e-12
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("power", [3, 9])
+def test_a_verdict_is_the_same_for_the_problem_scaled_up_by_a_power_of_two(dtype, power):
+    """The absolute bound follows the output's magnitude (up to 1e3): an error of a fixed share of
+    the output is judged alike at every scale. (With torch.testing's fixed atol, the rounding
+    of an element near zero in an output of 512 failed, though it is 1e-5 of the output.)"""
+    ref = torch.tensor([0.5, -2.0, 1.0, 1e-4], dtype=torch.float64)
+    plain = ref * (1 + 2 * torch.finfo(dtype).eps)
+    s = 2.0 ** power  # exact: the rescaled errors are exactly the rescaled ones
+    at_one = compare(ref, ref, dtype=dtype, plain=plain)
+    for relative in (0.5, 2.0):  # half and twice the allowed error at unit scale
+        actual = ref.clone()
+        actual[3] += relative * at_one.tolerance
+        unit = compare(actual, ref, dtype=dtype, plain=plain)
+        scaled = compare(actual * s, ref * s, dtype=dtype, plain=plain * s)
+        assert unit.passed == scaled.passed == (relative < 1), (relative, unit, scaled)
+
+
+def test_below_magnitude_one_the_absolute_bound_stays():
+    # a small output can be the difference of large terms: its rounding does not shrink with it
+    ref = torch.tensor([1.5e-6], dtype=torch.float64)
+    assert compare(ref + 2.7e-7, ref, dtype=torch.float64).tolerance > 1e-7
+    big = torch.tensor([2.0, 3e4], dtype=torch.float64)
+    assert abs(compare(big, big, dtype=torch.float64).tolerance - IMPL[torch.float64].atol * 1e3
+               - IMPL[torch.float64].rtol * 2.0) < 1e-15  # clamped at 1e3, at element 0
 
 
 def test_a_bf16_result_passes_within_the_bound_and_fails_beyond_it():

@@ -19,6 +19,9 @@ that rounding the inputs to the checked dtype is never counted as the implementa
   on well-conditioned elements it is far below the fixed bound, which then decides alone. For
   optimizers E comes from running error analysis of the whole trajectory
   (:mod:`refllm.testing.optimizer.error_bounds`).
+  Here and below ``atol`` is the dtype's atol times the output's magnitude, ``max|ref|``
+  clamped to [1, 1e3] (`refllm.testing.engine.tolerances.magnitude_scale`): the same bound,
+  relative to the output as a whole, for a problem and the problem scaled up by a power of two.
 * float64, other ops: the fixed elementwise bound ``|out - ref| <= atol + rtol * |ref|``.
 * float32, other ops: the same fixed bound; where it is exceeded, the result still passes when its
   worst error is within what the plain same-dtype computation itself makes on this input (the rule
@@ -34,7 +37,7 @@ that rounding the inputs to the checked dtype is never counted as the implementa
   error at the reference's scale; we take one unit in the last place at the largest ``|ref|``)::
 
       max|out - ref| <= k * max|plain - ref| + floor
-      floor = k_noise * eps(dtype) * max|ref| + IMPL[dtype].atol
+      floor = k_noise * eps(dtype) * max|ref| + IMPL[dtype].atol * clamp(max|ref|, 1, 1e3)
 
   where ``plain`` is refllm's fast (unfused) op run in the checked dtype, ``k`` is
   ``LOW_PRECISION_FACTOR`` (2, FlashAttention's) for values and ``LOW_PRECISION_GRAD_FACTOR`` (4)
@@ -67,6 +70,7 @@ from refllm.testing.engine.tolerances import (
     LOW_PRECISION_FACTOR,
     LOW_PRECISION_NOISE_FACTOR,
     Tolerance,
+    magnitude_scale,
     tolerance,
 )
 
@@ -102,13 +106,13 @@ def low_precision_bound(ref: torch.Tensor, plain: torch.Tensor, dtype: torch.dty
     >>> plain = torch.tensor([1.0, 3.25], dtype=torch.float64)   # plain error 0.25
     >>> b = low_precision_bound(ref, plain, torch.bfloat16)
     >>> eps = torch.finfo(torch.bfloat16).eps                  # 2 ** -7
-    >>> abs(b - (2 * 0.25 + 2 * eps * 3.0 + 1e-5)) < 1e-12
+    >>> abs(b - (2 * 0.25 + 2 * eps * 3.0 + 1e-5 * 3.0)) < 1e-12  # atol * max|ref|
     True
     """
     ref64 = ref.detach().to("cpu", torch.float64)
     plain_err = _max_finite(plain.detach().to("cpu", torch.float64) - ref64)
     noise = torch.finfo(dtype).eps * _max_finite(ref64)  # one ulp at the largest |ref|
-    floor = LOW_PRECISION_NOISE_FACTOR * noise + IMPL[dtype].atol
+    floor = LOW_PRECISION_NOISE_FACTOR * noise + IMPL[dtype].atol * magnitude_scale(ref64)
     return factor * plain_err + floor
 
 
@@ -146,13 +150,14 @@ def compare(actual: torch.Tensor, expected: torch.Tensor, *, dtype: torch.dtype,
     if a.numel() == 0:
         return Verdict(True, rule="empty")
     tol = tolerance(dtype, "impl") if dtype in IMPL else tolerance(torch.float32, "impl")
+    tol = Tolerance(tol.rtol, tol.atol * magnitude_scale(e))  # the output's magnitude
     err = torch.nan_to_num((a - e).abs(), nan=0.0, posinf=0.0, neginf=0.0)
     allowed = tol.atol + tol.rtol * torch.nan_to_num(e.abs(), posinf=0.0)
     if dtype not in LOW_PRECISION and bound is not None:
         return _elementwise(a, e, err, allowed, bound, tol, dtype)
     if dtype not in LOW_PRECISION:
         worst = _unravel(int(torch.argmax(err / allowed)), a.shape)
-        fixed = f"fixed bound rtol={tol.rtol:g}, atol={tol.atol:g} for {dtype}"
+        fixed = f"fixed bound rtol={tol.rtol:g}, atol={tol.atol:.3g} for {dtype}"
         if bool((err <= allowed).all()) or dtype == torch.float64 or plain is None:
             return _verdict(a, e, worst, float(allowed[worst]), fixed,
                             passed=bool((err <= allowed).all()))
@@ -175,7 +180,7 @@ def _elementwise(a: torch.Tensor, e: torch.Tensor, err: torch.Tensor, allowed: t
     b = bound.detach().to("cpu", torch.float64).expand(a.shape)
     allowed = allowed + ERROR_BOUND_FACTOR * torch.nan_to_num(b, nan=0.0, posinf=0.0)
     worst = _unravel(int(torch.argmax(err / allowed)), a.shape)
-    rule = (f"elementwise: rtol={tol.rtol:g}, atol={tol.atol:g} for {dtype} + "
+    rule = (f"elementwise: rtol={tol.rtol:g}, atol={tol.atol:.3g} for {dtype} + "
             f"{ERROR_BOUND_FACTOR:g} x the a-priori rounding-error bound of the element "
             f"({float(b[worst]):.3g} there)")
     return _verdict(a, e, worst, float(allowed[worst]), rule,

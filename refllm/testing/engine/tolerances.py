@@ -73,6 +73,35 @@ LOW_PRECISION_NOISE_FACTOR = 2.0
 ERROR_BOUND_FACTOR = 2.0
 
 
+# The absolute part of every "impl" bound grows with the output's magnitude M = max|ref| (its
+# largest finite element): atol * clamp(M, 1, 1e3). torch.testing's fixed atol presumes values of
+# order one; against outputs of 1e3 it flagged the rounding of elements that cancel to near zero
+# (optax's correct cross-entropy at logits near 1e4: an error of 7.4e-5 against 1.04e-5). Scaled,
+# a check's verdict is the same for a problem and for the problem scaled up by a power of two
+# (tests/testing/test_checks_policy.py). It does not shrink below M = 1: a small output can be
+# the difference of large terms (a loss near 1e-6 at logits of 13), whose rounding does not
+# shrink with it (a correct chunked float32 linear cross-entropy erred 2.7e-7 on a loss of
+# 1.5e-6); an op that knows its error there says so with an error model.
+MAGNITUDE_RANGE = (1.0, 1e3)
+
+
+def magnitude_scale(expected: torch.Tensor) -> float:
+    """``clamp(max|expected|, *MAGNITUDE_RANGE)`` over its finite elements (1 when it has none).
+
+    >>> magnitude_scale(torch.tensor([0.5, -2e-5]))
+    1.0
+    >>> magnitude_scale(torch.tensor([-20.0, 3.0]))
+    20.0
+    >>> magnitude_scale(torch.tensor([float("inf"), 3e5]))
+    1000.0
+    """
+    e = expected.detach().abs()
+    e = e[torch.isfinite(e)]
+    m = float(e.max()) if e.numel() else 1.0
+    lo, hi = MAGNITUDE_RANGE
+    return min(max(m, lo), hi)
+
+
 def tolerance(dtype: torch.dtype, kind: str = "impl") -> Tolerance:
     """The tolerance for comparing a ``dtype`` result against the float64 reference."""
     if kind == "exact":

@@ -396,6 +396,61 @@ def key_grad_missing_scale(query, key, value, attn_mask=None, dropout_p=0.0, is_
     return _UnscaledKeyGradFn.apply(query, key, value, bias, _scale(query, scale))
 
 
+# ----------------------------------------------------------------------------- scale and shape
+def _flash_from_a_finite_max(query, key, value, bias, scale, rescale, block=BLOCK):
+    m = l = acc = None
+    for j in range(0, key.size(-2), block):
+        k_j, v_j = key[..., j:j + block, :], value[..., j:j + block, :]
+        s_j = query @ k_j.transpose(-2, -1) * scale + bias[..., j:j + block]
+        if m is None:
+            m = torch.full((*s_j.shape[:-1], 1), -1e4, dtype=s_j.dtype)  # BUG: -inf was meant
+            l = torch.zeros_like(m)
+            acc = torch.zeros((*s_j.shape[:-1], value.size(-1)), dtype=s_j.dtype)
+        m_new = torch.maximum(m, s_j.amax(-1, keepdim=True)).detach()
+        m, l, acc = rescale(m, m_new, l, acc, s_j, v_j)
+    return acc / torch.where(l > 0, l, torch.ones_like(l))
+
+
+def flash_running_max_starts_at_minus_1e4(query, key, value, attn_mask=None, dropout_p=0.0,
+                                          is_causal=False, scale=None, enable_gqa=False):
+    # Modelled on online-softmax kernels that start the running max at a "very negative" finite
+    # constant (-1e4, -10000.0, -FLT_MAX / 2 in half precision): a row whose logits all lie
+    # below it has exp(s - m) = 0 everywhere and gives zeros. Unit-scale logits never get there.
+    key, value, bias, scale = _flash_prologue(query, key, value, attn_mask, is_causal, scale,
+                                              enable_gqa)
+    return _flash_from_a_finite_max(query, key, value, bias, scale, _online_softmax_step)
+
+
+GRID_LIMIT = 65535  # CUDA's limit on gridDim.y and gridDim.z
+
+
+def slices_past_the_grid_limit_skipped(query, key, value, attn_mask=None, dropout_p=0.0,
+                                       is_causal=False, scale=None, enable_gqa=False):
+    # Modelled on flashinfer-ai/flashinfer#3125 and pytorch/pytorch#142228: one block per
+    # (batch, head) slice on a grid axis limited to 65535; past it the launch fails without an
+    # exception and the slices keep whatever the output buffer held (zeros here).
+    out = eager_attention(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+    flat = out.reshape(-1, *out.shape[-2:])
+    if flat.size(0) <= GRID_LIMIT:
+        return out
+    keep = (torch.arange(flat.size(0)) < GRID_LIMIT).to(out.dtype).reshape(-1, 1, 1)
+    return (flat * keep).reshape(out.shape)  # BUG: the slices past the limit never ran
+
+
+def head_dim_past_128_truncated(query, key, value, attn_mask=None, dropout_p=0.0,
+                                is_causal=False, scale=None, enable_gqa=False):
+    # Modelled on kernels specialised for head dims up to 128 (one 128-wide tile of q and k per
+    # block) that are called with 160, 192 or 256 without a check: the logits see only the
+    # first 128 components. (FlashAttention and AITemplate refuse such head dims instead.)
+    if query.size(-1) <= 128:
+        return eager_attention(query, key, value, attn_mask, dropout_p, is_causal, scale,
+                               enable_gqa)
+    key, value = _repeat_kv(query, key, value, enable_gqa)
+    scores = query[..., :128] @ key[..., :128].transpose(-2, -1) * _scale(query, scale)  # BUG
+    scores = scores + _bias(attn_mask, is_causal, query.size(-2), key.size(-2), query.dtype)
+    return _softmax_rows(scores) @ value
+
+
 CORRECT = [eager_attention, flash_attention, attention_with_custom_backward]
 
 

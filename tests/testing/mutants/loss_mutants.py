@@ -313,6 +313,14 @@ def mse_target_grad_wrong_sign(input, target, reduction="mean"):
 
 
 CORRECT_CE = [cross_entropy, cross_entropy_fused]
+def mse_expanded_square(input, target, reduction="mean"):
+    # Modelled on losses computed as x^2 - 2xy + y^2 (a dot-product form, as for squared
+    # distances through matrix products): exact in real arithmetic, but once input and target
+    # share a large offset the squares cancel and the rounding error of x^2 is what is left.
+    err = input * input - 2 * input * target + target * target  # BUG: (x - y)^2 was meant
+    return err if reduction == "none" else err.sum() if reduction == "sum" else err.mean()
+
+
 CORRECT_MSE = [mse_loss, mse_loss_fused]
 
 
