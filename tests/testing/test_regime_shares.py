@@ -2,8 +2,9 @@
 and SDPA's rarer kernel-sized regimes come up (tests/testing/regime_shares.py measures them;
 docs/oracle.md holds the table over 2,000 draws).
 
-Floor: each regime in at least 1% of 600 derandomised draws (the design gives 2% to 12%; the
-lowest measured is 2.0%). The notes the shares are read from say what the tensors hold.
+Floor: each regime in at least 1% of 600 draws (three runs of 200; the design gives 2% to 12%;
+the lowest measured here is 1.3%, SDPA's d > 128). The notes the shares are read from say what
+the tensors hold.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ FLOOR = 0.01
 
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_each_regime_is_drawn_in_a_measured_share(name):
-    shares = regime_shares(name, DRAWS)
+    # three runs of 200: Hypothesis repeats a run's drawn keys, so one run is clumpy
+    runs = [regime_shares(name, DRAWS // 3, seed) for seed in (0, 1, 2)]
+    shares = {label: sum(r[label] for r in runs) / len(runs) for label in runs[0]}
     low = {label: share for label, share in shares.items() if share < FLOOR}
     assert not low, (name, low)
     assert sum(shares.values()) < 1.5, (name, shares)  # unit scale stays the common case

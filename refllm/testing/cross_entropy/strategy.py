@@ -64,8 +64,9 @@ def _logits(draw, shape: tuple[int, ...], class_dim: int, extreme: bool,
     edge = ["ties"] + (["extreme"] if extreme else [])
     kind = draw(sometimes(st.sampled_from(edge), otherwise=st.sampled_from(usual)))
     x = torch.randn(shape, generator=gen, dtype=torch.float64)
-    if kind == "normal":  # over decades (1e-3: near-uniform rows) or with a common offset
-        x = regime(draw, offsets=LOGIT_OFFSETS).apply(x)
+    if kind == "normal":  # over decades (1e-3: near-uniform rows) or with a common offset, in
+        # half the cases: the logits are the one float input
+        x = regime(draw, offsets=LOGIT_OFFSETS, share=0.5).apply(x)
     elif kind == "wide":
         x = x * 10
     elif kind == "ties":  # equal logits in every row (the class axis), a classic edge case

@@ -131,8 +131,7 @@ def _many_slices(rng: random.Random, ranges: dict, budget: int) -> tuple[int, in
     # each group (past 64, past 256, past 65535) as likely: the grid limit is not a rare case
     counts = [n for n in rng.choice(groups) if b_lo * h_lo <= n <= min(b_hi * h_hi, budget)]
     n = counts[rng.randrange(len(counts))]
-    h = {"all": n, "batch": 1}.get(rng.choice(("all", "batch", 2, 4, 8)), 0) or \
-        rng.choice((2, 4, 8))
+    h = rng.choice((n, 1, 2, 4, 8))  # all heads, all batch, or a few heads of a long batch
     h = max(h_lo, min(h, h_hi, n))
     b = max(b_lo, min(-(-n // h), b_hi))
     h = max(h_lo, min(-(-n // b), h_hi))
