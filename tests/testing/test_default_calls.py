@@ -36,8 +36,10 @@ def test_default_problems_use_torch_defaults_in_every_group(like):
 def test_the_default_calls_have_no_keyword_but_is_causal():
     sdpa = sdpa_default_calls()
     # then the kernel-sized ones (tests/testing/test_size_tier.py)
-    assert [c.kwargs for c in sdpa] == [{}, {"is_causal": True}, {}, {"is_causal": True}, {}]
+    assert [c.kwargs for c in sdpa] == [{}, {"is_causal": True}, {}, {"is_causal": True}, {},
+                                        {}]
     assert all(c.args[0].dim() == 4 for c in sdpa)
+    assert sdpa[-1].args[0].shape[0] > 65535  # past CUDA's limit on one grid axis
     q, k, _ = sdpa[1].args
     assert q.shape[-2] == k.shape[-2]  # causal with t == s
     for case in cross_entropy_default_calls():

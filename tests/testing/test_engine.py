@@ -44,6 +44,17 @@ def test_a_planted_scale_bug_is_found_and_shrunk_to_a_tiny_case():
     assert worst.abs_error > worst.tolerance and worst.index is not None
 
 
+def test_a_bug_past_a_kernel_sized_length_is_shrunk_to_the_shortest_length_that_fails():
+    # found on a head dim of the kernel-sized tier (96 to 256), reported at 129 with the other
+    # axes at their smallest (tests/testing/test_size_tier.py: the tier's shrink knob)
+    from tests.testing.mutants.attention_mutants import head_dim_past_128_truncated
+
+    report = check_sdpa(head_dim_past_128_truncated, seed=1, raise_on_failure=False)
+    assert not report.passed
+    q, k, v = report.case.args
+    assert q.shape[-1] == 129 and q.numel() <= 2 * 129 and k.numel() <= 2 * 129
+
+
 def test_the_report_names_the_property_the_worst_element_and_a_snippet():
     report = check_sdpa(sdpa_ignoring_scale, examples=100, seed=0, raise_on_failure=False,
                         features=["scale"])

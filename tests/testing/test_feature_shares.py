@@ -1,11 +1,11 @@
 """Every strategy draws the default call, each feature alone and every pair of features on/off.
 
-Measured on 800 derandomised draws per strategy (the full table, over 2,000 draws, is in
+Measured on 900 draws per strategy (three runs of 300) (the full table, over 2,000 draws, is in
 docs/testing.md; ``python -m tests.testing.feature_shares`` regenerates it). Floors:
 
 * the default call (no optional keyword; torch's default hyper-parameters): at least one case in
   eight, so the all-defaults call is tried often;
-* each feature alone (every other one off): at least 0.25% (2 of 800 draws; about 20% / number
+* each feature alone (every other one off): at least 0.25% (2 of 900 draws; about 20% / number
   of features is designed, 0.6% the lowest measured over 1,000 draws);
 * each pair of features, every on/off combination (both off, either alone, both on): at least 1%
   (2.5% the lowest measured over 1,000 draws).
@@ -17,11 +17,13 @@ integer), so shares over a few hundred draws are noisy (at 500 draws one feature
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from tests.testing.feature_shares import STRATEGIES, draw_features, shares
 
-DRAWS = 800
+DRAWS = 900
 DEFAULT_FLOOR = 1 / 8
 ALONE_FLOOR = 0.0025
 PAIR_FLOOR = 0.01
@@ -29,8 +31,10 @@ PAIR_FLOOR = 0.01
 
 @pytest.fixture(scope="module", params=list(STRATEGIES))
 def measured(request):
+    # three runs (seeds 0, 1, 2): Hypothesis repeats a run's drawn keys, so one run is clumpy
     name = request.param
-    return name, shares(draw_features(name, DRAWS), STRATEGIES[name][2])
+    seen = sum((draw_features(name, DRAWS // 3, seed) for seed in (0, 1, 2)), Counter())
+    return name, shares(seen, STRATEGIES[name][2])
 
 
 def test_the_default_call_is_drawn_at_least_one_case_in_eight(measured):
@@ -51,8 +55,6 @@ def test_every_pair_of_features_reaches_each_on_off_combination(measured):
 
 
 def test_the_language_model_loss_call_is_drawn():
-    from collections import Counter
-
     from hypothesis import HealthCheck, Phase, given, settings
 
     from refllm.testing.engine.search import hermetic_generation

@@ -157,9 +157,9 @@ def test_inductor_compiled_sdpa_cross_entropy_and_adamw():
 @pytest.mark.filterwarnings("ignore::UserWarning")  # its torch.utils.checkpoint calls warn
 def test_memory_efficient_attention_returns_extra_rows_past_its_query_chunk():
     # at its default chunks (1024 queries, 4096 keys) only kernel-sized inputs reach the bugs:
-    # 3 seeds of 16 at 40 examples (docs/oracle-kernels.md); seed 8 finds t = 4097 queries
-    # coming back as 5120 rows (the last chunk is padded, never cut)
-    report = check_sdpa(chunked_sdpa, seed=8, contract=CHUNKED, raise_on_failure=False)
+    # 2 seeds of 16 at 40 examples (docs/oracle-kernels.md); seed 14 finds t = 2047 queries
+    # coming back as 3072 rows (the last chunk is padded, never cut)
+    report = check_sdpa(chunked_sdpa, seed=14, contract=CHUNKED, raise_on_failure=False)
     assert report.failed_properties == ["output shape"]
     t = report.case.args[0].shape[-2]
     assert t > 1024 and t % 1024 != 0

@@ -32,6 +32,7 @@ from refllm.testing.engine.scales import DECADES, UNIT, Regime, regime
 from refllm.testing.engine.sizes import (
     DEFAULT_BUDGET,
     LONG_LENGTHS,
+    LongRng,
     Ranges,
     axis,
     check_ranges,
@@ -119,18 +120,16 @@ def _heads(draw, plan: FeaturePlan, ranges: dict, max_size: int, head_axis: bool
     return (), (), False
 
 
-def _many_slices(rng: random.Random, ranges: dict, budget: int) -> tuple[int, int] | None:
+def _many_slices(rng: LongRng, ranges: dict, budget: int) -> tuple[int, int] | None:
     """(b, h) with b * h just past a `SLICE_COUNTS` boundary, within the ranges and the budget
     (every slice holds at least one element); None when no count fits."""
     b_lo, b_hi = ranges.get("b", (1, LONG_LENGTHS[-1] * 16))
     h_lo, h_hi = ranges.get("h", (1, LONG_LENGTHS[-1] * 16))
-    groups = [g for g in (SLICE_COUNTS[:3], SLICE_COUNTS[3:6], SLICE_COUNTS[6:]) if any(
-        b_lo * h_lo <= n <= min(b_hi * h_hi, budget) for n in g)]
-    if not groups:
+    # the three groups (past 64, past 256, past 65535) hold three counts each: as likely
+    counts = [n for n in SLICE_COUNTS if b_lo * h_lo <= n <= min(b_hi * h_hi, budget)]
+    if not counts:
         return None
-    # each group (past 64, past 256, past 65535) as likely: the grid limit is not a rare case
-    counts = [n for n in rng.choice(groups) if b_lo * h_lo <= n <= min(b_hi * h_hi, budget)]
-    n = counts[rng.randrange(len(counts))]
+    n = rng.pick(counts)
     h = rng.choice((n, 1, 2, 4, 8))  # all heads, all batch, or a few heads of a long batch
     h = max(h_lo, min(h, h_hi, n))
     b = max(b_lo, min(-(-n // h), b_hi))
@@ -309,13 +308,12 @@ def sdpa_cases(draw, *, dtype: torch.dtype = torch.float64, max_batch_dims: int 
     bh = n_batch * math.prod(q_heads)
     if head_dims is not None:
         wide = sorted(n for n in head_dims if n > 128)
-        d = e = wide[rng.randrange(len(wide))] if long == "d" else \
-            draw(st.sampled_from(sorted(head_dims)))
+        d = e = rng.pick(wide) if long == "d" else draw(st.sampled_from(sorted(head_dims)))
     elif long == "d":
         d_lo, d_hi = ranges.get("d", (1, HEAD_DIM_LENGTHS[-1]))
         d_hi = max(d_lo, min(d_hi, fit(budget, bh, 2)))
         choices = [n for n in HEAD_DIM_LENGTHS if d_lo <= n <= d_hi]
-        d = choices[rng.randrange(len(choices))] if choices else d_hi
+        d = rng.pick(choices) if choices else d_hi
         e_lo, e_hi = ranges.get("e", (1, d))
         e = max(e_lo, min(d, e_hi))  # a kernel's value head dim is its query head dim
     else:
@@ -385,7 +383,9 @@ def sdpa_default_calls(*, max_batch_dims: int = 2, max_size: int = 6,
     False/"never": no causal call) and ``layout`` ("bthd": (b, t, h, d) tensors). With ``long``,
     two kernel-sized ones follow: ``sdpa(q, k, v, is_causal=True)`` with t == s == 300 and
     ``sdpa(q, k, v)`` with s == 1100 (shorter where ``sizes`` or ``budget`` demand it; left
-    out below 17), so that a bug past a tile is judged whatever the seed.
+    out below 17), and ``sdpa(q, k, v)`` on a batch of 65537 (one head, t = 1, s = 2; left out
+    where the batch range, a batch-less layout or the budget does not allow it), so that a bug
+    past a tile or past a grid limit is judged whatever the seed.
     """
     causal_mode = _choice(causal, CAUSAL_MODES, "causal")
     ranges = check_ranges(sizes, SDPA_AXES, "sdpa_default_calls")
@@ -424,11 +424,26 @@ def sdpa_default_calls(*, max_batch_dims: int = 2, max_size: int = 6,
         n = min(LONG_DEFAULT_S, s_hi, fit(budget, bh, max(t, width)))
         if n >= 17:
             calls.append(Case(args=qkv(t, n), kwargs={}, note=f"default call, s == {n}"))
+        # past 65535 (batch x head) slices, CUDA's limit on one grid dimension: kernels that put
+        # the batch (or batch x heads) on gridDim.y/z skip slices there without an error
+        had_batch = bool(batch)
+        batch, h, d, e = (MANY_SLICES_DEFAULT,), clip("h", 1), clip("d", 2), clip("e", 2)
+        if head_dims:
+            d = e = min(head_dims)
+        t2, s2 = clip("t", 1), clip("s", 2)
+        fits = MANY_SLICES_DEFAULT * h * max(t2, s2) * max(d, e, s2) <= budget
+        b_hi = ranges.get("b", (1, MANY_SLICES_DEFAULT))[1]
+        if had_batch and b_hi >= MANY_SLICES_DEFAULT and fits:
+            calls.append(Case(args=qkv(t2, s2), kwargs={},
+                              note=f"default call, {MANY_SLICES_DEFAULT} (batch x head) slices"))
     if causal_mode == "only":
         return [c for c in calls if c.kwargs]
     return [c for c in calls if causal_mode == "optional" or not c.kwargs]
 
 
+MANY_SLICES_DEFAULT = 65537
+"""The batch of the many-slice default call, a query (65537, 1, 1, 2) and keys and values
+(65537, 1, 2, 2): past CUDA's 65535 per grid axis, in few elements."""
 LONG_DEFAULT_T = 300
 """t == s of the kernel-sized causal default call: past tiles of 64, 128 and 256 keys."""
 LONG_DEFAULT_S = 1100
