@@ -105,7 +105,8 @@ def test_the_cli_offers_every_choice_keyword(capsys):
     assert main(["check", "--help"]) == 0
     out = capsys.readouterr().out
     assert all(f"--{k}" in out for k in choice_keywords())
-    assert set(choice_keywords()) == {"features", "reductions", "like", "cast", "activation"}
+    assert set(choice_keywords()) == {"features", "reductions", "like", "cast", "activation",
+                                      "residual"}
 
 
 # -- the options object ------------------------------------------------------------------------

@@ -171,7 +171,11 @@ def compare(actual: torch.Tensor, expected: torch.Tensor, *, dtype: torch.dtype,
     verdict = _verdict(a, e, worst, limit, rule, passed=float(err.max()) <= limit)
     if not verdict.passed and bound is not None:  # within the worst-case rounding error: no bug
         rigorous = _elementwise(a, e, err, allowed, bound, tol, dtype)
-        return rigorous if rigorous.passed else verdict
+        if rigorous.passed:
+            return rigorous
+        verdict.rule += (f"; beyond the a-priori bound too: at index {rigorous.index} abs error "
+                         f"{rigorous.abs_error:.3g}, allowed {rigorous.tolerance:.3g} "
+                         f"({rigorous.rule})")  # both bounds, on failure
     return verdict
 
 

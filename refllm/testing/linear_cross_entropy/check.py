@@ -17,6 +17,13 @@ its fixed bound) is the *unfused* one, as the policy states for every op: the lo
 the checked dtype (``F.linear``), then refllm's cross-entropy; the float64 reference is the fused
 one (in float64 the two agree). refllm's fused op computes in float32 internally, so taking it as
 the plain computation would hold a bfloat16 kernel to float32's accuracy.
+
+The op has an a-priori error model
+(:mod:`refllm.testing.linear_cross_entropy.error_bounds`: the logits' dot products over the
+hidden size, then the cross-entropy's rounding): in float32 the tolerance is elementwise with it;
+below, an error within it is never a disagreement, and a failure names both bounds. A loss whose
+label-smoothing sum of log-probabilities passes float16's range is not judged
+(`linear_cross_entropy_floors`).
 """
 
 from __future__ import annotations
@@ -71,6 +78,23 @@ def reference(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Te
         return out
     logits = torch.nn.functional.linear(input, linear_weight, linear_bias)
     return cross_entropy(logits, target, **kwargs)
+
+
+def linear_cross_entropy_floors(case: Case, out: torch.Tensor, g: torch.Tensor | None,
+                                dtype: torch.dtype) -> dict[str, float]:
+    """Only the overflow key of :func:`refllm.testing.cross_entropy.check.cross_entropy_floors`
+    on the logits: with label smoothing the loss sums log-probabilities over the vocabulary,
+    beyond float16's 65504 at logits of 1e2 to 1e3 over 2,049 classes though the loss is
+    finite (PyTorch's float16 gives inf there); such a loss is not judged."""
+    from refllm.testing.cross_entropy.check import cross_entropy_floors
+    from refllm.testing.engine.function import OVERFLOW
+
+    h, w, y = (a.detach() for a in case.args[:3])
+    b = case.kwargs.get("linear_bias")
+    z = torch.nn.functional.linear(h, w, None if b is None else b.detach())
+    kwargs = {k: v for k, v in case.kwargs.items() if k != "linear_bias"}
+    floors = cross_entropy_floors(Case((z, y), kwargs), out, g, dtype)
+    return {OVERFLOW: floors[OVERFLOW]}
 
 
 def cases(ctx: CheckContext) -> st.SearchStrategy[Case]:

@@ -21,4 +21,7 @@ RECORD = OpRecord(
     cases="refllm.testing.linear_cross_entropy.check:cases",
     calls="refllm.testing.linear_cross_entropy.check:calls",
     adapt="refllm.testing.linear_cross_entropy.check:adapt",
+    floors="refllm.testing.linear_cross_entropy.check:linear_cross_entropy_floors",
+    error_bounds="refllm.testing.linear_cross_entropy.error_bounds:"
+                 "linear_cross_entropy_error_bounds",
 )

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["hf_llama_rms_norm", "module_rms_norm", "nn_rms_norm"]
+__all__ = ["fused_add_rms_norm", "hf_llama_rms_norm", "module_rms_norm", "nn_rms_norm"]
 
 
 def module_rms_norm(make: Callable[[tuple[int, ...], float | None], torch.nn.Module], *,
@@ -64,3 +64,37 @@ def hf_llama_rms_norm(input: torch.Tensor, normalized_shape: int | Sequence[int]
     module = LlamaRMSNorm(shape[0], eps=torch.finfo(torch.float32).eps if eps is None else eps)
     module = module.to(device=input.device, dtype=input.dtype)
     return torch.func.functional_call(module, {"weight": weight}, (input,))
+
+
+def fused_add_rms_norm(kernel: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+                       ) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """A ``kernel(x, residual, weight, eps) -> (out, x + residual)`` (the argument order of
+    vLLM's and Liger-Kernel's fused residual add) as a function with refllm's signature
+    ``fn(input, normalized_shape, weight=None, eps=None, *, residual)``, for
+    ``check_rms_norm(..., residual="fused")``. The kernel normalises the last axis: a
+    ``normalized_shape`` of more than one axis is refused with `NotImplementedError`, and so is
+    a missing weight (check it with features without "multi_dim" and "no_weight"); ``eps=None``
+    is passed as ``F.rms_norm``'s default, the machine epsilon of the computation type.
+
+    >>> def kernel(x, r, w, eps):
+    ...     h = x + r
+    ...     return torch.nn.functional.rms_norm(h, (h.shape[-1],), w, eps), h
+    >>> fn = fused_add_rms_norm(kernel)
+    >>> out, h = fn(torch.ones(2, 4), (4,), torch.ones(4), residual=torch.ones(2, 4))
+    >>> h[0].tolist(), out[0].tolist()
+    ([2.0, 2.0, 2.0, 2.0], [1.0, 1.0, 1.0, 1.0])
+    """
+
+    def call(input: torch.Tensor, normalized_shape: int | Sequence[int],
+             weight: torch.Tensor | None = None, eps: float | None = None, *,
+             residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = ((normalized_shape,) if isinstance(normalized_shape, int)
+                 else tuple(normalized_shape))
+        if len(shape) != 1 or weight is None:
+            raise NotImplementedError("a fused residual-add kernel normalises one axis, with a "
+                                      "weight")
+        from refllm.ops.norms import default_eps
+
+        return kernel(input, residual, weight, default_eps(input.dtype) if eps is None else eps)
+
+    return call

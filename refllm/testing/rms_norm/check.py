@@ -20,6 +20,13 @@ The target is not given ``cast``: the check's plain same-dtype computation, whic
 bfloat16/float16 tolerance, rounds where the target says it does. Adapters for
 ``nn.RMSNorm`` and Hugging Face's ``LlamaRMSNorm`` modules are in
 :mod:`refllm.testing.rms_norm.adapters`.
+
+The choice ``residual``: "none" (the default) or "fused", the fused residual add of vLLM,
+Liger-Kernel and Unsloth: every case passes ``residual=r`` and the target returns ``(out,
+new_residual)`` with ``new_residual = input + residual`` and ``out`` its RMSNorm; both outputs
+and the gradients wrt ``input``, ``weight`` and ``residual`` are judged, under upstream
+gradients on both outputs (:mod:`refllm.testing.rms_norm.residual`; ``adapters`` wraps a
+``fused_add_rms_norm(x, residual, weight, eps)`` kernel).
 """
 
 from __future__ import annotations
@@ -43,18 +50,49 @@ RMS_NORM_FEATURES = ("no_weight", "eps", "multi_dim", "small_variance", "large_o
 DEFAULT_RMS_NORM_FEATURES = RMS_NORM_FEATURES[:5]
 """Everything ``F.rms_norm`` takes: all features but refllm's variant "weight_offset"."""
 
+RESIDUALS = ("none", "fused")
+"""Whether the target fuses a residual add: "none" (``F.rms_norm``) or "fused" (every case
+passes ``residual=r``; the target returns ``(out, input + residual)``)."""
+
 
 def check_rms_norm(fn: Callable[..., Any] | str, *, features: Iterable[str] | None = None,
-                   cast: str | None = None, **options: Any) -> Report:
+                   cast: str | None = None, residual: str | bool | None = None,
+                   **options: Any) -> Report:
     """Check ``fn`` (or ``"module:name"``) against refllm's RMSNorm.
 
     ``features``: which of :data:`RMS_NORM_FEATURES` to exercise (default
-    :data:`DEFAULT_RMS_NORM_FEATURES`); ``cast``: "after_weight" (default) or "before_weight"
-    (module docs); ``contract``: a `refllm.testing.contract.Contract`
+    :data:`DEFAULT_RMS_NORM_FEATURES`); ``cast``: "after_weight" (default) or "before_weight";
+    ``residual``: "none" (default) or "fused" (True reads as "fused", False as "none"; module
+    docs); ``contract``: a `refllm.testing.contract.Contract`
     (``dtypes``, ``long_axes``, ``budget``, ``unsupported``). The other options are every check's
     (`refllm.testing.engine.options.CheckOptions`: see `refllm.testing.checks.check_sdpa`).
     """
-    return check(RECORD, fn, features=features, cast=cast, **options)
+    if isinstance(residual, bool):
+        residual = RESIDUALS[residual]
+    return check(RECORD, fn, features=features, cast=cast, residual=residual, **options)
+
+
+def _fused(ctx: CheckContext) -> bool:
+    return ctx.chosen.get("residual", "none") == "fused"
+
+
+def build(record: Any, ctx: CheckContext) -> Any:
+    """The engine's spec (the record's ``build`` hook): the generic function spec, or with
+    ``residual="fused"`` the spec of a target returning two tensors, whose gradients are taken
+    wrt ``residual`` too (:class:`refllm.testing.rms_norm.residual.ResidualSpec`)."""
+    import dataclasses
+
+    from refllm.testing.engine.check import function_spec
+
+    spec = function_spec(ctx)
+    if not _fused(ctx):
+        return spec
+    from refllm.testing.rms_norm.residual import ResidualSpec
+
+    fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)
+              if f.init and f.name != "properties"}
+    fields["grad_inputs"] = {**spec.grad_inputs, "residual": "residual"}
+    return ResidualSpec(**fields)
 
 
 def cases(ctx: CheckContext) -> st.SearchStrategy[Case]:
@@ -62,14 +100,15 @@ def cases(ctx: CheckContext) -> st.SearchStrategy[Case]:
 
     c = ctx.contract
     return rms_norm_cases(dtype=torch.float64, features=ctx.features, max_size=ctx.max_size,
-                          long_axes=c.long_axes, budget=c.budget)
+                          long_axes=c.long_axes, budget=c.budget, residual=_fused(ctx))
 
 
 def calls(ctx: CheckContext) -> list[Case]:
     from refllm.testing.rms_norm.strategy import rms_norm_default_calls
 
     c = ctx.contract
-    return rms_norm_default_calls(max_size=ctx.max_size, long=c.long_axes, budget=c.budget)
+    return rms_norm_default_calls(max_size=ctx.max_size, long=c.long_axes, budget=c.budget,
+                                  residual=_fused(ctx))
 
 
 def adapt(ctx: CheckContext, spec: dict[str, Any]) -> dict[str, Any]:

@@ -16,9 +16,12 @@ RECORD = OpRecord(
                          "variant weight_offset)"),
              Choice("cast", "refllm.ops.norms:CASTS", many=False,
                     help="where the target rounds to the input's dtype: after_weight (PyTorch, "
-                         "default) or before_weight (Hugging Face's LlamaRMSNorm)")),
+                         "default) or before_weight (Hugging Face's LlamaRMSNorm)"),
+             Choice("residual", "refllm.testing.rms_norm.check:RESIDUALS", many=False,
+                    help="none (F.rms_norm, default) or fused: the target takes residual= and "
+                         "returns (out, input + residual)")),
     demos=(Demo("F.rms_norm", "torch.nn.functional:rms_norm"),),
     contract=("dtypes", "long_axes", "budget", "unsupported"),
     cases="refllm.testing.rms_norm.check:cases", calls="refllm.testing.rms_norm.check:calls",
-    adapt="refllm.testing.rms_norm.check:adapt",
+    adapt="refllm.testing.rms_norm.check:adapt", build="refllm.testing.rms_norm.check:build",
 )

@@ -14,6 +14,12 @@ pairs and freely (`refllm.testing.engine.odds.feature_plan`):
 * "no_weight", "eps" (an explicit eps), "multi_dim" (a ``normalized_shape`` of two axes), and
   refllm's RMSNorm variant "weight_offset" (Gemma's ``1 + w``); for LayerNorm "no_bias".
 
+With ``residual=True`` (RMSNorm's fused residual add, every case) the case also carries the
+keyword ``residual``: a tensor of the input's shape, of scale 0.1, 1 or 10 times the input's
+(a residual stream that is smaller than, like, or larger than the new branch), times the small
+scale with "small_variance" and without the common offset, so that the sum the norm sees stays
+in the regime the features name.
+
 About one case in four is kernel-sized: the normalised axis or the rows take a length of
 `refllm.testing.engine.sizes.LONG_LENGTHS` (past the blocks of a row reduction, or the row groups
 of a weight-gradient reduction).
@@ -53,6 +59,7 @@ EXCLUSIVE = (("small_variance", "large_offset"), ("no_weight", "weight_offset"))
 weight."""
 
 EPS = (1e-5, 1e-6, 1e-8)
+RESIDUAL_SCALES = (1.0, 10.0, 0.1)
 SMALL_SCALES = (1e-3, 1e-4, 3e-5)
 OFFSETS = (1e2, -3e2, 1e3)
 
@@ -60,10 +67,12 @@ OFFSETS = (1e2, -3e2, 1e3)
 @st.composite
 def norm_cases(draw, *, dtype: torch.dtype = torch.float64,
                features: Sequence[str] = NORM_FEATURES, bias: bool = False, max_size: int = 6,
-               long_axes: bool = True, budget: int = DEFAULT_BUDGET) -> Case:
+               long_axes: bool = True, budget: int = DEFAULT_BUDGET,
+               residual: bool = False) -> Case:
     """`Case` objects ``(input, normalized_shape[, weight[, bias]]), {eps, ...}`` for a norm.
 
-    ``bias``: draw LayerNorm's cases (a bias, feature "no_bias" leaves it out). ``features``:
+    ``bias``: draw LayerNorm's cases (a bias, feature "no_bias" leaves it out); ``residual``:
+    every case has RMSNorm's keyword ``residual`` (module docs). ``features``:
     which of the module's features may be drawn (the others are never). The weight is
     ``1 + 0.1 n`` (``0.1 n`` with "weight_offset", Gemma's storage), the bias ``0.1 n`` (n
     standard normal).
@@ -87,14 +96,15 @@ def norm_cases(draw, *, dtype: torch.dtype = torch.float64,
     shape = (*batch, *norm)
     gen = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
     x = torch.randn(shape, generator=gen, dtype=torch.float64)
-    if on.get("small_variance"):
-        x = x * draw(st.sampled_from(SMALL_SCALES))
-    else:
-        x = x * draw(st.sampled_from((1.0, 0.1, 10.0)))
+    small = draw(st.sampled_from(SMALL_SCALES)) if on.get("small_variance") else 1.0
+    x = x * (small if on.get("small_variance") else draw(st.sampled_from((1.0, 0.1, 10.0))))
     if on.get("large_offset"):
         x = x + draw(st.sampled_from(OFFSETS))
     args: list = [x.to(dtype), tuple(norm)]
     kwargs: dict = {}
+    if residual:
+        r = torch.randn(shape, generator=gen, dtype=torch.float64)
+        kwargs["residual"] = (r * small * draw(st.sampled_from(RESIDUAL_SCALES))).to(dtype)
     affine = not on.get("no_weight")
     # a left-out weight is passed as None (the engine finds grad inputs by position)
     w = torch.randn(norm, generator=gen, dtype=torch.float64) * 0.1
@@ -107,24 +117,25 @@ def norm_cases(draw, *, dtype: torch.dtype = torch.float64,
     if on.get("weight_offset") and affine:
         kwargs["weight_offset"] = 1.0
     regime = [f for f in ("small_variance", "large_offset") if on.get(f)]
-    note = f"input {shape}" + "".join(f", {r}" for r in regime) + (f", long {long}" if long
-                                                                    else "")
+    note = (f"input {shape}" + (" and residual" if residual else "")
+            + "".join(f", {r}" for r in regime) + (f", long {long}" if long else ""))
     return Case(args=tuple(args), kwargs=kwargs, note=note)
 
 
 def rms_norm_cases(*, dtype: torch.dtype = torch.float64,
                    features: Sequence[str] = NORM_FEATURES, max_size: int = 6,
-                   long_axes: bool = True,
-                   budget: int = DEFAULT_BUDGET) -> st.SearchStrategy[Case]:
+                   long_axes: bool = True, budget: int = DEFAULT_BUDGET,
+                   residual: bool = False) -> st.SearchStrategy[Case]:
     """`Case` objects for ``F.rms_norm(input, normalized_shape, weight, eps=...)`` and refllm's
     variants (``features`` from `NORM_FEATURES` and `RMS_ONLY`; see the module docs): the
-    default call ``F.rms_norm(x, (n,), weight)`` about one case in five."""
+    default call ``F.rms_norm(x, (n,), weight)`` about one case in five. ``residual``: every
+    case adds the keyword ``residual`` (the fused residual add, ``(out, new_residual)``)."""
     unknown = [f for f in features if f not in NORM_FEATURES + RMS_ONLY]
     if unknown:
         raise ValueError(f"rms_norm_cases: unknown features {unknown}; choose from "
                          f"{list(NORM_FEATURES + RMS_ONLY)}")
     return norm_cases(dtype=dtype, features=features, max_size=max_size, long_axes=long_axes,
-                      budget=budget)
+                      budget=budget, residual=residual)
 
 
 def norm_default_calls(*, bias: bool, max_size: int = 6, long: bool = True,
@@ -147,6 +158,13 @@ def norm_default_calls(*, bias: bool, max_size: int = 6, long: bool = True,
 
 
 def rms_norm_default_calls(*, max_size: int = 6, long: bool = True,
-                           budget: int = DEFAULT_BUDGET) -> list[Case]:
-    """Fixed float64 examples of ``F.rms_norm(x, (n,), weight)`` (see `norm_default_calls`)."""
-    return norm_default_calls(bias=False, max_size=max_size, long=long, budget=budget)
+                           budget: int = DEFAULT_BUDGET, residual: bool = False) -> list[Case]:
+    """Fixed float64 examples of ``F.rms_norm(x, (n,), weight)`` (see `norm_default_calls`);
+    with ``residual``, of ``rms_norm(x, (n,), weight, residual=r)``, r of the input's scale."""
+    calls = norm_default_calls(bias=False, max_size=max_size, long=long, budget=budget)
+    if not residual:
+        return calls
+    g = torch.Generator().manual_seed(20261206)
+    return [Case(c.args, {"residual": torch.randn(c.args[0].shape, generator=g,
+                                                  dtype=torch.float64)},
+                 c.note + " and residual") for c in calls]

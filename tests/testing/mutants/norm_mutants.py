@@ -206,3 +206,118 @@ def ln_bias_grad_averaged_over_rows(input, normalized_shape, weight=None, bias=N
 
 
 CORRECT_LN = [layer_norm]
+
+
+# ------------------------------------------------------------------ RMSNorm, fused residual add
+#
+#     h = input + residual (one rounding in the input's dtype),  returns (rms_norm(h), h)
+#
+# The signature of ``refllm.ops.norms.rms_norm`` with ``residual=``, checked with
+# ``check_rms_norm(fn, residual="fused")``; vLLM's, Liger-Kernel's and Unsloth's fused kernels.
+
+
+def fused_add_rms_norm(input, normalized_shape, weight=None, eps=None, *, residual,
+                       weight_offset=0.0):
+    """The fused residual add by autograd: the sum rounded to the input's dtype, normalised."""
+    h = input + residual
+    return rms_norm(h, normalized_shape, weight, eps, weight_offset=weight_offset), h
+
+
+def fused_add_rms_norm_float32_sum(input, normalized_shape, weight=None, eps=None, *, residual,
+                                   weight_offset=0.0):
+    """Correct too: the sum formed in float32 and normalised before it is rounded (the norm sees
+    the unrounded sum); the new residual is that sum rounded once to the input's dtype."""
+    h = input.to(_opmath(input)) + residual.to(_opmath(input))
+    y = h * torch.rsqrt(h.square().mean(_dims(normalized_shape), keepdim=True)
+                        + _eps(input, eps))
+    if weight is not None:
+        y = y * (weight.to(h.dtype) + weight_offset)
+    return y.to(input.dtype), h.to(input.dtype)
+
+
+class _FusedAddRMSNorm(torch.autograd.Function):
+    """A fused kernel with a written-out backward: the residual stream's upstream gradient
+    ``g_h`` joins the norm's input gradient, ``dx = dr = rms_backward(g_y) + g_h`` (correct with
+    ``keep_residual_grad=True``)."""
+
+    @staticmethod
+    def forward(ctx, input, residual, weight, dims, eps, offset, keep_residual_grad):
+        h = input + residual
+        y = _FusedRMSNorm.forward(ctx, h, weight, dims, eps, offset, _row_sum)
+        ctx.keep_residual_grad = keep_residual_grad
+        return y, h
+
+    @staticmethod
+    def backward(ctx, g_y, g_h):
+        dx, dw = _FusedRMSNorm.backward(ctx, g_y)[:2]
+        if ctx.keep_residual_grad:
+            dx = dx + g_h
+        return dx, dx, dw, None, None, None, None
+
+
+def fused_add_rms_norm_written_backward(input, normalized_shape, weight=None, eps=None, *,
+                                        residual, weight_offset=0.0):
+    """The fused residual add with a hand-written backward (correct)."""
+    return _FusedAddRMSNorm.apply(input, residual, weight, _dims(normalized_shape),
+                                  _eps(input, eps), weight_offset, True)
+
+
+def rms_residual_returns_the_old_residual(input, normalized_shape, weight=None, eps=None, *,
+                                          residual, weight_offset=0.0):
+    """BUG: the output is right, but the residual handed back is the one passed in, not the
+    sum (the next block's residual stream loses this block's branch)."""
+    return fused_add_rms_norm(input, normalized_shape, weight, eps, residual=residual,
+                              weight_offset=weight_offset)[0], residual
+
+
+def rms_residual_normalises_the_input(input, normalized_shape, weight=None, eps=None, *,
+                                      residual, weight_offset=0.0):
+    """BUG: the new residual is the sum, but the norm is taken of the input alone."""
+    h = input + residual
+    return rms_norm(input, normalized_shape, weight, eps, weight_offset=weight_offset), h
+
+
+def rms_residual_added_in_bfloat16(input, normalized_shape, weight=None, eps=None, *,
+                                   residual, weight_offset=0.0):
+    """BUG: the add done in bfloat16 whatever the input's dtype (a kernel written for bfloat16
+    models, called on a float32 residual stream): the sum and its norm lose 16 bits."""
+    h = (input.to(torch.bfloat16) + residual.to(torch.bfloat16)).to(input.dtype)
+    return rms_norm(h, normalized_shape, weight, eps, weight_offset=weight_offset), h
+
+
+class _AddIntoResidual(torch.autograd.Function):
+    """vLLM's calling convention inside an autograd function: the sum written into the caller's
+    residual buffer, the norm computed from it; the backward is the correct one."""
+
+    @staticmethod
+    def forward(ctx, input, residual, weight, dims, eps, offset):
+        residual.add_(input)  # BUG: the caller's tensor is overwritten
+        h = residual.clone()
+        y = _FusedRMSNorm.forward(ctx, h, weight, dims, eps, offset, _row_sum)
+        return y, h
+
+    @staticmethod
+    def backward(ctx, g_y, g_h):
+        dx, dw = _FusedRMSNorm.backward(ctx, g_y)[:2]
+        dx = dx + g_h
+        return dx, dx, dw, None, None, None
+
+
+def rms_residual_added_in_place(input, normalized_shape, weight=None, eps=None, *, residual,
+                                weight_offset=0.0):
+    """BUG: the new residual written into the caller's ``residual`` (vLLM's in-place op called
+    where a function is expected): values and gradients are right, the caller's tensor is not."""
+    return _AddIntoResidual.apply(input, residual, weight, _dims(normalized_shape),
+                                  _eps(input, eps), weight_offset)
+
+
+def rms_residual_backward_drops_the_residual_grad(input, normalized_shape, weight=None,
+                                                  eps=None, *, residual, weight_offset=0.0):
+    """BUG: the backward returns the norm's input gradient alone; the upstream gradient of the
+    new residual (the rest of the residual stream) is dropped."""
+    return _FusedAddRMSNorm.apply(input, residual, weight, _dims(normalized_shape),
+                                  _eps(input, eps), weight_offset, False)
+
+
+CORRECT_RESIDUAL = [fused_add_rms_norm, fused_add_rms_norm_float32_sum,
+                    fused_add_rms_norm_written_backward]

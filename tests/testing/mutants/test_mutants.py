@@ -118,6 +118,7 @@ def lce(fn, caught=(*FWD, "grad wrt input", "grad wrt linear_weight"), passes=()
 
 
 BF16 = {"dtype": torch.bfloat16}  # a bug of low-precision arithmetic: checked in bfloat16
+FUSED = {"residual": "fused"}  # RMSNorm's fused residual add: the target returns (out, h)
 
 
 def opt(cls, like, caught=("parameters",), passes=(), **kw):
@@ -277,6 +278,13 @@ MUTANTS = [
     rms(N.rms_weight_grad_reduced_in_low_precision, caught=("grad wrt weight",),
         passes=(*FWD, "grad wrt input"), **BF16),
     rms(N.rms_gemma_offset_forgotten, features=["weight_offset"]),
+    rms(N.rms_residual_returns_the_old_residual, caught=("new residual",), passes=FWD, **FUSED),
+    rms(N.rms_residual_normalises_the_input, passes=("new residual",), **FUSED),
+    rms(N.rms_residual_added_in_bfloat16, caught=(*FWD, "new residual"), **FUSED),
+    rms(N.rms_residual_added_in_place, caught=("inputs unchanged",),
+        passes=(*FWD, "new residual"), **FUSED),
+    rms(N.rms_residual_backward_drops_the_residual_grad,
+        caught=("grad wrt input", "grad wrt residual"), passes=(*FWD, "new residual"), **FUSED),
     # LayerNorm
     ln(N.ln_one_pass_variance, caught=(*FWD, "grad wrt input", "grad wrt weight")),
     ln(N.ln_unbiased_variance, caught=(*FWD, "grad wrt input", "grad wrt weight")),
@@ -316,6 +324,8 @@ CORRECT = [
     *(Mutant(f, check_clip_grad_norm, ()) for f in CG.CORRECT),
     *(Mutant(f, check_rms_norm, (), kwargs=kw) for f in N.CORRECT_RMS
       for kw in ({}, BF16, {"features": ["weight_offset", "eps"]})),
+    *(Mutant(f, check_rms_norm, (), kwargs={**FUSED, **kw}) for f in N.CORRECT_RESIDUAL
+      for kw in ({}, BF16)),
     *(Mutant(f, check_layer_norm, (), kwargs=kw) for f in N.CORRECT_LN for kw in ({}, BF16)),
     *(Mutant(f, check_swiglu, (), kwargs=kw) for f in G.CORRECT for kw in ({}, BF16)),
     *(Mutant(f, check_rope, (), kwargs=kw) for f in R.CORRECT for kw in ({}, BF16)),
