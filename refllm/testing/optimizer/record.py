@@ -12,6 +12,7 @@ RECORD = OpRecord(
     default_calls="refllm.testing.optimizer.strategy:optimizer_default_problems",
     grad_inputs=(), target="class", argument="cls", drawn="problem",
     axes=("numel",), contract=CONTRACT_COMMON + ("params_only", "none_grads"),
+    hyper="refllm.testing.optimizer.strategy:settable_hyper",
     choices=(Choice("like", "refllm.ops.choices:OPTIMIZER_KINDS", many=False,
                     help="the torch.optim class the optimizer imitates (default adamw)"),),
     demos=(Demo("torch.optim.SGD", "torch.optim:SGD", {"like": "sgd"}),
