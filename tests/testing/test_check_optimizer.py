@@ -87,3 +87,29 @@ def test_param_groups_differ_beyond_the_learning_rate_and_gradients_go_missing(l
     n = counts["problems"]
     assert counts["differ"] >= 0.1 * n and counts["never"] >= 0.1 * n
     assert counts["skips"] >= 0.1 * n, counts
+
+
+def test_a_contract_says_where_adams_eps_goes_and_the_reference_follows():
+    # heavyball floors the denominator at eps (tests/testing/test_real_kernels.py); torch adds
+    # eps, so under adam_eps="floor" torch.optim.AdamW is the one that disagrees
+    from refllm.testing.contract import Contract
+
+    floor = Contract(adam_eps="floor")
+    report = check_optimizer(torch.optim.AdamW, like="adamw", contract=floor, seed=0,
+                             examples=15, raise_on_failure=False)
+    assert report.failed_properties == ["parameters"]
+    assert "adam_eps='floor'" in report.snippet
+    assert check_optimizer(torch.optim.AdamW, like="adamw", seed=0, examples=15).passed
+
+
+def test_adam_eps_is_refused_where_it_means_nothing():
+    from refllm.testing import check_sdpa
+    from refllm.testing.contract import Contract
+
+    with pytest.raises(ValueError, match="adam_eps must be one of"):
+        Contract(adam_eps="inside_the_root")
+    with pytest.raises(ValueError, match="adam_eps='floor' applies to like 'adam' or 'adamw'"):
+        check_optimizer(torch.optim.SGD, like="sgd", contract=Contract(adam_eps="floor"))
+    with pytest.raises(ValueError, match=r"\['adam_eps'\] do not apply to sdpa"):
+        check_sdpa(torch.nn.functional.scaled_dot_product_attention,
+                   contract=Contract(adam_eps="floor"))

@@ -11,7 +11,7 @@ RECORD = OpRecord(
     strategy="refllm.testing.optimizer.strategy:optimizer_problems",
     default_calls="refllm.testing.optimizer.strategy:optimizer_default_problems",
     grad_inputs=(), target="class", argument="cls", drawn="problem",
-    axes=("numel",), contract=CONTRACT_COMMON + ("params_only", "none_grads"),
+    axes=("numel",), contract=CONTRACT_COMMON + ("params_only", "none_grads", "adam_eps"),
     hyper="refllm.testing.optimizer.strategy:settable_hyper",
     choices=(Choice("like", "refllm.ops.choices:OPTIMIZER_KINDS", many=False,
                     help="the torch.optim class the optimizer imitates (default adamw)"),),
