@@ -233,6 +233,8 @@ def test_heavyball_puts_eps_where_torch_does_not():
     report = check_optimizer(heavyball_eager("AdamW"), like="adamw", contract=added, seed=0,
                              examples=15, raise_on_failure=False, **NO_MAXIMIZE)
     assert report.failed_properties == ["parameters"]
+    assert report.diagnosis == ["passes if eps is a floor of the denominator (heavyball): "
+                                "Contract(adam_eps='floor')"]
 
 
 def test_heavyball_counts_steps_per_param_group():

@@ -381,9 +381,36 @@ def check_optimizer(cls: Callable[..., torch.optim.Optimizer] | str, *, like: st
                  examples=examples, seed=seed, raise_on_failure=False, threads=threads,
                  timeout=timeout, features=(like,), fixed=fixed)
     spec.annotate(report)
+    if not report.passed and report.drawn is not None and like in ("adam", "adamw"):
+        report.diagnosis.extend(_diagnose_eps(spec, report, threads, timeout))
     if raise_on_failure and not report.passed:
         raise OracleFailure(report)
     return report
+
+
+EPS_WORDS = {"after_correction": "eps is added after the bias correction (PyTorch's)",
+             "before_correction": "eps is added before the bias correction (Kingma & Ba §2, "
+                                  "Keras)",
+             "floor": "eps is a floor of the denominator (heavyball)"}
+"""`Contract.adam_eps`'s values in words, for the diagnosis."""
+
+
+def _diagnose_eps(spec: OptimizerSpec, report: Report, threads: int | None,
+                  timeout: float | None) -> list[str]:
+    """Where the failing Adam problem passes with eps placed otherwise: one line per placement
+    (the failing problem judged again, the reference and its bound following it)."""
+    passing = []
+    for placement, words in EPS_WORDS.items():
+        if placement == spec.adam_eps:
+            continue
+        other = dataclasses.replace(spec, adam_eps=placement, not_kept={}, compared={})
+        again = run(other, target=report.target, dtype=spec.dtype, device=spec.device,
+                    examples=1, seed=0,
+                    raise_on_failure=False, threads=threads, timeout=timeout,
+                    features=(spec.like,), fixed=report.drawn)
+        if again.passed:
+            passing.append(f"passes if {words}: Contract(adam_eps={placement!r})")
+    return passing
 
 
 __all__ = ["LIKES", "NotKept", "check_optimizer", "reference_trajectory", "to_source"]
