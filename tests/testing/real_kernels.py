@@ -208,6 +208,7 @@ class TorchoptAdamW:
     """
 
     HYPER = ("lr", "betas", "eps", "weight_decay", "maximize")
+    KIND = "AdamW"  # the torchopt class
 
     def __init__(self, params, use_accelerated_op: bool = False, **defaults):
         import torchopt
@@ -217,8 +218,9 @@ class TorchoptAdamW:
         self.param_groups = [{**defaults, **g, "params": list(g["params"])} for g in groups]
         if any(g.get("amsgrad") for g in self.param_groups):
             raise NotImplementedError("torchopt.AdamW has no amsgrad")
-        self._inner = [torchopt.AdamW(g["params"], use_accelerated_op=use_accelerated_op,
-                                      **{k: g[k] for k in self.HYPER if k in g})
+        make = getattr(torchopt, self.KIND)
+        self._inner = [make(g["params"], use_accelerated_op=use_accelerated_op,
+                            **{k: g[k] for k in self.HYPER if k in g})
                        for g in self.param_groups]
 
     def step(self, closure=None):
@@ -243,6 +245,12 @@ class TorchoptAdamW:
             inner.load_state_dict(s)
 
 
+class TorchoptAdam(TorchoptAdamW):
+    """``torchopt.Adam`` (weight decay as an L2 penalty, as torch.optim.Adam), adapted alike."""
+
+    KIND = "Adam"
+
+
 def _flat_states(state):
     """The states of a torchopt chain (nested tuples of named tuples), first to last."""
     if hasattr(state, "_fields") or not isinstance(state, tuple):
@@ -261,6 +269,6 @@ def heavyball_eager(name: str = "AdamW"):
     return getattr(heavyball, name)
 
 
-__all__ = ["TorchoptAdamW", "chunked_sdpa", "compiled_flex_sdpa", "compiled_optimizer",
-           "flex_sdpa", "heavyball_eager", "hf_eager_attention", "hf_sdpa_attention",
-           "timm_adamw_legacy"]
+__all__ = ["TorchoptAdam", "TorchoptAdamW", "chunked_sdpa", "compiled_flex_sdpa",
+           "compiled_optimizer", "flex_sdpa", "heavyball_eager", "hf_eager_attention",
+           "hf_sdpa_attention", "timm_adamw_legacy"]

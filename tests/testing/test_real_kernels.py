@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from refllm.testing import check_cross_entropy, check_optimizer, check_sdpa
 from refllm.testing.contract import Contract
 from tests.testing.real_kernels import (
+    TorchoptAdam,
     TorchoptAdamW,
     chunked_sdpa,
     compiled_flex_sdpa,
@@ -211,10 +212,12 @@ def test_timm_adamw_legacy(foreach):
 
 
 @pytest.mark.parametrize("accelerated", [False, True])
-def test_torchopt_adamw(accelerated):
+@pytest.mark.parametrize("like", ["adam", "adamw"])
+def test_torchopt_adam_and_adamw(like, accelerated):
     pytest.importorskip("torchopt")
-    cls = functools.partial(TorchoptAdamW, use_accelerated_op=accelerated)
-    report = check_optimizer(cls, like="adamw", amsgrad=False, seed=0, examples=15)
+    adapter = {"adam": TorchoptAdam, "adamw": TorchoptAdamW}[like]
+    cls = functools.partial(adapter, use_accelerated_op=accelerated)
+    report = check_optimizer(cls, like=like, amsgrad=False, seed=0, examples=15)
     assert report.passed and "state 'exp_avg_sq'" in [p.name for p in report.properties]
 
 
