@@ -3,6 +3,7 @@
     refllm check sdpa mypkg.attn:flash_attention --dtype bf16 --device cuda --examples 500
     refllm check cross-entropy mypkg.losses:ce --reductions mean   (also: mse)
     refllm check optimizer mypkg.optim:AdamW --like adamw
+    refllm check optimizer mypkg.optim:Adam --like adam --set maximize=false --set lr=0.01
     refllm check multihead mypkg.attn:MHA   (a torch.nn.MultiheadAttention-compatible class)
     refllm demo        # PyTorch's own ops checked against refllm in float32
     refllm train --config run.json [--resume]     # next-token training (refllm.train)
@@ -68,9 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     from refllm.testing.engine.options import CheckOptions
 
     for field in CheckOptions.flags():  # every check's options, declared once
+        repeat = {"action": "append", "metavar": "NAME=VALUE", "default": None} \
+            if field.metadata["repeat"] else {"default": field.default}
         check.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name,
-                           type=field.metadata["flag"], default=field.default,
-                           help=field.metadata["help"])
+                           type=field.metadata["flag"], help=field.metadata["help"], **repeat)
     for keyword in choice_keywords():  # each op's own options: --features, --reductions, --like
         takers = [r for r in RECORDS.values() if r.choice(keyword)]
         helps = {str(getattr(r.choice(keyword), "help", "")) for r in takers}

@@ -44,6 +44,28 @@ def _causal_only_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_
 
 
 BUGGY.causal_only = _causal_only_attention
+
+
+class _AdamWithoutMaximize(torch.optim.Adam):
+    """An Adam that has no ``maximize``: it always descends (the flag is dropped)."""
+
+    def __init__(self, params, **hyper):
+        super().__init__(params, **hyper)
+        for group in self.param_groups:
+            group["maximize"] = False
+
+
+class _SGDAtMomentum09(torch.optim.SGD):
+    """An SGD that supports momentum 0.9 only, and says so (ValueError for any other)."""
+
+    def __init__(self, params, **hyper):
+        super().__init__(params, **hyper)
+        if any(group["momentum"] != 0.9 for group in self.param_groups):
+            raise ValueError("momentum 0.9 only")
+
+
+BUGGY.adam_without_maximize = _AdamWithoutMaximize
+BUGGY.sgd_at_momentum_09 = _SGDAtMomentum09
 CAUSAL_ONLY = Contract(causal="only", masks="none", sizes={"t": (1, 6), "s": (1, 6)})
 HEAD_DIMS = Contract(head_dims=(8,))
 
@@ -142,12 +164,35 @@ def test_mse_takes_reductions_and_refuses_features(capsys):
      "['sgd', 'adam']"),
     (["check", "cross-entropy", "torch.nn.functional:cross_entropy", "--features", ","],
      "--features: give at least one of"),
+    (["check", "optimizer", "torch.optim:Adam", "--like", "adam", "--set", "momentum=0.9"],
+     "--set: unknown hyper-parameter 'momentum' of optimizer like adam; the known ones: "
+     "['amsgrad', 'betas', 'eps', 'lr', 'maximize', 'weight_decay']"),
+    (["check", "optimizer", "torch.optim:Adam", "--like", "adam", "--set", "maximize=0"],
+     "--set maximize: expected true or false, got 0"),
+    (["check", "optimizer", "torch.optim:Adam", "--like", "adam", "--set", "betas=0.9"],
+     "--set betas: expected 2 comma-separated values, got 0.9"),
+    ([*MSE, "--set", "lr=0.1"], "--set: mse has no hyper-parameters to set"),
     ([*MSE, "--threads", "0"], "--threads: threads must be >= 1, got 0"),
     ([*MSE, "--examples", "0"], "--examples: examples must be >= 1, got 0"),
 ])
 def test_bad_options_are_usage_errors_before_anything_is_drawn(capsys, args, message):
     assert main(args) == 2
     assert message in _one_error_line(capsys)
+
+
+def test_set_holds_hyper_parameters_fixed(capsys, monkeypatch):
+    # an Adam without maximize fails where maximize is drawn, and passes with it held False
+    monkeypatch.setitem(sys.modules, "refllm_cli_buggy", BUGGY)
+    adam = ["check", "optimizer", "refllm_cli_buggy:adam_without_maximize", "--like", "adam",
+            "--examples", "10", "--seed", "0"]
+    assert main(adam) == 1
+    assert "parameters" in capsys.readouterr().out
+    assert main([*adam, "--set", "maximize=false"]) == 0
+    # each value reaches every param group: this SGD raises for any momentum but 0.9
+    sgd = ["check", "optimizer", "refllm_cli_buggy:sgd_at_momentum_09", "--like", "sgd",
+           "--examples", "5", "--seed", "0"]
+    assert main([*sgd, "--set", "momentum=0.9", "--set", "lr=0.01"]) == 0
+    assert "PASSED" in capsys.readouterr().out
 
 
 class _NoPytest(importlib.abc.MetaPathFinder):

@@ -25,6 +25,10 @@ Deviations (PyTorch from the papers; our rules follow PyTorch):
   ordering of Kingma & Ba §2 (which uses ε̂ = ε √(1 − β₂^t)); ``adam_naive(...,
   convention="paper")`` gives that §2 ordering: θ_t ← θ_{t−1} − α_t m_t / (√v_t + ε) with
   α_t = γ √(1 − β₂^t) / (1 − β₁^t). The two agree when ε = 0.
+* Where ε goes differs between libraries; ``adam_eps`` names it (``ADAM_EPS``):
+  ``"after_correction"`` (PyTorch, Algorithm 1: √v_t / √(1 − β₂^t) + ε), ``"before_correction"``
+  (Kingma & Ba §2's ordering above, as Keras has it) or ``"floor"`` (max(√v_t / √(1 − β₂^t), ε),
+  ε as a lower bound of the denominator, as heavyball has it). The three agree when ε = 0.
 * AdamW's schedule multiplier η_t is folded into ``lr`` (use an LR schedule); the decay is γλθ.
 * AMSGrad keeps the maximum of the *uncorrected* v_t (torch 2.x) and still divides by
   √(1 − β₂^t); Reddi et al. keep the max of v_t without any bias correction.
@@ -50,6 +54,21 @@ from refllm.ops.optim_sgd import (
     pure,
 )
 
+ADAM_EPS = ("after_correction", "before_correction", "floor")
+"""Where ε enters Adam's denominator (module docs); PyTorch's first."""
+
+
+def _denominator(v: Tensor, bias2: float, eps: float, adam_eps: str) -> tuple[Tensor, float]:
+    """Adam's denominator for ``adam_eps`` and the factor of its step size (√(1 − β₂^t) for
+    ``"before_correction"``, else 1), as the libraries that place ε so compute it."""
+    if adam_eps == "after_correction":
+        return (v.sqrt() / bias2**0.5).add_(eps), 1.0
+    if adam_eps == "floor":
+        return (v.sqrt() / bias2**0.5).clamp_(min=eps), 1.0
+    if adam_eps == "before_correction":
+        return v.sqrt().add_(eps), bias2**0.5
+    raise ValueError(f"adam_eps must be one of {ADAM_EPS}, got {adam_eps!r}")
+
 
 def check_adam_hyper(*, lr: float, betas: tuple[float, float], eps: float,
                      weight_decay: float) -> None:
@@ -73,9 +92,13 @@ def _step_tensor(s: dict) -> Tensor:
 
 
 def _adam_naive(params, grads, state, *, lr, betas, eps, weight_decay, amsgrad, maximize,
-                decoupled, convention):
+                decoupled, convention, adam_eps="after_correction"):
     if convention not in ("pytorch", "paper"):
         raise ValueError(f"convention must be 'pytorch' or 'paper', got {convention!r}")
+    if adam_eps not in ADAM_EPS:
+        raise ValueError(f"adam_eps must be one of {ADAM_EPS}, got {adam_eps!r}")
+    if convention == "paper":  # Kingma & Ba §2's ordering: ε before the bias correction
+        adam_eps = "before_correction"
     state = check_lists(params, grads, state)
     check_adam_hyper(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
     beta1, beta2 = betas
@@ -97,8 +120,11 @@ def _adam_naive(params, grads, state, *, lr, betas, eps, weight_decay, amsgrad, 
             v[i] = beta2 * v[i] + (1 - beta2) * d * d
             v_max[i] = max(v_max[i], v[i])
             v_hat = v_max[i] if amsgrad else v[i]
-            if convention == "pytorch":
+            if adam_eps == "after_correction":
                 denom = math.sqrt(v_hat) / math.sqrt(bias2) + eps
+                theta[i] = theta[i] - lr / bias1 * ieee_div(m[i], denom)
+            elif adam_eps == "floor":
+                denom = max(math.sqrt(v_hat) / math.sqrt(bias2), eps)
                 theta[i] = theta[i] - lr / bias1 * ieee_div(m[i], denom)
             else:
                 alpha_t = lr * math.sqrt(bias2) / bias1
@@ -115,28 +141,32 @@ def _adam_naive(params, grads, state, *, lr, betas, eps, weight_decay, amsgrad, 
 def adam_naive(params: Params, grads: Params, state: Sequence[dict] | None = None, *,
                lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False,
-               convention: str = "pytorch") -> tuple[list[Tensor], State]:
+               convention: str = "pytorch",
+               adam_eps: str = "after_correction") -> tuple[list[Tensor], State]:
     """Adam (Kingma & Ba 2015, Algorithm 1) element by element; weight decay as an L2 penalty.
 
-    ``convention="paper"`` uses Kingma & Ba §2's ordering (ε added to √v_t, step α_t).
+    ``convention="paper"`` uses Kingma & Ba §2's ordering (ε added to √v_t, step α_t), the
+    same as ``adam_eps="before_correction"``; ``adam_eps="floor"``: max(√v̂_t, ε) (`ADAM_EPS`).
     """
     return _adam_naive(params, grads, state, lr=lr, betas=betas, eps=eps,
                        weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
-                       decoupled=False, convention=convention)
+                       decoupled=False, convention=convention, adam_eps=adam_eps)
 
 
 def adamw_naive(params: Params, grads: Params, state: Sequence[dict] | None = None, *,
                 lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                 weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False,
-                convention: str = "pytorch") -> tuple[list[Tensor], State]:
+                convention: str = "pytorch",
+                adam_eps: str = "after_correction") -> tuple[list[Tensor], State]:
     """AdamW (Loshchilov & Hutter 2019, Algorithm 2) element by element: θ ← (1 − γλ)θ first."""
     return _adam_naive(params, grads, state, lr=lr, betas=betas, eps=eps,
                        weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
-                       decoupled=True, convention=convention)
+                       decoupled=True, convention=convention, adam_eps=adam_eps)
 
 
 @torch.no_grad()
-def _adam_(params, grads, state, *, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled):
+def _adam_(params, grads, state, *, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled,
+           adam_eps):
     """torch.optim.Adam's for-loop path, operation for operation, in place."""
     state = check_lists(params, grads, state)
     check_adam_hyper(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
@@ -160,27 +190,29 @@ def _adam_(params, grads, state, *, lr, betas, eps, weight_decay, amsgrad, maxim
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         t = s["step"].item()
-        bias1, bias2_sqrt = 1 - beta1**t, (1 - beta2**t) ** 0.5
+        bias1, bias2 = 1 - beta1**t, 1 - beta2**t
         if amsgrad:
             v = torch.maximum(s["max_exp_avg_sq"], v, out=s["max_exp_avg_sq"])
-        denom = (v.sqrt() / bias2_sqrt).add_(eps)
-        p.addcdiv_(m, denom, value=-(lr / bias1))
+        denom, factor = _denominator(v, bias2, eps, adam_eps)
+        p.addcdiv_(m, denom, value=-(lr * factor / bias1))
 
 
 def adam_(params: Params, grads: Params, state: Sequence[dict] | None = None, *,
           lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-          weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False) -> None:
+          weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False,
+          adam_eps: str = "after_correction") -> None:
     """Adam in place: torch.optim.Adam's rule (L2 weight decay); ``state`` updated in place."""
     _adam_(params, grads, state, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-           amsgrad=amsgrad, maximize=maximize, decoupled=False)
+           amsgrad=amsgrad, maximize=maximize, decoupled=False, adam_eps=adam_eps)
 
 
 def adamw_(params: Params, grads: Params, state: Sequence[dict] | None = None, *,
            lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-           weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False) -> None:
+           weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False,
+           adam_eps: str = "after_correction") -> None:
     """AdamW in place: torch.optim.AdamW's rule (decoupled decay); ``state`` updated in place."""
     _adam_(params, grads, state, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-           amsgrad=amsgrad, maximize=maximize, decoupled=True)
+           amsgrad=amsgrad, maximize=maximize, decoupled=True, adam_eps=adam_eps)
 
 
 adam = pure(adam_)

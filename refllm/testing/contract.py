@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from refllm.ops.optim_adam import ADAM_EPS  # one list: where Adam's eps goes
 from refllm.testing.engine.sizes import DEFAULT_BUDGET, LONG_LENGTHS
 
 __all__ = ["Contract", "OPS", "AXES"]
@@ -113,6 +114,11 @@ class Contract:
         params_only: (optimizers) compare the parameters only, not the optimizer state (for
             optimizers that keep other state names than torch.optim's).
         none_grads: (optimizers) draw parameters whose ``.grad`` is None.
+        adam_eps: (optimizers like Adam and AdamW) where ε enters the denominator:
+            "after_correction" (PyTorch: sqrt(v_t) / sqrt(1 - beta2^t) + eps), "before_correction"
+            (Kingma & Ba §2, Keras: sqrt(v_t) + eps, the bias correction in the step size) or
+            "floor" (max(sqrt(v_t) / sqrt(1 - beta2^t), eps), heavyball); the reference and its
+            error bound follow it.
     """
 
     layout: str | None = None
@@ -133,6 +139,7 @@ class Contract:
     unsupported: tuple[type[BaseException], ...] = (NotImplementedError,)
     params_only: bool = False
     none_grads: bool = True
+    adam_eps: str = "after_correction"
 
     def __post_init__(self) -> None:
         _one_of("layout", self.layout, (None, *LAYOUTS))
@@ -141,6 +148,7 @@ class Contract:
         _one_of("fully_masked_rows", self.fully_masked_rows, (None, *FULLY_MASKED_ROWS))
         _one_of("causal_alignment", self.causal_alignment, CAUSAL_ALIGNMENTS)
         _one_of("gqa_heads", self.gqa_heads, GQA_HEADS)
+        _one_of("adam_eps", self.adam_eps, ADAM_EPS)
         for name in ("gqa", "scale", "long_axes", "params_only", "none_grads"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"Contract: {name} must be a bool, got "

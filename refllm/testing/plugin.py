@@ -8,7 +8,9 @@ Options (all optional), one set per op record (:mod:`refllm.testing.registry`):
 ``torch.nn.MultiheadAttention``-compatible class), ``--refllm-cross-entropy=...``,
 ``--refllm-mse=...``, ``--refllm-optimizer=module:Class``; each op's own choices as
 ``--refllm-OP-CHOICE``: ``--refllm-sdpa-features=masks,causal``,
-``--refllm-cross-entropy-reductions=mean``, ``--refllm-optimizer-like=adamw``, ...; and for all
+``--refllm-cross-entropy-reductions=mean``, ``--refllm-optimizer-like=adamw``, ...;
+``--refllm-optimizer-set=maximize=false`` (repeatable) holds an optimizer's hyper-parameter
+fixed, validated for the like of the command line or of the test's call; and for all
 of them ``--refllm-dtype=float32`` (float64, float32, bfloat16, float16 or bf16, fp16, ...),
 ``--refllm-device=cpu``, ``--refllm-examples=N`` (default 40, as for the checks: see
 :mod:`refllm.testing.engine.settings`), ``--refllm-seed=N`` (which fixes the drawn examples) and
@@ -30,6 +32,7 @@ The conformance suite runs all named targets: ``pytest --pyargs refllm.conforman
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -49,13 +52,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(f"--refllm-{record.name}-contract", default=None, metavar="module:name",
                         help=f"{record.name}: a refllm.testing.contract.Contract (what the "
                              "target supports)")
+        if record.hyper:
+            group.addoption(f"--refllm-{record.name}-set", action="append", default=None,
+                            metavar="NAME=VALUE",
+                            help=f"{record.name}: hold a hyper-parameter fixed, e.g. "
+                                 "maximize=false or betas=0.9,0.99 (repeat it for several)")
         for choice in record.choices:
             group.addoption(f"--refllm-{record.name}-{choice.keyword}", default=None,
                             metavar="NAME" if not choice.many else "NAME,...",
                             help=f"{record.name}: {choice.help}")
     for field in CheckOptions.flags():  # every check's options, declared once
-        if field.name == "contract":
-            continue  # per op: --refllm-OP-contract
+        if field.name in ("contract", "set"):
+            continue  # per op: --refllm-OP-contract, --refllm-OP-set
         group.addoption(f"--refllm-{field.name.replace('_', '-')}", dest=f"refllm_{field.name}",
                         type=field.metadata["flag"], default=field.default,
                         help=field.metadata["help"])
@@ -64,17 +72,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def check_options(config: pytest.Config, record: OpRecord) -> CheckOptions:
     """The command line's options for ``record``'s check."""
     common = {f.name: config.getoption(f"refllm_{f.name}") for f in CheckOptions.flags()
-              if f.name != "contract"}
+              if f.name not in ("contract", "set")}
     return CheckOptions(
         **common, contract=config.getoption(f"--refllm-{record.name}-contract", None),
+        set=tuple(config.getoption(f"--refllm-{record.name}-set", None) or ()),
         choices={c.keyword: config.getoption(f"--refllm-{record.name}-{c.keyword}", None)
                  for c in record.choices})  # None: a record added after pytest started
 
 
-def _kwargs(config: pytest.Config, record: OpRecord) -> dict[str, Any]:
-    """The check's keyword arguments from the command line; `ValueError` naming the option."""
-    return check_options(config, record).kwargs(
-        record, flag="--refllm-{}", choice_flag=f"--refllm-{record.name}-{{}}")
+def _kwargs(config: pytest.Config, record: OpRecord,
+            call: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The check's keyword arguments from the command line; `ValueError` naming the option.
+
+    ``call``: the keywords of the test's own call. A choice made there (``like="sgd"``) wins
+    over the command line's, and ``--refllm-OP-set``'s hyper-parameters are validated for it."""
+    options = check_options(config, record)
+    call = call or {}
+    made = {c.keyword: call[c.keyword] for c in record.choices if c.keyword in call}
+    if made and options.set:
+        options = dataclasses.replace(options, choices={**options.choices, **made})
+    return options.kwargs(record, flag="--refllm-{}",
+                          choice_flag=f"--refllm-{record.name}-{{}}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -83,7 +101,7 @@ def pytest_configure(config: pytest.Config) -> None:
     Cheap where no option is given (no check is imported then)."""
     try:
         for record in RECORDS.values():
-            _kwargs(config, record)
+            _configured_kwargs(config, record)
             target = config.getoption(f"--refllm-{record.name}")
             if target is not None:
                 from refllm.testing.engine.targets import load
@@ -91,6 +109,27 @@ def pytest_configure(config: pytest.Config) -> None:
                 load(target)
     except ValueError as exc:
         raise pytest.UsageError(f"refllm: {exc}") from None
+
+
+def _configured_kwargs(config: pytest.Config, record: OpRecord) -> dict[str, Any]:
+    """`_kwargs` before any test runs. ``--refllm-OP-set`` settings that fail for the command
+    line's choices pass where they are valid for another value of a one-name choice not given on
+    the command line (an optimizer's ``like``), which a test may still choose in its call; they
+    are validated again then."""
+    try:
+        return _kwargs(config, record)
+    except ValueError as exc:
+        first = exc
+    options = check_options(config, record)
+    for choice in record.choices:
+        if not options.set or choice.many or options.choices.get(choice.keyword) is not None:
+            continue
+        for name in choice.allowed():
+            try:
+                return _kwargs(config, record, {choice.keyword: name})
+            except ValueError:
+                continue
+    raise first
 
 
 class Oracle:
@@ -119,7 +158,7 @@ class Oracle:
         from refllm.testing.engine.report import OracleFailure
 
         try:
-            return record.run(target, **{**_kwargs(self.config, record), **kwargs})
+            return record.run(target, **{**_kwargs(self.config, record, kwargs), **kwargs})
         except OracleFailure as failure:
             # the report is the failure: the test's own line and the report, not refllm's frames
             __tracebackhide__ = True  # noqa: F841 (read by pytest)

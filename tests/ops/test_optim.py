@@ -183,6 +183,33 @@ def test_adam_paper_and_pytorch_conventions_agree_when_eps_is_zero_and_differ_ot
     assert not torch.allclose(c[0], d[0])
 
 
+@pytest.mark.parametrize("adam_eps", optim_adam.ADAM_EPS)
+@pytest.mark.parametrize("like", ["adam", "adamw"])
+@given(data=st.data())
+def test_each_eps_placement_is_the_same_in_the_fast_and_the_naive_rule(like, adam_eps, data):
+    problem = data.draw(optimizer_problems(like=like, steps=(1, 6)))
+    fast = problem.run_rule(update_rule(like), adam_eps=adam_eps)
+    fast.assert_close(problem.run_rule(update_rule(like, naive=True), adam_eps=adam_eps),
+                      kind="exact")
+
+
+@pytest.mark.parametrize("rule", [optim_adam.adam, optim_adam.adamw])
+def test_eps_as_a_floor_by_hand(rule):
+    # one step from a zero state: m_hat = g, sqrt(v_hat) = |g|; g = 1e-3 against eps = 0.01
+    p, g = [t(1.0, 1.0)], [t(1e-3, 1.0)]
+    hyper = {"lr": 0.1, "eps": 0.01, "weight_decay": 0.0}
+    floor, _ = rule(p, g, None, adam_eps="floor", **hyper)
+    added, _ = rule(p, g, None, **hyper)
+    assert_close(floor[0], t(1.0 - 0.1 * 1e-3 / 0.01, 1.0 - 0.1))  # max(|g|, eps)
+    assert_close(added[0], t(1.0 - 0.1 * 1e-3 / 0.011, 1.0 - 0.1 / 1.01))  # |g| + eps
+    before, _ = rule(p, g, None, adam_eps="before_correction", **hyper)
+    root = math.sqrt(1 - 0.999)  # eps added to sqrt(v) = |g| sqrt(1 - b2), then corrected
+    assert_close(before[0], t(1.0 - 0.1 * root * 1e-3 / (1e-3 * root + 0.01),
+                              1.0 - 0.1 * root / (root + 0.01)))
+    with pytest.raises(ValueError, match="adam_eps must be one of"):
+        rule(p, g, None, adam_eps="inside", **hyper)
+
+
 def test_amsgrad_keeps_the_max_of_the_uncorrected_second_moment():
     p = [t(0.0)]
     _, s = optim_adam.adam(p, [t(3.0)], None, amsgrad=True, betas=(0.5, 0.5))

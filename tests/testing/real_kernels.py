@@ -171,5 +171,104 @@ def compiled_flex_sdpa(query, key, value, attn_mask=None, is_causal=False, scale
 _compiled_flex = None
 
 
-__all__ = ["chunked_sdpa", "compiled_flex_sdpa", "compiled_optimizer", "flex_sdpa",
-           "hf_eager_attention", "hf_sdpa_attention"]
+
+
+def timm_adamw_legacy():
+    """timm's ``AdamWLegacy`` (``timm.optim.adamw``; timm's own ``timm.optim.AdamW`` is
+    torch.optim.AdamW re-exported), or None when timm is not installed.
+
+    ``import timm`` imports torchvision (timm's layers), whose PyPI wheel does not load beside
+    torch 2.13's CPU wheel; ``timm/optim/adamw.py`` needs only torch, so its folder is loaded as
+    a package of its own, ``timm.optim``'s ``__init__`` and timm's left unrun."""
+    import importlib
+    import importlib.util
+    import pathlib
+    import sys
+    import types
+
+    name = "_refllm_timm_optim"
+    if name not in sys.modules:
+        spec = importlib.util.find_spec("timm")
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        package = types.ModuleType(name)
+        package.__path__ = [str(pathlib.Path(spec.submodule_search_locations[0]) / "optim")]
+        sys.modules[name] = package
+    return importlib.import_module(f"{name}.adamw").AdamWLegacy
+
+
+class TorchoptAdamW:
+    """``torchopt.AdamW``, torchopt's torch.optim-like class, behind torch.optim's constructor.
+
+    torchopt's class takes a flat list of tensors with one set of hyper-parameters, keeps its
+    state as a pytree (``mu``, ``nu``, ``count``) outside any ``self.state`` and has no
+    ``amsgrad``: one torchopt optimizer per param group, and its state shown under torch.optim's
+    names (``exp_avg``, ``exp_avg_sq``, ``step``). ``amsgrad=True`` is refused as unsupported.
+    ``use_accelerated_op=True``: torchopt's fused C++ Adam update.
+    """
+
+    HYPER = ("lr", "betas", "eps", "weight_decay", "maximize")
+    KIND = "AdamW"  # the torchopt class
+
+    def __init__(self, params, use_accelerated_op: bool = False, **defaults):
+        import torchopt
+
+        params = list(params)
+        groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+        self.param_groups = [{**defaults, **g, "params": list(g["params"])} for g in groups]
+        if any(g.get("amsgrad") for g in self.param_groups):
+            raise NotImplementedError("torchopt.AdamW has no amsgrad")
+        make = getattr(torchopt, self.KIND)
+        self._inner = [make(g["params"], use_accelerated_op=use_accelerated_op,
+                            **{k: g[k] for k in self.HYPER if k in g})
+                       for g in self.param_groups]
+
+    def step(self, closure=None):
+        for inner in self._inner:
+            inner.step()
+
+    @property
+    def state(self) -> dict:
+        out = {}
+        for group, inner in zip(self.param_groups, self._inner):
+            adam = inner.state_groups[0]  # (ScaleByAdamState, weight decay's, lr's): a chain
+            adam = next(s for s in _flat_states(adam) if hasattr(s, "mu"))
+            for p, m, v, t in zip(group["params"], adam.mu, adam.nu, adam.count):
+                out[p] = {"exp_avg": m, "exp_avg_sq": v, "step": t.to(torch.float32)}
+        return out
+
+    def state_dict(self):
+        return [inner.state_dict() for inner in self._inner]
+
+    def load_state_dict(self, state):
+        for inner, s in zip(self._inner, state):
+            inner.load_state_dict(s)
+
+
+class TorchoptAdam(TorchoptAdamW):
+    """``torchopt.Adam`` (weight decay as an L2 penalty, as torch.optim.Adam), adapted alike."""
+
+    KIND = "Adam"
+
+
+def _flat_states(state):
+    """The states of a torchopt chain (nested tuples of named tuples), first to last."""
+    if hasattr(state, "_fields") or not isinstance(state, tuple):
+        return [state]
+    return [s for part in state for s in _flat_states(part)]
+
+
+def heavyball_eager(name: str = "AdamW"):
+    """heavyball's optimizer ``name``, its steps run eagerly: heavyball compiles them with
+    inductor by default (``heavyball.utils.compile_mode``), minutes of C++ builds on a CPU;
+    ``None`` runs the same functions uncompiled. The setting is heavyball's, process-wide."""
+    import heavyball
+    import heavyball.utils
+
+    heavyball.utils.compile_mode = None
+    return getattr(heavyball, name)
+
+
+__all__ = ["TorchoptAdam", "TorchoptAdamW", "chunked_sdpa", "compiled_flex_sdpa",
+           "compiled_optimizer", "flex_sdpa", "heavyball_eager", "hf_eager_attention",
+           "hf_sdpa_attention", "timm_adamw_legacy"]

@@ -2,6 +2,8 @@
 trip: a report compares state only where the target keeps it, says "not kept" otherwise, fails a
 state dropped for some parameters, and can leave the mid-run round trip out."""
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, seed, settings
@@ -87,3 +89,53 @@ def test_param_groups_differ_beyond_the_learning_rate_and_gradients_go_missing(l
     n = counts["problems"]
     assert counts["differ"] >= 0.1 * n and counts["never"] >= 0.1 * n
     assert counts["skips"] >= 0.1 * n, counts
+
+
+def test_a_contract_says_where_adams_eps_goes_and_the_reference_follows():
+    # heavyball floors the denominator at eps (tests/testing/test_real_kernels.py); torch adds
+    # eps, so under adam_eps="floor" torch.optim.AdamW is the one that disagrees
+    from refllm.testing.contract import Contract
+
+    floor = Contract(adam_eps="floor")
+    report = check_optimizer(torch.optim.AdamW, like="adamw", contract=floor, seed=0,
+                             examples=15, raise_on_failure=False)
+    assert report.failed_properties == ["parameters"]
+    assert "adam_eps='floor'" in report.snippet
+    # the shrunk problem passes with torch's placement (and may pass with others: it is small)
+    assert report.diagnosis[0] == ("passes if eps is added after the bias correction "
+                                   "(PyTorch's): Contract(adam_eps='after_correction')")
+    assert check_optimizer(torch.optim.AdamW, like="adamw", seed=0, examples=8).passed
+
+
+def test_adam_eps_is_refused_where_it_means_nothing():
+    from refllm.testing import check_sdpa
+    from refllm.testing.contract import Contract
+
+    with pytest.raises(ValueError, match="adam_eps must be one of"):
+        Contract(adam_eps="inside_the_root")
+    with pytest.raises(ValueError, match="adam_eps='floor' applies to like 'adam' or 'adamw'"):
+        check_optimizer(torch.optim.SGD, like="sgd", contract=Contract(adam_eps="floor"))
+    with pytest.raises(ValueError, match=r"\['adam_eps'\] do not apply to sdpa"):
+        check_sdpa(torch.nn.functional.scaled_dot_product_attention,
+                   contract=Contract(adam_eps="floor"))
+
+
+class _KerasStyleAdamW(O.AdamW):
+    """AdamW with eps added to sqrt(v) before the bias correction (Keras's and Kingma & Ba
+    §2's ordering: lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)): a convention."""
+
+    def denominator(self, v, c2, group):
+        return (v.sqrt() + group["eps"]) / math.sqrt(c2)
+
+
+def test_eps_before_the_bias_correction_is_a_convention_the_contract_states():
+    from refllm.testing.contract import Contract
+
+    report = check_optimizer(_KerasStyleAdamW, like="adamw", seed=0, examples=10,
+                             raise_on_failure=False)
+    assert report.failed_properties == ["parameters"]
+    assert ("passes if eps is added before the bias correction (Kingma & Ba §2, Keras): "
+            "Contract(adam_eps='before_correction')") in report.diagnosis
+    keras = Contract(adam_eps="before_correction")
+    assert check_optimizer(_KerasStyleAdamW, like="adamw", contract=keras, seed=0,
+                           examples=8).passed

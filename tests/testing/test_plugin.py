@@ -108,6 +108,10 @@ def test_the_oracle_has_one_method_per_op_record_and_no_other(pytestconfig):
                                                 "features ['warp_speed']"),
     ("--refllm-mse-reductions=avg", "--refllm-mse-reductions: unknown mse reductions ['avg']"),
     ("--refllm-optimizer-like=lion", "--refllm-optimizer-like: unknown optimizer like ['lion']"),
+    ("--refllm-optimizer-set=foo=1", "--refllm-optimizer-set: unknown hyper-parameter 'foo' "
+                                     "of optimizer like adamw; the known ones: ['amsgrad', "),
+    ("--refllm-optimizer-set=amsgrad=maybe", "--refllm-optimizer-set amsgrad: expected true "
+                                             "or false, got 'maybe'"),
     ("--refllm-threads=0", "--refllm-threads: threads must be >= 1, got 0"),
     ("--refllm-device=gpu", "--refllm-device: device 'gpu' is not a torch device"),
     ("--refllm-mse-contract=tests.test_cli:HEAD_DIMS",
@@ -156,3 +160,35 @@ def test_imports_dynamo():
 
     importlib.import_module("torch._dynamo")
     torch.manual_seed(0)
+
+
+def test_set_holds_an_optimizers_hyper_parameters_fixed(pytester):
+    # an Adam without maximize passes the conformance suite once maximize is held False
+    args = ("--refllm-optimizer=tests.test_cli:BUGGY.adam_without_maximize",
+            "--refllm-optimizer-like=adam")
+    _run(pytester, *args).assert_outcomes(failed=1, skipped=len(RECORDS) - 1)
+    _run(pytester, *args, "--refllm-optimizer-set=maximize=false").assert_outcomes(
+        passed=1, skipped=len(RECORDS) - 1)
+
+
+def test_set_is_validated_for_the_like_the_command_line_names(pytester):
+    result = _run(pytester, "--refllm-optimizer-like=adam", "--refllm-optimizer-set=momentum=0.9")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--refllm-optimizer-set: unknown hyper-parameter 'momentum' of optimizer like adam" \
+        in result.stderr.str()
+
+
+def test_set_is_validated_for_the_like_a_test_chooses(pytester):
+    # momentum is no AdamW hyper-parameter (the command line's default like), but SGD's: the
+    # test's own like="sgd" decides, and the value reaches every param group
+    pytester.makepyfile(test_mine='''
+from tests.test_cli import BUGGY
+
+
+def test_sgd_at_momentum_09(refllm_oracle):
+    assert refllm_oracle.optimizer(BUGGY.sgd_at_momentum_09, like="sgd").passed
+''')
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--refllm-examples", "3",
+                                          "--refllm-seed", "0",
+                                          "--refllm-optimizer-set=momentum=0.9")
+    result.assert_outcomes(passed=1)

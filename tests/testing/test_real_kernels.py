@@ -10,6 +10,7 @@ default backend, under ``-m slow`` (a C++ build per shape: about 7 s per example
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import pytest
@@ -19,12 +20,16 @@ import torch.nn.functional as F
 from refllm.testing import check_cross_entropy, check_optimizer, check_sdpa
 from refllm.testing.contract import Contract
 from tests.testing.real_kernels import (
+    TorchoptAdam,
+    TorchoptAdamW,
     chunked_sdpa,
     compiled_flex_sdpa,
     compiled_optimizer,
     flex_sdpa,
+    heavyball_eager,
     hf_eager_attention,
     hf_sdpa_attention,
+    timm_adamw_legacy,
 )
 
 ALL_BUT_EMPTY_ROWS = ("masks", "causal", "gqa", "scale", "large_logits", "non_contiguous",
@@ -37,6 +42,12 @@ CHUNKED = Contract(layout="bhtd", masks="bool", causal="never", gqa=False, scale
                    fully_masked_rows="avoid")
 """memory-efficient-attention: boolean masks only, 1/sqrt(d) only, no GQA; where a query sees no
 key it averages the values (its mask adds the dtype's minimum), a convention of its own."""
+HEAVYBALL = Contract(adam_eps="floor", params_only=True, none_grads=False)
+"""heavyball's AdamW: eps as a floor of the denominator, max(sqrt(v_hat), eps); its moments kept
+bias-corrected (a debiased beta) under names of its own, so only the parameters are compared;
+its step counted per param group, so every parameter gets a gradient at every step (see
+test_heavyball_counts_steps_per_param_group). It has neither maximize nor amsgrad."""
+NO_MAXIMIZE = {"maximize": False, "amsgrad": False}
 
 
 def sdpa(query, key, value, **kwargs):
@@ -186,3 +197,64 @@ def test_compiled_flex_attention_with_a_captured_mask_fails_to_build():
                         features=["masks", "batch_dims"], raise_on_failure=False)
     assert report.failed_properties == ["raises on valid input"]
     assert "CppCompileError" in report.discrepancies[0].message
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_timm_adamw_legacy(foreach):
+    # timm.optim.AdamW is torch.optim.AdamW itself; AdamWLegacy is timm's own copy (loaded
+    # without ``import timm``, which needs torchvision: see the adapter)
+    cls = timm_adamw_legacy()
+    if cls is None:
+        pytest.skip("timm is not installed")
+    report = check_optimizer(functools.partial(cls, foreach=foreach), like="adamw", seed=0,
+                             examples=15)
+    assert report.passed and "state 'exp_avg_sq'" in [p.name for p in report.properties]
+
+
+@pytest.mark.parametrize("accelerated", [False, True])
+@pytest.mark.parametrize("like", ["adam", "adamw"])
+def test_torchopt_adam_and_adamw(like, accelerated):
+    pytest.importorskip("torchopt")
+    adapter = {"adam": TorchoptAdam, "adamw": TorchoptAdamW}[like]
+    cls = functools.partial(adapter, use_accelerated_op=accelerated)
+    report = check_optimizer(cls, like=like, amsgrad=False, seed=0, examples=15)
+    assert report.passed and "state 'exp_avg_sq'" in [p.name for p in report.properties]
+
+
+def test_heavyball_adamw_under_its_contract():
+    pytest.importorskip("heavyball")
+    report = check_optimizer(heavyball_eager("AdamW"), like="adamw", contract=HEAVYBALL,
+                             seed=0, examples=15, **NO_MAXIMIZE)
+    assert report.passed
+
+
+def test_heavyball_puts_eps_where_torch_does_not():
+    # eps added to sqrt(v_hat) (torch's) where heavyball floors at eps: the eps-sized gap shows
+    # where sqrt(v_hat) is small against eps; the same seed passes under adam_eps="floor"
+    pytest.importorskip("heavyball")
+    added = dataclasses.replace(HEAVYBALL, adam_eps="after_correction")
+    report = check_optimizer(heavyball_eager("AdamW"), like="adamw", contract=added, seed=0,
+                             examples=15, raise_on_failure=False, **NO_MAXIMIZE)
+    assert report.failed_properties == ["parameters"]
+    assert report.diagnosis == ["passes if eps is a floor of the denominator (heavyball): "
+                                "Contract(adam_eps='floor')"]
+
+
+def test_heavyball_counts_steps_per_param_group():
+    # a parameter whose first gradient comes at step 2 is bias-corrected as if at step 2: its
+    # first update is 0.0744 instead of lr = 0.1 (torch counts steps per parameter)
+    pytest.importorskip("heavyball")
+    cls = heavyball_eager("AdamW")
+    late = []
+    for make in (cls, torch.optim.AdamW):
+        p, q = torch.nn.Parameter(torch.ones(1)), torch.nn.Parameter(torch.ones(1))
+        opt = make([p, q], lr=0.1, betas=(0.9, 0.999), weight_decay=0.0)
+        for q_grad in (None, torch.ones(1)):
+            p.grad, q.grad = torch.ones(1), q_grad
+            opt.step()
+        late.append(1.0 - q.item())
+    assert late[0] == pytest.approx(0.0744, abs=1e-4) and late[1] == pytest.approx(0.1)
+    with_none = dataclasses.replace(HEAVYBALL, none_grads=True)
+    report = check_optimizer(cls, like="adamw", contract=with_none, seed=0, examples=15,
+                             raise_on_failure=False, **NO_MAXIMIZE)
+    assert report.failed_properties == ["parameters"]

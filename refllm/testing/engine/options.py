@@ -107,10 +107,12 @@ def split_names(text: str | Iterable[str] | None) -> tuple[str, ...] | None:
     return tuple(p.strip() for p in parts if str(p).strip())
 
 
-def _option(default: Any, help: str, *, flag: type | None = None) -> Any:
+def _option(default: Any, help: str, *, flag: type | None = None, repeat: bool = False) -> Any:
     """A `CheckOptions` field; ``flag``: the type the command line and the plugin parse it with
-    (None: the option is Python's only)."""
-    return dataclasses.field(default=default, metadata={"help": help, "flag": flag})
+    (None: the option is Python's only); ``repeat``: an option given once per value
+    (``--set a=1 --set b=2``), a tuple of them."""
+    return dataclasses.field(default=default, metadata={"help": help, "flag": flag,
+                                                        "repeat": repeat})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +124,9 @@ class CheckOptions:
     default_examples`), ``seed`` (None: the active profile decides), ``threads`` (None: the
     caller's thread count), ``timeout`` (seconds one call of the target may take; None or 0:
     none), ``contract`` (a `refllm.testing.contract.Contract` or the ``"module:name"`` of one;
-    None: PyTorch's whole contract), ``grads``, ``naive``, ``max_size`` and ``raise_on_failure``.
+    None: PyTorch's whole contract), ``set`` (``NAME=VALUE`` texts: hyper-parameters held fixed,
+    for the ops whose record names them, the optimizers: :mod:`refllm.testing.engine.hyper`),
+    ``grads``, ``naive``, ``max_size`` and ``raise_on_failure``.
     ``choices`` maps an op option's keyword (``"features"``, ``"reductions"``, ``"like"``) to
     the names chosen (a ``"a,b"`` string or a tuple), None or absent for the check's default.
 
@@ -147,6 +151,9 @@ class CheckOptions:
     contract: Any = _option(None, "module:name of a refllm.testing.contract.Contract (what the "
                                   "target supports)", flag=str)
     max_size: int = _option(6, "the largest drawn size of each short axis", flag=int)
+    set: tuple[str, ...] = _option((), "NAME=VALUE: hold a hyper-parameter fixed (optimizers; "
+                                       "repeat it: --set maximize=false --set betas=0.9,0.99)",
+                                   flag=str, repeat=True)
     grads: bool = _option(True, "also compare gradients")
     naive: bool = _option(False, "also cross-check refllm's fast reference against its naive one")
     raise_on_failure: bool = _option(True, "raise OracleFailure on a disagreement")
@@ -159,19 +166,24 @@ class CheckOptions:
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
-        """The keyword arguments every check takes (all fields but ``choices``)."""
-        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "choices")
+        """The keyword arguments every check takes (all fields but ``choices`` and ``set``, whose
+        settings become keyword arguments of their own)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("choices", "set"))
 
     def kwargs(self, record: OpRecord, *, flag: str = "--{}",
                choice_flag: str | None = None) -> dict[str, Any]:
         """The keyword arguments of ``record``'s check for the options given (those that differ
-        from their defaults, and the choices named), `validated`; `ValueError` naming the bad
-        option. The check fills in the rest with the same defaults."""
+        from their defaults, and the choices named), `validated`, and the hyper-parameters that
+        ``set`` holds fixed, each as its own keyword; `ValueError` naming the bad option. The
+        check fills in the rest with the same defaults."""
         out = self.validated(record, flag=flag, choice_flag=choice_flag)
-        given = {f.name for f in dataclasses.fields(self) if f.name != "choices"
+        given = {f.name for f in dataclasses.fields(self) if f.name not in ("choices", "set")
                  and getattr(self, f.name) != f.default}
         given |= {k for k, v in self.choices.items() if v is not None}
-        return {k: v for k, v in out.items() if k in given}
+        # the choices given (those not given take the check's defaults, and the hook's)
+        chosen = {c.keyword: out[c.keyword] for c in record.choices if c.keyword in given}
+        settings = _settings(self.set, record, chosen, (choice_flag or flag).format("set"))
+        return {**{k: v for k, v in out.items() if k in given}, **settings}
 
     def validated(self, record: OpRecord, *, flag: str = "--{}",
                   choice_flag: str | None = None) -> dict[str, Any]:
@@ -221,6 +233,31 @@ class CheckOptions:
             where = (choice_flag or flag).format("contract")
             out["contract"] = _contract(self.contract, record, out["dtype"], where)
         return out
+
+
+def _settings(texts: Any, record: OpRecord, chosen: Mapping[str, Any],
+              flag: str) -> dict[str, Any]:
+    """The hyper-parameters ``--set`` holds fixed (`refllm.testing.engine.hyper`), known to
+    ``record`` for the choices made (an optimizer's ``like``); `ValueError` naming ``flag``."""
+    from refllm.testing.engine.hyper import parse_settings
+
+    texts = (texts,) if isinstance(texts, str) else tuple(texts or ())
+    if not texts:
+        return {}
+    if not record.hyper:
+        raise ValueError(f"{flag}: {record.name} has no hyper-parameters to set (--set is for "
+                         "the optimizer check)")
+    from refllm.testing.engine.record import load
+
+    hook = load(record.hyper)
+    known = hook(**chosen)
+    import inspect
+
+    # in messages, the choices as the hook takes them: "optimizer like adamw"
+    defaults = {k: p.default for k, p in inspect.signature(hook).parameters.items()}
+    words = [f"{k} {v}" for k, v in {**defaults, **chosen}.items() if isinstance(v, str)]
+    what = " ".join([record.name, *words])
+    return parse_settings(texts, known, what=what, flag=flag)
 
 
 def _contract(contract: Any, record: OpRecord, dtype: Any, flag: str) -> Any:

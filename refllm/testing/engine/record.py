@@ -113,6 +113,9 @@ class OpRecord:
     adapt: str = ""
     build: str = ""  # ``build(record, ctx)`` -> the engine's spec, for ops that are not functions
     keywords: tuple[str, ...] = ()  # the op's own keyword arguments, handed to its hooks as is
+    # "module:function": ``(**choices) -> {name: default}``, the hyper-parameters that
+    # ``--set NAME=VALUE`` may hold fixed (refllm.testing.engine.hyper); "": the op has none
+    hyper: str = ""
     # conventions a failing example is retried under, (Contract field, value, in words): the
     # ways real kernels differ from PyTorch by convention rather than by bug
     conventions: tuple[tuple[str, str, str], ...] = ()

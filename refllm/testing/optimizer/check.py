@@ -90,6 +90,7 @@ class OptimizerSpec:
         default_factory=lambda: ["raises on valid input", "parameters"])
     explicit: list[Any] = dataclasses.field(default_factory=list)  # judged before the search
     params_only: bool = False  # a contract's: compare the parameters only, not the state
+    adam_eps: str = "after_correction"  # a contract's: where Adam's eps goes
     # exceptions with which the target refuses an input: reported as unsupported (a contract's)
     unsupported: tuple[type[BaseException], ...] = (NotImplementedError,)
 
@@ -110,7 +111,7 @@ class OptimizerSpec:
 
     def evaluate(self, problem: Any) -> list[Outcome]:
         lp = _cast(problem, self.dtype, "cpu")
-        expected = reference_trajectory(lp, self.dtype)
+        expected = reference_trajectory(lp, self.dtype, adam_eps=self.adam_eps)
         actual, exc = call_guarded(lambda: _cast(lp, self.dtype, self.device).run(self.cls))
         if exc is not None:
             return [Outcome("raises on valid input", False, describe_exception(exc))]
@@ -118,10 +119,12 @@ class OptimizerSpec:
 
         def plain_traj() -> Any:
             if "t" not in plain:
-                plain["t"] = _resolved(lp, self.dtype).run_rule(self._rule())
+                plain["t"] = _resolved(lp, self.dtype).run_rule(self._rule(),
+                                                                adam_eps=self.adam_eps)
             return plain["t"]
 
-        bounds = optimizer_error_bounds(_cast(lp, torch.float64, "cpu"), self.dtype)
+        bounds = optimizer_error_bounds(_cast(lp, torch.float64, "cpu"), self.dtype,
+                                        adam_eps=self.adam_eps)
         if self.like in PARAMS_UNBOUNDED:  # Muon: the allowance of bfloat16 Newton–Schulz
             exact = _resolved(_cast(lp, torch.float64, "cpu"), self.dtype)
             for k, row in enumerate(muon_parameter_bounds(exact, expected)):
@@ -163,6 +166,8 @@ class OptimizerSpec:
             target=self.target or repr(self.cls), failed=", ".join(failed),
             import_cls=import_lines(self.target, "Optimizer", self.cls), like=self.like,
             problem=lp.snippet(), dtype=self.dtype, device=self.device,
+            convention="" if self.adam_eps == "after_correction" else
+            f", adam_eps={self.adam_eps!r}",
         )
 
 
@@ -179,13 +184,17 @@ class NotKept(PropertyResult):
         return "not kept"
 
 
-def reference_trajectory(problem: Any, dtype: torch.dtype) -> Any:
+def reference_trajectory(problem: Any, dtype: torch.dtype,
+                         adam_eps: str = "after_correction") -> Any:
     """refllm's float64 trajectory of ``problem`` for a target run in ``dtype``: Muon's
-    Newton–Schulz in float64 too, Adafactor's eps1 = None resolved to ``dtype``'s epsilon."""
+    Newton–Schulz in float64 too, Adafactor's eps1 = None resolved to ``dtype``'s epsilon;
+    ``adam_eps``: where Adam's eps goes (a contract's, `refllm.ops.optim_adam.ADAM_EPS`)."""
     from refllm.ops.choices import update_rule
 
     exact = _resolved(_cast(problem, torch.float64, "cpu"), dtype)
-    extra = {"ns_dtype": torch.float64} if problem.like == "muon" else {}
+    extra: dict[str, Any] = {"ns_dtype": torch.float64} if problem.like == "muon" else {}
+    if problem.like in ("adam", "adamw"):
+        extra["adam_eps"] = adam_eps
     return exact.run_rule(update_rule(problem.like), **extra)
 
 
@@ -307,7 +316,7 @@ on_device = OptimizerProblem(**{{**problem.__dict__,
     "params": [p.to(device) for p in problem.params],
     "grads": [[None if g is None else g.to(device) for g in row] for row in problem.grads]}})
 actual = on_device.run(Optimizer)
-expected = reference_trajectory(problem, dtype)  # refllm's {like!r} rule in float64
+expected = reference_trajectory(problem, dtype{convention})  # refllm's {like!r} rule, float64
 max_abs_error = {{}}
 for k, (ps, qs) in enumerate(zip(actual.params, expected.params)):
     for i, (p, q) in enumerate(zip(ps, qs)):
@@ -340,7 +349,8 @@ def check_optimizer(cls: Callable[..., torch.optim.Optimizer] | str, *, like: st
     ``state_dict_round_trip=False``: never save the state dict mid-run and load it into a new
     optimizer (by default some problems do). ``contract``: a
     `refllm.testing.contract.Contract` (``params_only``: compare parameters, not state;
-    ``none_grads``: draw parameters whose grad is None; ``sizes={"numel": (lo, hi)}``,
+    ``none_grads``: draw parameters whose grad is None; ``adam_eps``: where Adam's eps goes,
+    for a like of "adam" or "adamw"; ``sizes={"numel": (lo, hi)}``,
     ``dtypes``, ``long_axes``, ``budget``, ``unsupported``). The rest as in `check_sdpa`.
     """
     dtype = parse_dtype(dtype)  # "bf16", "float32", torch.float32: as the CLI
@@ -349,6 +359,9 @@ def check_optimizer(cls: Callable[..., torch.optim.Optimizer] | str, *, like: st
     if like not in LIKES:
         raise ValueError(f"like must be one of {LIKES}, got {like!r}")
     c = apply(contract, "optimizer", dtype)
+    if c.adam_eps != "after_correction" and like not in ("adam", "adamw"):
+        raise ValueError(f"Contract: adam_eps={c.adam_eps!r} applies to like 'adam' or 'adamw', "
+                         f"not {like!r}")
     impl, target = resolve(cls, "cls")
     numel = c.ranges("optimizer")
     if not isinstance(state_dict_round_trip, bool):
@@ -362,14 +375,42 @@ def check_optimizer(cls: Callable[..., torch.optim.Optimizer] | str, *, like: st
                          explicit=optimizer_default_problems(like=like, steps=steps,
                                                              hyper=hyper or None, sizes=numel,
                                                              long=c.long_axes, budget=c.budget),
-                         params_only=c.params_only, unsupported=c.unsupported)
+                         params_only=c.params_only, unsupported=c.unsupported,
+                         adam_eps=c.adam_eps)
     report = run(spec, target=target or repr(impl), dtype=dtype, device=device,
                  examples=examples, seed=seed, raise_on_failure=False, threads=threads,
                  timeout=timeout, features=(like,), fixed=fixed)
     spec.annotate(report)
+    if not report.passed and report.drawn is not None and like in ("adam", "adamw"):
+        report.diagnosis.extend(_diagnose_eps(spec, report, threads, timeout))
     if raise_on_failure and not report.passed:
         raise OracleFailure(report)
     return report
+
+
+EPS_WORDS = {"after_correction": "eps is added after the bias correction (PyTorch's)",
+             "before_correction": "eps is added before the bias correction (Kingma & Ba §2, "
+                                  "Keras)",
+             "floor": "eps is a floor of the denominator (heavyball)"}
+"""`Contract.adam_eps`'s values in words, for the diagnosis."""
+
+
+def _diagnose_eps(spec: OptimizerSpec, report: Report, threads: int | None,
+                  timeout: float | None) -> list[str]:
+    """Where the failing Adam problem passes with eps placed otherwise: one line per placement
+    (the failing problem judged again, the reference and its bound following it)."""
+    passing = []
+    for placement, words in EPS_WORDS.items():
+        if placement == spec.adam_eps:
+            continue
+        other = dataclasses.replace(spec, adam_eps=placement, not_kept={}, compared={})
+        again = run(other, target=report.target, dtype=spec.dtype, device=spec.device,
+                    examples=1, seed=0,
+                    raise_on_failure=False, threads=threads, timeout=timeout,
+                    features=(spec.like,), fixed=report.drawn)
+        if again.passed:
+            passing.append(f"passes if {words}: Contract(adam_eps={placement!r})")
+    return passing
 
 
 __all__ = ["LIKES", "NotKept", "check_optimizer", "reference_trajectory", "to_source"]

@@ -147,10 +147,12 @@ class Arithmetic:
                        + self.u * x.abs())
 
 
-def optimizer_error_bounds(problem: Any, dtype: torch.dtype) -> list[list[dict[str, Tensor]]]:
+def optimizer_error_bounds(problem: Any, dtype: torch.dtype,
+                           adam_eps: str = "after_correction") -> list[list[dict[str, Tensor]]]:
     """``bounds[k][i]``: for step k (0-based) and parameter i, the error bound of ``"params"`` and
     of each state tensor the rule keeps, for ``problem`` (an `OptimizerProblem`) run in ``dtype``
-    (Muon: no ``"params"``, see the module docs).
+    (Muon: no ``"params"``, see the module docs). ``adam_eps``: where Adam's ε goes
+    (`refllm.ops.optim_adam.ADAM_EPS`).
 
     >>> from refllm.testing.optimizer.strategy import OptimizerProblem
     >>> p = OptimizerProblem("gd", [torch.tensor([1.0], dtype=torch.float64)], [[0]],
@@ -175,7 +177,8 @@ def optimizer_error_bounds(problem: Any, dtype: torch.dtype) -> list[list[dict[s
                 if grads[i] is None:
                     continue
                 g = ar.exact(grads[i].detach().to("cpu", torch.float64))
-                params[i] = _STEPS[like](ar, params[i], g, state[i], hyper)
+                params[i] = _STEPS[like](ar, params[i], g, state[i],
+                                         dict(hyper, adam_eps=adam_eps))
         out.append([{**({} if like in PARAMS_UNBOUNDED else {"params": p.e.clone()}),
                      **{k: v.e.clone() for k, v in s.items() if isinstance(v, Rounded)}}
                     for p, s in zip(params, state)])
@@ -215,10 +218,18 @@ def _adam(ar: Arithmetic, p: Rounded, g: Rounded, s: dict, h: dict, decoupled: b
     if h.get("amsgrad"):
         v = s["max_exp_avg_sq"] = ar.maximum(s.get("max_exp_avg_sq", zero), v)
     bias1, bias2 = ar.bias_correction(b1, t), ar.bias_correction(b2, t)
-    step_size = ar.div(ar.exact(torch.tensor(lr, dtype=torch.float64)), bias1)
-    denom = ar.add(ar.div(ar.sqrt(v), ar.sqrt(bias2)),
-                   ar.exact(torch.full_like(p.x, eps)))
-    denom.e += 2 * ar.u * eps  # eps rounded to the dtype, then added
+    lr_t = ar.exact(torch.tensor(lr, dtype=torch.float64))
+    placement = h.get("adam_eps", "after_correction")  # refllm.ops.optim_adam.ADAM_EPS
+    if placement == "before_correction":  # lr sqrt(1 - b2^t) / (1 - b1^t) over sqrt(v) + eps
+        lr_t, root = ar.mul(lr_t, ar.sqrt(bias2)), ar.sqrt(v)
+    else:
+        root = ar.div(ar.sqrt(v), ar.sqrt(bias2))
+    step_size = ar.div(lr_t, bias1)
+    if placement == "floor":
+        denom = ar.floor(root, eps)
+    else:
+        denom = ar.add(root, ar.exact(torch.full_like(p.x, eps)))
+    denom.e += 2 * ar.u * eps  # eps rounded to the dtype (then added, or the floor)
     update = ar.mul(step_size, ar.div(m, denom))
     return ar.add(p, ar.scale(-1.0, update))
 

@@ -87,6 +87,19 @@ TORCH_DEFAULTS: dict[str, dict[str, Any]] = {
 worth testing at: every run sets its own)."""
 
 
+def settable_hyper(like: str = "adamw") -> dict[str, Any]:
+    """The hyper-parameters of ``torch.optim.<like>`` that a check may hold fixed (``--set``),
+    each with torch's default (`TORCH_DEFAULTS`; ``lr``, which has none, with 1e-3): the
+    command line's values are validated against these types (`refllm.testing.engine.hyper`).
+
+    >>> sorted(settable_hyper("sgd"))
+    ['dampening', 'lr', 'maximize', 'momentum', 'nesterov', 'weight_decay']
+    """
+    if like not in LIKES:
+        raise ValueError(f"like must be one of {LIKES}, got {like!r}")
+    return {"lr": 1e-3, **TORCH_DEFAULTS[like]}
+
+
 def hyper_parameters(*, like: str = "adamw") -> st.SearchStrategy[dict[str, Any]]:
     """Valid keyword arguments of ``torch.optim.<like>`` (``like="gd"``: just ``lr``; "muon" and
     "adafactor": ``torch.optim.Muon``'s and ``torch.optim.Adafactor``'s, see `_DRAWN`).
