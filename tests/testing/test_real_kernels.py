@@ -337,6 +337,10 @@ def test_local_attention_autopad_attends_to_its_padding_without_a_mask():
     q, v = torch.zeros(1, 5, 1), torch.arange(5.0).view(1, 5, 1)
     out = LocalAttention(window_size=4, look_forward=1, autopad=True)(q, q, v)
     assert out.flatten().tolist() == [1.25] * 5  # the mean of 0..4 and three padded zeros, not 2
+    exact = LocalAttention(window_size=4, autopad=True, exact_windowsize=True)  # LocalMHA's
+    everything = torch.ones(1, 5, dtype=torch.bool)
+    assert exact(q, q, v, mask=everything).flatten().tolist() == [2.0] * 5
+    assert exact(q, q, v).flatten().tolist()[1:] != [2.0] * 4
 
 
 @pytest.fixture
