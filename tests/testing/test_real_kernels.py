@@ -374,7 +374,8 @@ def test_cut_cross_entropy_returns_a_float32_loss_for_bfloat16_inputs():
 @pytest.mark.slow
 @pytest.mark.usefixtures("cut_cross_entropy", "dynamo")
 def test_cut_cross_entropy_torch_path_inductor():
-    # its own backend, inductor: a C++ build per new shape signature (about 36 s here)
+    # its own backend, inductor: a C++ build per new shape signature (36 s here with a cold
+    # compile cache, 7 s with a warm one)
     report = check_linear_cross_entropy(cce_linear_cross_entropy, seed=0, examples=10,
                                         features=CCE_FEATURES)
     assert report.passed and not report.warnings
