@@ -1,7 +1,8 @@
 """Adapters that point refllm's oracle at implementations refllm did not write.
 
 Each one is what a user would write to check a real kernel: a few lines that translate PyTorch's
-SDPA signature to the kernel's own. Inputs a kernel does not support raise `NotImplementedError`,
+signature (SDPA's, ``F.linear_cross_entropy``'s, ``F.rms_norm``'s) or refllm's (``rope``) to the
+kernel's own. Inputs a kernel does not support raise `NotImplementedError`,
 which the oracle reports as "unsupported" rather than as a wrong answer (docs/oracle.md, "Real
 kernels"). Used by tests/testing/test_real_kernels.py and by the case studies in the docs.
 """
@@ -156,6 +157,147 @@ def chunked_sdpa(query, key, value, attn_mask=None, is_causal=False, scale=None,
 
 
 
+def xt_attend(query, key, value, attn_mask=None, is_causal=False, scale=None, enable_gqa=False,
+              flash=False, causal_more_queries=False):
+    """x-transformers' ``Attend`` (its attention core) behind SDPA's signature: a boolean mask is
+    its ``mask`` (True = take part), an additive one its ``attn_bias``, both expanded to
+    (b, h, t, s); ``flash`` picks its path through PyTorch's SDPA. Causal calls with more queries
+    than keys are refused unless ``causal_more_queries`` (a finding: docs/oracle-kernels.md)."""
+    from x_transformers.attend import Attend
+
+    _four_d(query, key, value)
+    if query.shape[1] != key.shape[1] and not enable_gqa:
+        raise ValueError("query and key heads differ without enable_gqa")
+    if is_causal and query.shape[2] > key.shape[2] and not causal_more_queries:
+        raise NotImplementedError("causal with more queries than keys (t > s)")
+    mask = bias = None
+    if attn_mask is not None:
+        full = attn_mask.expand(*query.shape[:3], key.shape[2])
+        mask, bias = (full, None) if attn_mask.dtype == torch.bool else (None, full)
+    out, _ = Attend(causal=is_causal, scale=scale, flash=flash)(query, key, value, mask=mask,
+                                                                attn_bias=bias)
+    return out
+
+
+def local_sdpa(query, key, value, attn_mask=None, is_causal=False, scale=None, enable_gqa=False,
+               window_size=None, autopad=False):
+    """lucidrains' ``LocalAttention`` with a look-around that covers the whole sequence (every
+    window sees every other one: windows - 1 back and, unless causal, as many forward), so that it
+    computes full attention through its windowed code: bucketing, look-around, padding masks.
+    The window defaults to the largest divisor of t up to sqrt(t) (several windows); with
+    ``window_size`` that does not divide t, ``autopad`` pads the sequence (a finding). Self-
+    attention only (t == s, as many key as query heads), no ``attn_mask`` (it takes a key padding
+    mask, which SDPA's drawn per-query masks are not)."""
+    import math
+
+    from local_attention import LocalAttention
+
+    t = query.shape[-2]
+    if key.shape[-2] != t or key.shape[:-2] != query.shape[:-2]:
+        raise NotImplementedError("self-attention only: t == s, as many key as query heads")
+    if attn_mask is not None:
+        raise NotImplementedError("no attn_mask (LocalAttention takes a key padding mask)")
+    w = window_size or max(n for n in range(1, math.isqrt(t) + 1) if t % n == 0)
+    windows = -(-t // w)
+    attention = LocalAttention(window_size=w, causal=is_causal, look_backward=windows - 1,
+                               look_forward=0 if is_causal else windows - 1, scale=scale,
+                               autopad=autopad)
+    return attention(query, key, value)
+
+
+def _cut_cross_entropy_torch():
+    """The torch path of cut-cross-entropy (``cut_cross_entropy.torch_compile``) without the
+    package's ``__init__``, which imports its Triton kernels (Triton is not installed on CPU)."""
+    import importlib.util
+    import sys
+    import types
+
+    if "cut_cross_entropy" not in sys.modules:
+        spec = importlib.util.find_spec("cut_cross_entropy")
+        if spec is None or not spec.submodule_search_locations:
+            raise NotImplementedError("cut-cross-entropy is not installed")
+        package = types.ModuleType("cut_cross_entropy")
+        package.__path__, package.__spec__ = list(spec.submodule_search_locations), spec
+        sys.modules["cut_cross_entropy"] = package
+    from cut_cross_entropy import torch_compile
+
+    return torch_compile
+
+
+_cce_compiled: dict[str, object] = {}
+
+
+def cce_linear_cross_entropy(input, linear_weight, target, linear_bias=None, weight=None,
+                             reduction="mean", ignore_index=-100, label_smoothing=0.0,
+                             backend="inductor", cast_loss=True):
+    """cut-cross-entropy's ``linear_cross_entropy(e, c, targets, impl="torch_compile")`` behind
+    ``F.linear_cross_entropy``'s signature. Its ``torch.compile(fullgraph=True, dynamic=True)``
+    runs with ``backend`` (its own, inductor, by default; "aot_eager" skips the C++ build). It
+    returns a float32 loss for any input dtype: ``cast_loss`` casts it to the input's, as
+    PyTorch's op returns it. No bias, class weights or label smoothing."""
+    if linear_bias is not None or weight is not None or label_smoothing:
+        raise NotImplementedError("no linear_bias, class weight or label_smoothing")
+    module = _cut_cross_entropy_torch()
+    if backend not in _cce_compiled:
+        apply = module.torch_compile_linear_cross_entropy_apply
+        _cce_compiled["inductor"] = apply
+        if backend != "inductor":
+            plain = apply._torchdynamo_orig_callable
+            _cce_compiled[backend] = torch.compile(plain, fullgraph=True, dynamic=True,
+                                                   backend=backend)
+    saved = module.torch_compile_linear_cross_entropy_apply
+    module.torch_compile_linear_cross_entropy_apply = _cce_compiled[backend]
+    try:
+        loss = module.torch_compile_linear_cross_entropy(input, linear_weight, target,
+                                                         ignore_index=ignore_index,
+                                                         reduction=reduction)
+    finally:
+        module.torch_compile_linear_cross_entropy_apply = saved
+    return loss.to(input.dtype) if cast_loss else loss
+
+
+def _torchtune_rms_norm_module(shape, eps):
+    from torchtune.modules import RMSNorm
+
+    if len(shape) != 1:
+        raise NotImplementedError("torchtune's RMSNorm normalises the last axis only")
+    return RMSNorm(shape[0], eps=torch.finfo(torch.float32).eps if eps is None else eps)
+
+
+def torchtune_rms_norm(input, normalized_shape, weight=None, eps=None):
+    """torchtune's ``RMSNorm`` (in float32, rounded once at the end) with ``F.rms_norm``'s
+    signature; its parameter ``scale`` is the case's weight (ones when none is given)."""
+    from refllm.testing.rms_norm.adapters import module_rms_norm
+
+    return module_rms_norm(_torchtune_rms_norm_module, weight_name="scale")(
+        input, normalized_shape, weight, eps)
+
+
+def torchtune_rope(x, positions=None, *, offset=0, base=10000.0, layout="neox", rotary_dim=None,
+                   scaling=None):
+    """torchtune's ``RotaryPositionalEmbeddings`` (interleaved pairs, float32 tables) as refllm's
+    ``rope``: x (..., t, d) goes in as (batch, t, 1, d) with one row of positions per batch
+    element; the half-split layout is the same rotation after interleaving the halves (an exact
+    permutation, undone after). No partial rotary dims, no scaling."""
+    from torchtune.modules import RotaryPositionalEmbeddings
+
+    t, d = x.shape[-2:]
+    if scaling is not None or rotary_dim not in (None, d):
+        raise NotImplementedError("no scaling, no partial rotary dims")
+    pos = torch.arange(offset, offset + t) if positions is None else positions
+    if pos.dim() == 2:  # one row of positions per element of x's first axis
+        pos = pos.reshape(pos.shape[0], *[1] * (x.dim() - 3), t)
+    pos = pos.to(x.device).expand(*x.shape[:-1]).reshape(-1, t)
+    rope = RotaryPositionalEmbeddings(d, max_seq_len=int(pos.max()) + 1, base=base)
+    y = x.reshape(-1, t, 1, d)
+    if layout == "neox":
+        y = torch.stack((y[..., : d // 2], y[..., d // 2:]), dim=-1).flatten(-2)
+    out = rope.to(x.device)(y, input_pos=pos)
+    if layout == "neox":
+        out = torch.cat((out[..., 0::2], out[..., 1::2]), dim=-1)
+    return out.reshape(x.shape)
+
+
 def compiled_flex_sdpa(query, key, value, attn_mask=None, is_causal=False, scale=None,
                        enable_gqa=False):
     """`flex_sdpa` with ``flex_attention`` compiled (inductor), as its docs recommend."""
@@ -272,3 +414,6 @@ def heavyball_eager(name: str = "AdamW"):
 __all__ = ["TorchoptAdam", "TorchoptAdamW", "chunked_sdpa", "compiled_flex_sdpa",
            "compiled_optimizer", "flex_sdpa", "heavyball_eager", "hf_eager_attention",
            "hf_sdpa_attention", "timm_adamw_legacy"]
+__all__ = ["cce_linear_cross_entropy", "chunked_sdpa", "compiled_flex_sdpa", "compiled_optimizer",
+           "flex_sdpa", "hf_eager_attention", "hf_sdpa_attention", "local_sdpa",
+           "torchtune_rms_norm", "torchtune_rope", "xt_attend"]

@@ -144,10 +144,31 @@ def adapt(ctx: CheckContext, spec: dict[str, Any]) -> dict[str, Any]:
     if c.layout == "bthd":
         spec.update(floors=_floors_from_bthd, error_bounds=_bounds_from_bthd)
     if not c.is_default("causal_alignment") or not c.is_default("gqa_heads"):
-        # the bounds' model reads PyTorch's conventions: the policy's same-dtype rule alone
-        # decides then, on the reference that follows the contract's
-        spec["error_bounds"] = None
+        # the bounds' model reads PyTorch's conventions: where the contract's differ on a case,
+        # the policy's same-dtype rule alone decides, on the reference that follows the
+        # contract's; where they agree (no causal t != s, no grouped heads) the bounds hold
+        spec["error_bounds"] = _bounds_where_conventions_agree(c, spec["error_bounds"])
     return spec
+
+
+def _bounds_where_conventions_agree(c: Contract, bounds: Callable[..., Any] | None
+                                    ) -> Callable[..., Any] | None:
+    """``bounds`` on the cases where PyTorch's conventions and contract ``c``'s give the same
+    result, none elsewhere."""
+    if bounds is None:
+        return None
+    t_axis, h_axis = (-3, -2) if c.layout == "bthd" else (-2, -3)
+
+    def where_they_agree(case: Case, g: torch.Tensor | None,
+                         dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        q, k = case.args[0], case.args[1]
+        shifted = (c.causal_alignment != "top_left" and case.kwargs.get("is_causal")
+                   and q.shape[t_axis] != k.shape[t_axis])
+        regrouped = (c.gqa_heads != "grouped" and case.kwargs.get("enable_gqa")
+                     and q.dim() >= 3 and q.shape[h_axis] != k.shape[h_axis])
+        return {} if shifted or regrouped else bounds(case, g, dtype)
+
+    return where_they_agree
 
 
 def contract_reference(contract: Contract,
