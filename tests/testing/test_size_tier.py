@@ -244,7 +244,8 @@ def test_per_axis_ranges_replace_max_size():
 @pytest.mark.parametrize(("needs", "shortest"), [
     (lambda q, k: k.shape[-2] > 16, lambda q, k: k.shape[-2] == 17),
     (lambda q, k: q.shape[-1] > 128, lambda q, k: q.shape[-1] == 129),
-    (lambda q, k: math.prod(q.shape[:-2]) > 64, lambda q, k: math.prod(q.shape[:-2]) <= 68),
+    # 65 slices as b x h with h from a keyed pick of (65, 1, 2, 4, 8): at most 9 x 8 = 72
+    (lambda q, k: math.prod(q.shape[:-2]) > 64, lambda q, k: math.prod(q.shape[:-2]) <= 72),
 ], ids=["keys past 16", "head dim past 128", "slices past 64"])
 def test_shrinking_walks_a_long_axis_down_to_the_shortest_length_that_still_fails(needs,
                                                                                   shortest):
@@ -255,6 +256,6 @@ def test_shrinking_walks_a_long_axis_down_to_the_shortest_length_that_still_fail
 
     with hermetic_generation():
         case = find(sdpa_cases(), lambda c: needs(*c.args[:2]),
-                    settings=settings(database=None, max_examples=2000,
+                    settings=settings(database=None, max_examples=2000, derandomize=True,
                                       suppress_health_check=list(HealthCheck)))
     assert shortest(*case.args[:2]), [tuple(x.shape) for x in case.args]
