@@ -65,15 +65,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _without_fixed_kernel_sized_calls() -> None:
     """Make every op's fixed default calls leave out their kernel-sized ones (``long=False``)."""
-    from refllm.testing.strategies import attention, losses, multihead, optim
+    from refllm.testing.cross_entropy import strategy as cross_entropy
+    from refllm.testing.mse import strategy as mse
+    from refllm.testing.multihead import strategy as multihead
+    from refllm.testing.optimizer import strategy as optimizer
+    from refllm.testing.sdpa import strategy as sdpa
 
     def short(f: Any) -> Any:
         return lambda *a, **k: f(*a, **{**k, "long": False})
 
-    for module, name in ((attention, "sdpa_default_calls"),
-                         (losses, "cross_entropy_default_calls"),
-                         (losses, "mse_default_calls"), (multihead, "multihead_default_calls"),
-                         (optim, "optimizer_default_problems")):
+    for module, name in ((sdpa, "sdpa_default_calls"),
+                         (cross_entropy, "cross_entropy_default_calls"),
+                         (mse, "mse_default_calls"), (multihead, "multihead_default_calls"),
+                         (optimizer, "optimizer_default_problems")):
         setattr(module, name, short(getattr(module, name)))
 
 
