@@ -40,22 +40,37 @@ def _scale_and_offset(note: str, what: str) -> tuple[float, float]:
     return (value, 0.0) if found.group(1) == "scale" else (1.0, value)
 
 
-def test_the_notes_the_shares_read_say_what_the_tensors_hold():
+def _checked(cases, arg: int, what: str) -> int:
+    """How many of ``cases`` (with 64 elements or more in ``args[arg]``) were held against the
+    scale and offset their notes give ``what``."""
     checked = 0
-    for case in draw_many(STRATEGIES["sdpa_cases"][0](), 300, at=5):
-        v = case.args[2].to(torch.float64)
-        factor, offset = _scale_and_offset(case.note, "values ")
-        if v.numel() < 64:
-            continue
-        checked += 1
-        assert factor / 2 < float(v.std()) < factor * 2, (case.note, float(v.std()))
-        assert abs(float(v.mean()) - offset) < 0.5 * factor + 1, (case.note, float(v.mean()))
-    for case in draw_many(STRATEGIES["mse_cases"][0](), 300, at=5):
-        x = case.args[0].to(torch.float64)
-        factor, offset = _scale_and_offset(case.note, "")
+    for case in cases:
+        x = case.args[arg].to(torch.float64)
+        factor, offset = _scale_and_offset(case.note, what)
         if x.numel() < 64:
             continue
         checked += 1
         assert factor / 2 < float(x.std()) < factor * 2, (case.note, float(x.std()))
         assert abs(float(x.mean()) - offset) < 0.5 * factor + 1, (case.note, float(x.mean()))
-    assert checked >= 50
+    return checked
+
+
+def test_the_notes_the_shares_read_say_what_the_tensors_hold():
+    sdpa = draw_many(STRATEGIES["sdpa_cases"][0](), 300, at=5)  # the values, args[2]
+    mse = draw_many(STRATEGIES["mse_cases"][0](), 300, at=5)  # the input, args[0]
+    assert _checked(sdpa, 2, "values ") + _checked(mse, 0, "") >= 50
+
+
+def test_an_unknown_regime_kind_is_a_clear_error():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from refllm.testing.engine.scales import regime
+
+    @settings(max_examples=1, database=None)
+    @given(st.data())
+    def draw_one(data):
+        data.draw(st.composite(lambda draw: regime(draw, ("bias",)))())
+
+    with pytest.raises(ValueError, match="regime kinds are 'decade' and 'offset', got 'bias'"):
+        draw_one()

@@ -124,6 +124,12 @@ def _denominator(x: torch.Tensor, target: torch.Tensor, kwargs: dict[str, Any],
     weights of the rows not ignored."""
     if target.is_floating_point():
         return float(x.numel() // x.shape[dim])
+    return index_denominator(target, kwargs)
+
+
+def index_denominator(target: torch.Tensor, kwargs: dict[str, Any]) -> float:
+    """D of the "mean" with class indices: the summed class weights of the rows not ignored
+    (also linear cross-entropy's)."""
     weight = kwargs.get("weight")
     kept = target != kwargs.get("ignore_index", -100)
     w = weight[target.clamp(min=0)] if isinstance(weight, torch.Tensor) else \

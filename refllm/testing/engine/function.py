@@ -369,7 +369,7 @@ def _nonfinite_message(a: torch.Tensor, e: torch.Tensor, name: str) -> str:
             f"{e.reshape(-1)[flat].item():.6g}; {int(bad.sum())} such elements)")
 
 
-SNIPPET = '''\
+SNIPPET_HEAD = '''\
 # refllm oracle repro: {op} of {target} disagrees with refllm's float64 reference
 # failing: {failed}
 import torch
@@ -380,7 +380,7 @@ import torch
 dtype, device = {dtype}, {device!r}
 args = {args}
 kwargs = {kwargs}
-grad_output = {grad_output}  # upstream gradient (float64 values exact in dtype)
+{upstream}
 grad_inputs = {grad_inputs}  # name -> position in args, or keyword
 
 
@@ -390,7 +390,11 @@ def prepare(x, to_dtype, to_device):
     y = x.detach().to(to_device)
     y = y.to(to_dtype) if y.is_floating_point() else y
     return y.requires_grad_(x.requires_grad)
+'''
+"""What every function op's repro snippet starts with: imports, the inputs, ``prepare``; the
+caller's ``upstream`` line names its upstream gradient(s) (`snippet_fields`)."""
 
+SNIPPET = SNIPPET_HEAD + '''
 
 def run(f, to_dtype, to_device):
     a = tuple(prepare(x, to_dtype, to_device) for x in args)
@@ -418,18 +422,24 @@ for name, err in max_abs_error.items():
 '''
 
 
-def render_snippet(spec: FunctionSpec, case: Case, g: torch.Tensor | None,
-                   failed: list[str]) -> str:
+def snippet_fields(spec: FunctionSpec, case: Case, failed: list[str]) -> dict[str, Any]:
+    """The fields of `SNIPPET_HEAD` but ``upstream``, for ``spec`` on ``case``."""
     ref_mod, _, ref_name = spec.reference_name.partition(":")
-    return SNIPPET.format(
+    return dict(
         op=spec.op, target=spec.target or repr(spec.fn), failed=", ".join(failed),
         import_fn=import_lines(spec.target, "fn", spec.fn),
         import_reference=spec.reference_source or
         f"from {ref_mod} import {ref_name} as reference",
         dtype=spec.dtype, device=spec.device, args=to_source(case.args),
-        kwargs=to_source(case.kwargs), grad_output=to_source(g) if g is not None else "None",
-        grad_inputs=repr(dict(spec.grad_inputs) if spec.grads else {}),
-    )
+        kwargs=to_source(case.kwargs),
+        grad_inputs=repr(dict(spec.grad_inputs) if spec.grads else {}))
+
+
+def render_snippet(spec: FunctionSpec, case: Case, g: torch.Tensor | None,
+                   failed: list[str]) -> str:
+    upstream = (f"grad_output = {to_source(g) if g is not None else 'None'}  # upstream "
+                "gradient (float64 values exact in dtype)")
+    return SNIPPET.format(**snippet_fields(spec, case, failed), upstream=upstream)
 
 
 def _nth_grad(plain: Callable[[], Any], i: int) -> Any:

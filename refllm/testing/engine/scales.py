@@ -82,10 +82,10 @@ def regime(draw: st.DrawFn, kinds: Sequence[str] = ("decade", "offset"), *,
     large factors for a float16 input whose squares would overflow). With no kinds (or nothing
     to draw from) every case is at unit scale.
     """
-    kinds = [k for k in kinds if (k == "decade" and decades) or (k == "offset" and offsets)]
     for k in kinds:
         if k not in ("decade", "offset"):
             raise ValueError(f"regime kinds are 'decade' and 'offset', got {k!r}")
+    kinds = [k for k in kinds if (k == "decade" and decades) or (k == "offset" and offsets)]
     if not kinds:
         return UNIT
     key = draw(st.integers(0, 2**32 - 1))

@@ -51,6 +51,7 @@ from typing import Any
 
 import torch
 
+from refllm.testing.cross_entropy.error_bounds import cross_entropy_error_bounds, index_denominator
 from refllm.testing.engine.case import Case
 
 
@@ -103,7 +104,6 @@ def linear_cross_entropy_error_bounds(case: Case, g: torch.Tensor | None,
     """Elementwise bounds of "forward output" and the gradients wrt ``input``, ``linear_weight``
     and ``linear_bias`` for ``case`` (as the target receives it) computed in ``dtype``; {} where
     the model does not hold (module docs)."""
-    from refllm.testing.cross_entropy.error_bounds import cross_entropy_error_bounds
 
     h, w = (t.detach().to("cpu", torch.float64) for t in case.args[:2])
     y = case.args[2].detach().to("cpu")
@@ -155,7 +155,7 @@ def _model(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, z: torch.Te
         g64 = g.detach().to("cpu", torch.float64).reshape(-1)
         up = g64.reshape(n) if reduction == "none" else g64.expand(n)
     return _Model(h, w, z, e_z, slope, _total_coefficient(z, y, kwargs), rows.detach(), up,
-                  _denominator(y, kwargs) if reduction == "mean" else 1.0, u_a, u_s,
+                  index_denominator(y, kwargs) if reduction == "mean" else 1.0, u_a, u_s,
                   dtype in LOW)
 
 
@@ -205,15 +205,6 @@ def _total_coefficient(z: torch.Tensor, y: torch.Tensor, kwargs: dict[str, Any])
     weight = kwargs.get("weight")
     c = float(weight.reshape(-1)[0]) if isinstance(weight, torch.Tensor) else 1.0
     return c * (y != kwargs.get("ignore_index", -100)).to(torch.float64)
-
-
-def _denominator(y: torch.Tensor, kwargs: dict[str, Any]) -> float:
-    """D of the "mean": the summed class weights of the rows not ignored."""
-    weight = kwargs.get("weight")
-    kept = y != kwargs.get("ignore_index", -100)
-    w = weight[y.clamp(min=0)] if isinstance(weight, torch.Tensor) else \
-        torch.ones(y.shape, dtype=torch.float64)
-    return float((w * kept).sum())
 
 
 __all__ = ["linear_cross_entropy_error_bounds"]

@@ -34,6 +34,7 @@ from refllm.testing.engine.compare import assert_close
 from refllm.testing.engine.function import (
     NO_GRAD,
     SMALL,
+    SNIPPET_HEAD,
     ConventionBroken,
     FunctionSpec,
     _finite_gradients,
@@ -41,10 +42,10 @@ from refllm.testing.engine.function import (
     _judge_grad,
     _Lazy,
     _upstream,
+    snippet_fields,
 )
 from refllm.testing.engine.gradients import gradients
 from refllm.testing.engine.search import Outcome
-from refllm.testing.engine.targets import import_lines
 
 NEW_RESIDUAL = "new residual"
 RESIDUAL_SEED = 0x5BD1E995
@@ -184,16 +185,11 @@ class ResidualSpec(FunctionSpec):
         case = self._prepare(drawn[0])
         expected = case.to(torch.float64, "cpu").call(self.reference)
         g = self._upstreams(expected, drawn[1])
-        ref_mod, _, ref_name = self.reference_name.partition(":")
-        return SNIPPET.format(
-            op=self.op, target=self.target or repr(self.fn), failed=", ".join(failed),
-            import_fn=import_lines(self.target, "fn", self.fn),
-            import_reference=self.reference_source or
-            f"from {ref_mod} import {ref_name} as reference",
-            dtype=self.dtype, device=self.device, args=to_source(case.args),
-            kwargs=to_source(case.kwargs),
-            grad_outputs=to_source(g) if g is not None else "None",
-            grad_inputs=repr(dict(self.grad_inputs) if self.grads else {}))
+        upstream = (f"grad_outputs = {to_source(g) if g is not None else 'None'}  # upstream "
+                    "gradients of (out, new_residual), exact in dtype")
+        fields = snippet_fields(self, case, failed)
+        fields["op"] += " (fused residual add)"
+        return SNIPPET.format(**fields, upstream=upstream)
 
 
 def _nth(plain: _Lazy, which: int, i: int) -> Any:
@@ -215,28 +211,7 @@ def _seen(out: Any) -> str:
     return type(out).__name__
 
 
-SNIPPET = '''\
-# refllm oracle repro: {op} (fused residual add) of {target} disagrees with refllm's float64
-# reference; failing: {failed}
-import torch
-
-{import_fn}
-{import_reference}
-
-dtype, device = {dtype}, {device!r}
-args = {args}
-kwargs = {kwargs}
-grad_outputs = {grad_outputs}  # upstream gradients of (out, new_residual), exact in dtype
-grad_inputs = {grad_inputs}  # name -> position in args, or keyword
-
-
-def prepare(x, to_dtype, to_device):
-    if not isinstance(x, torch.Tensor):
-        return x
-    y = x.detach().to(to_device)
-    y = y.to(to_dtype) if y.is_floating_point() else y
-    return y.requires_grad_(x.requires_grad)
-
+SNIPPET = SNIPPET_HEAD + '''
 
 def run(f, to_dtype, to_device):
     a = tuple(prepare(x, to_dtype, to_device) for x in args)
