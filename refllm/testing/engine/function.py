@@ -188,16 +188,9 @@ class FunctionSpec:
     def _no_grad(self, user_case: Case, expected: torch.Tensor, plain: Callable[[], Any],
                  floors: dict[str, float], bounds: dict[str, torch.Tensor]) -> list[Outcome]:
         """The output of a call on inputs that do not require grad, under ``torch.no_grad()``."""
-        detached = user_case.map_tensors(lambda t: t.detach())
-
-        def call() -> Any:
-            with torch.no_grad():
-                return detached.call(self.fn)
-
-        out, exc = call_guarded(call)
-        if exc is not None:
-            return [Outcome(NO_GRAD, False, "raises when the inputs do not require grad "
-                                            f"(under torch.no_grad()): {describe_exception(exc)}")]
+        out, raised = call_without_grad(self.fn, user_case)
+        if raised is not None:
+            return [raised]
         if not isinstance(out, torch.Tensor) or out.shape != expected.shape:
             seen = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             return [Outcome(NO_GRAD, False, f"under torch.no_grad() the output is {seen}, "
@@ -241,6 +234,23 @@ class FunctionSpec:
         expected = case.to(torch.float64, "cpu").call(self.reference)
         g = _upstream(expected, drawn[1], self.dtype) if self.grads else None
         return render_snippet(self, case, g, failed)
+
+
+def call_without_grad(fn: Callable[..., Any], user_case: Case) -> tuple[Any, Outcome | None]:
+    """``fn`` on ``user_case``'s inputs detached, under ``torch.no_grad()`` (as evaluation and
+    inference call it): (its output, None), or (None, the failed "no-grad output" outcome) when
+    it raises."""
+    detached = user_case.map_tensors(lambda t: t.detach())
+
+    def call() -> Any:
+        with torch.no_grad():
+            return detached.call(fn)
+
+    out, exc = call_guarded(call)
+    if exc is not None:
+        return None, Outcome(NO_GRAD, False, "raises when the inputs do not require grad "
+                                             f"(under torch.no_grad()): {describe_exception(exc)}")
+    return out, None
 
 
 class ConventionBroken(AssertionError):

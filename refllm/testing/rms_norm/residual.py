@@ -42,6 +42,7 @@ from refllm.testing.engine.function import (
     _judge_grad,
     _Lazy,
     _upstream,
+    call_without_grad,
     snippet_fields,
 )
 from refllm.testing.engine.gradients import gradients
@@ -151,16 +152,9 @@ class ResidualSpec(FunctionSpec):
 
     def _no_grad_pair(self, user_case: Case, expected: Pair, plain: _Lazy) -> list[Outcome]:
         """Both outputs of a call whose inputs do not require grad, under ``torch.no_grad()``."""
-        detached = user_case.map_tensors(lambda t: t.detach())
-
-        def call() -> Any:
-            with torch.no_grad():
-                return detached.call(self.fn)
-
-        out, exc = call_guarded(call)
-        if exc is not None:
-            return [Outcome(NO_GRAD, False, "raises when the inputs do not require grad "
-                                            f"(under torch.no_grad()): {describe_exception(exc)}")]
+        out, raised = call_without_grad(self.fn, user_case)
+        if raised is not None:
+            return [raised]
         if not _is_pair(out) or any(a.shape != e.shape for a, e in zip(out, expected)):
             return [Outcome(NO_GRAD, False, f"under torch.no_grad() the output is {_seen(out)}, "
                                             f"expected a pair of {tuple(expected[0].shape)}")]
